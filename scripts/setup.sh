@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Install everything the tests and the demo need on a Debian/Ubuntu machine:
+# system packages (apt) and a virtualenv in .venv with the locked Python deps.
+# Safe to run again; it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages the tests use, one per line with the reason.
+APT_PACKAGES=(
+  nginx-light        # real HTTP server for downloads: auth, Range/206, If-Range
+  curl               # baseline of the seed's download method
+  openssl            # test certificates for nginx
+  zstd               # makes .tar.zst fixtures
+  zip                # makes zip fixtures with the real zip tool
+)
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: apt-get install ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# nginx-light's package starts a system nginx on port 80; the tests run their own.
+if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true; fi
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q -r requirements/dev.lock
+.venv/bin/pip install -q --no-deps -e .
+echo "setup: ready (.venv)"

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The whole test suite: unit, HTTP, real nginx, real kube-apiserver, chart and images.
+# Everything it needs is installed by scripts/setup.sh and the assets scripts it calls.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export KUBEBUILDER_ASSETS="${KUBEBUILDER_ASSETS:-$(bash scripts/kube-assets.sh | tail -n 1)}"
+exec .venv/bin/pytest "$@"

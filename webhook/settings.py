@@ -1,0 +1,102 @@
+"""Cluster-wide settings of the webhook, from environment variables and/or a file.
+
+Every field can be set as an environment variable `PACKAGE_INJECTOR_<FIELD>`
+(lists and mappings as JSON), or in a YAML/JSON file named by
+`PACKAGE_INJECTOR_CONFIG_FILE` or `package-injector serve --config FILE`.
+Environment variables win over the file. The Helm chart renders these variables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from initcontainer import contract
+
+ENV_PREFIX = "PACKAGE_INJECTOR_"
+CONFIG_FILE_ENV = "PACKAGE_INJECTOR_CONFIG_FILE"
+
+
+class Settings(BaseSettings):
+    """What a platform team decides once for the whole cluster."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    # --- annotation contract policy ---
+    annotation_prefix: str = Field(
+        default="",
+        description="Prefix added to every annotation key, e.g. 'example.com/' makes the trigger "
+        "'example.com/package-url'. Empty by default, so the trigger is exactly 'package-url'.",
+    )
+    allowed_schemes: list[Literal["https", "http"]] = Field(
+        default=["https"], description="URL schemes a package-url may use."
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts a package-url may point at; '*.example.com' matches subdomains. Empty: any host.",
+    )
+    require_checksum: bool = Field(default=False, description="Deny pods without package-sha256.")
+    max_size_limit: str | None = Field(
+        default=None, description="Largest package-size-limit a pod may ask for (a Kubernetes quantity)."
+    )
+    default_size_limit: str | None = Field(
+        default=None, description="sizeLimit of the shared emptyDir when a pod does not ask for one."
+    )
+    default_mount_path: str = Field(default=contract.DEFAULT_DEST)
+
+    # --- what gets injected ---
+    init_image: str = Field(default=f"{contract.DEFAULT_IMAGE_NAME}:0.1.0")
+    init_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    init_resources: dict[str, dict[str, str]] = Field(
+        default_factory=lambda: {
+            "requests": {"cpu": "50m", "memory": "64Mi"},
+            "limits": {"memory": "256Mi"},
+        }
+    )
+    init_run_as_user: int | None = Field(
+        default=65532,
+        description="UID of the init container when the pod sets none; set it to the mesh proxy's UID "
+        "(Istio: 1337) so the download bypasses the mesh redirect.",
+    )
+    init_run_as_group: int | None = Field(default=65532)
+    init_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra PACKAGE_* variables for the init container (limits, timeouts, proxies).",
+    )
+
+    # --- serving ---
+    host: str = "0.0.0.0"
+    port: int = 8443
+    metrics_port: int = 8080
+    tls_cert_file: Path = Path("/etc/package-injector/tls/tls.crt")
+    tls_key_file: Path = Path("/etc/package-injector/tls/tls.key")
+    cert_reload_interval: float = Field(default=10.0, description="Seconds between checks of the cert files.")
+    max_body_bytes: int = Field(default=3 * 1024 * 1024, description="Larger AdmissionReviews get a 413.")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = "json"
+
+    def key(self, name: str) -> str:
+        """Full annotation key for a short name such as 'package-url'."""
+        return f"{self.annotation_prefix}{name}"
+
+
+def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Settings from an optional file, then the environment, then explicit overrides."""
+    path = config_file or os.environ.get(CONFIG_FILE_ENV)
+    file_values: dict[str, Any] = {}
+    if path:
+        text = Path(path).read_text(encoding="utf-8")
+        loaded = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping of settings, got {type(loaded).__name__}")
+        file_values = {k.replace("-", "_"): v for k, v in (loaded or {}).items()}
+    env_names = {name for name in Settings.model_fields if f"{ENV_PREFIX}{name.upper()}" in os.environ}
+    merged = {k: v for k, v in file_values.items() if k not in env_names}
+    merged.update(overrides)
+    return Settings(**merged)
