@@ -80,6 +80,18 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=3 * 1024 * 1024, description="Larger AdmissionReviews get a 413.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
+    access_log: bool = Field(
+        default=False, description="Log every HTTP request (admission logs already carry the decision)."
+    )
+    shutdown_delay: float = Field(
+        default=0.0,
+        ge=0,
+        description="Seconds between SIGTERM and closing the admission port, with /readyz failing meanwhile, "
+        "so endpoints drop the pod before it stops accepting. The chart sets a few seconds.",
+    )
+    shutdown_timeout: float = Field(
+        default=20.0, gt=0, description="Longest wait for in-flight reviews after the port is closed."
+    )
 
     def key(self, name: str) -> str:
         """Full annotation key for a short name such as 'package-url'."""

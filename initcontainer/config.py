@@ -1,0 +1,337 @@
+"""The init container's configuration, read once from the environment.
+
+Everything is validated up front so a typo fails in the first millisecond with a
+message naming the variable, instead of after a 2 GB download. Secrets are read
+from files of a mounted Secret (never argv) and kept out of every repr.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import ssl
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from initcontainer import contract
+from initcontainer.errors import ConfigError
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off", ""})
+_SIZE_UNITS = {
+    "": 1,
+    "k": 1000,
+    "m": 1000**2,
+    "g": 1000**3,
+    "t": 1000**4,
+    "ki": 1024,
+    "mi": 1024**2,
+    "gi": 1024**3,
+    "ti": 1024**4,
+}
+_DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+# Kubernetes injects "service links" for every Service of the namespace, e.g. a
+# Service named "package-repo" gives PACKAGE_REPO_SERVICE_HOST and
+# PACKAGE_REPO_PORT_80_TCP_ADDR. They are not typos and must not stop the pod.
+_SERVICE_LINK_RE = re.compile(r"[A-Z0-9_]+_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)?)")
+# The webhook's own settings share the prefix; they never configure this program.
+_WEBHOOK_PREFIX = "PACKAGE_INJECTOR_"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Basic (username+password) or bearer (token) credentials; repr never shows them."""
+
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    source: str = ""
+
+    @property
+    def kind(self) -> str:
+        return "bearer" if self.token is not None else "basic"
+
+    def secrets(self) -> tuple[str, ...]:
+        """The secret strings, so callers can assert they never appear in output."""
+        return tuple(s for s in (self.password, self.token) if s)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the run needs; built only by `load_config`."""
+
+    url: str = field(repr=False)  # may hold a pre-signed token: use log.redact_url
+    sha256: str | None
+    dest: Path
+    strip_components: int
+    fmt: str
+    allow_http: bool
+    insecure_skip_tls_verify: bool
+    max_download_bytes: int
+    max_extracted_bytes: int
+    max_files: int
+    connect_timeout: float
+    read_timeout: float
+    total_timeout: float
+    retries: int
+    termination_log: Path
+    log_format: str
+    credentials: Credentials | None = field(default=None, repr=False)
+    ca_pem: str | None = field(default=None, repr=False)
+    warnings: tuple[str, ...] = ()
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean: use true or false")
+
+
+def parse_size(name: str, raw: str) -> int:
+    """Bytes, with an optional Kubernetes-style suffix (100Mi, 2G)."""
+    m = re.fullmatch(r"\s*(\d+)\s*([kmgtKMGT]i?)?\s*", raw)
+    if not m:
+        raise ConfigError(f"{name}={raw!r} is not a size: use bytes, optionally with Ki/Mi/Gi or k/M/G")
+    value = int(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()]
+    if value <= 0:
+        raise ConfigError(f"{name} must be greater than 0")
+    return value
+
+
+def parse_duration(name: str, raw: str) -> float:
+    """Seconds, with an optional s/m/h suffix (30, 2.5s, 5m)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", raw)
+    if not m:
+        raise ConfigError(f"{name}={raw!r} is not a duration: use seconds, e.g. 30 or 30s or 5m")
+    value = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    if value <= 0:
+        raise ConfigError(f"{name} must be greater than 0")
+    return value
+
+
+def parse_int(name: str, raw: str, *, low: int, high: int) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value} is out of range {low}..{high}")
+    return value
+
+
+def normalise_sha256(raw: str) -> str:
+    """Accept 'sha256:<hex>' or '<hex>', any case; return lowercase hex."""
+    value = raw.strip().lower()
+    if value.startswith("sha256:"):
+        value = value[len("sha256:") :]
+    if not _SHA256_RE.fullmatch(value):
+        raise ConfigError(
+            f"{contract.ENV_SHA256} must be 64 hex digits (optionally prefixed with 'sha256:'), "
+            f"got {len(value)} characters"
+        )
+    return value
+
+
+def check_url(raw: str, *, allow_http: bool) -> str:
+    """Validate the URL; never echo it whole in errors (it may carry a token)."""
+    url = raw.strip()
+    if not url:
+        raise ConfigError(f"{contract.ENV_URL} is required: the URL of the package to install")
+    if any(c.isspace() for c in url):
+        raise ConfigError(f"{contract.ENV_URL} contains whitespace; percent-encode it")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"{contract.ENV_URL} is not a valid URL: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("https", "http"):
+        raise ConfigError(f"{contract.ENV_URL} must start with https:// (got scheme {scheme or 'none'!r})")
+    if scheme == "http" and not allow_http:
+        raise ConfigError(
+            f"{contract.ENV_URL} uses plain http://, which anyone on the path can read and change; "
+            f"use https:// or set {contract.ENV_ALLOW_HTTP}=true"
+        )
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise ConfigError(
+            f"{contract.ENV_URL} contains credentials (user:password@host); remove them from the URL "
+            f"and put them in a Secret mounted at {contract.ENV_CREDENTIALS_DIR} (files username and password)"
+        )
+    if not parts.hostname:
+        raise ConfigError(f"{contract.ENV_URL} has no host")
+    del port
+    return url
+
+
+def check_unknown(environ: Mapping[str, str]) -> None:
+    """A mistyped PACKAGE_* variable is an error, with the closest known name as a hint."""
+    known = sorted(contract.KNOWN_ENV)
+    for name in sorted(environ):
+        if not name.startswith(contract.ENV_PREFIX) or name in contract.KNOWN_ENV:
+            continue
+        if name.startswith(_WEBHOOK_PREFIX) or _SERVICE_LINK_RE.fullmatch(name):
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else f"; known variables: {', '.join(known)}"
+        raise ConfigError(f"unknown variable {name}{hint}")
+
+
+def _read_secret_file(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read credentials file {path}: {exc.__class__.__name__}") from None
+    # `kubectl create secret --from-file` keeps the editor's trailing newline.
+    value = text.strip("\r\n")
+    if not value:
+        raise ConfigError(f"credentials file {path} is empty")
+    if any(c in value for c in "\r\n"):
+        raise ConfigError(f"credentials file {path} has more than one line")
+    return value
+
+
+def load_credentials(
+    environ: Mapping[str, str], warnings: list[str]
+) -> tuple[Credentials | None, str | None]:
+    """Credentials and CA from the Secret directory, falling back to the legacy env vars."""
+    explicit = contract.ENV_CREDENTIALS_DIR in environ
+    directory = Path(environ.get(contract.ENV_CREDENTIALS_DIR, contract.DEFAULT_CREDENTIALS_DIR))
+    creds: Credentials | None = None
+    ca_pem: str | None = None
+    if directory.is_dir():
+        files = {n: directory / n for n in (contract.CREDENTIAL_USERNAME, contract.CREDENTIAL_PASSWORD,
+                                              contract.CREDENTIAL_TOKEN, contract.CREDENTIAL_CA)}
+        present = {n for n, p in files.items() if p.is_file()}
+        has_user = contract.CREDENTIAL_USERNAME in present
+        has_pass = contract.CREDENTIAL_PASSWORD in present
+        has_token = contract.CREDENTIAL_TOKEN in present
+        if has_token and (has_user or has_pass):
+            raise ConfigError(
+                f"credentials directory {directory} holds both a token and username/password; keep one"
+            )
+        if has_user != has_pass:
+            missing = contract.CREDENTIAL_PASSWORD if has_user else contract.CREDENTIAL_USERNAME
+            raise ConfigError(f"credentials directory {directory} lacks the file {missing!r}")
+        if has_token:
+            creds = Credentials(token=_read_secret_file(files[contract.CREDENTIAL_TOKEN]), source=str(directory))
+        elif has_user:
+            creds = Credentials(
+                username=_read_secret_file(files[contract.CREDENTIAL_USERNAME]),
+                password=_read_secret_file(files[contract.CREDENTIAL_PASSWORD]),
+                source=str(directory),
+            )
+        if contract.CREDENTIAL_CA in present:
+            ca_pem = _load_ca(files[contract.CREDENTIAL_CA])
+    elif explicit:
+        raise ConfigError(f"{contract.ENV_CREDENTIALS_DIR}={directory} is not a directory")
+
+    legacy_user = environ.get(contract.ENV_USERNAME)
+    legacy_pass = environ.get(contract.ENV_PASSWORD)
+    if legacy_user is not None or legacy_pass is not None:
+        if creds is not None:
+            warnings.append(
+                f"{contract.ENV_USERNAME}/{contract.ENV_PASSWORD} are ignored: the Secret in {directory} wins"
+            )
+        elif not legacy_user or not legacy_pass:
+            raise ConfigError(f"set both {contract.ENV_USERNAME} and {contract.ENV_PASSWORD}, or neither")
+        else:
+            warnings.append(
+                f"{contract.ENV_USERNAME}/{contract.ENV_PASSWORD} are deprecated: anyone who can read the pod "
+                f"spec sees them; put username and password in a Secret mounted at {contract.ENV_CREDENTIALS_DIR}"
+            )
+            creds = Credentials(username=legacy_user, password=legacy_pass, source="environment")
+    if creds is not None and creds.username is not None and ":" in creds.username:
+        raise ConfigError("the username must not contain ':' (HTTP basic auth cannot carry it)")
+    return creds, ca_pem
+
+
+def _load_ca(path: Path) -> str:
+    """Read and check the CA bundle now: a bad ca.crt is a config error, not a TLS failure later."""
+    try:
+        pem = path.read_text(encoding="ascii")
+        ssl.create_default_context().load_verify_locations(cadata=pem)
+    except (OSError, UnicodeDecodeError, ssl.SSLError, ValueError) as exc:
+        raise ConfigError(f"{path} is not a PEM CA certificate bundle: {exc.__class__.__name__}") from None
+    return pem
+
+
+def load_config(environ: Mapping[str, str]) -> Config:
+    """Build the Config from the environment only; raise ConfigError with a fix-it message."""
+    check_unknown(environ)
+    warnings: list[str] = []
+
+    def get(name: str) -> str | None:
+        value = environ.get(name)
+        return None if value is None or value.strip() == "" else value
+
+    allow_http = parse_bool(contract.ENV_ALLOW_HTTP, environ.get(contract.ENV_ALLOW_HTTP, "false"))
+    url = check_url(environ.get(contract.ENV_URL, ""), allow_http=allow_http)
+    raw_sha = get(contract.ENV_SHA256)
+    fmt = (get(contract.ENV_FORMAT) or contract.DEFAULT_FORMAT).strip().lower()
+    if fmt not in contract.FORMATS:
+        raise ConfigError(f"{contract.ENV_FORMAT}={fmt!r} is not one of {', '.join(contract.FORMATS)}")
+    dest = Path(get(contract.ENV_DEST) or contract.DEFAULT_DEST)
+    if not dest.is_absolute():
+        raise ConfigError(f"{contract.ENV_DEST} must be an absolute path")
+    log_format = (get(contract.ENV_LOG_FORMAT) or "json").strip().lower()
+    if log_format not in ("json", "text"):
+        raise ConfigError(f"{contract.ENV_LOG_FORMAT}={log_format!r} is not json or text")
+    insecure = parse_bool(
+        contract.ENV_INSECURE_SKIP_TLS_VERIFY, environ.get(contract.ENV_INSECURE_SKIP_TLS_VERIFY, "false")
+    )
+    if insecure:
+        warnings.append(
+            f"{contract.ENV_INSECURE_SKIP_TLS_VERIFY}=true: the server's certificate is not checked; "
+            f"pin {contract.ENV_SHA256} or provide ca.crt instead"
+        )
+    credentials, ca_pem = load_credentials(environ, warnings)
+    if credentials is not None and url.lower().startswith("http://"):
+        warnings.append("credentials are sent over plain http://; anyone on the path can read them")
+
+    def size(name: str, default: int) -> int:
+        raw = get(name)
+        return default if raw is None else parse_size(name, raw)
+
+    def duration(name: str, default: float) -> float:
+        raw = get(name)
+        return default if raw is None else parse_duration(name, raw)
+
+    raw_strip = get(contract.ENV_STRIP_COMPONENTS)
+    raw_retries = get(contract.ENV_RETRIES)
+    return Config(
+        url=url,
+        sha256=normalise_sha256(raw_sha) if raw_sha is not None else None,
+        dest=dest,
+        strip_components=(
+            0
+            if raw_strip is None
+            else parse_int(
+                contract.ENV_STRIP_COMPONENTS, raw_strip, low=0, high=contract.MAX_STRIP_COMPONENTS
+            )
+        ),
+        fmt=fmt,
+        allow_http=allow_http,
+        insecure_skip_tls_verify=insecure,
+        max_download_bytes=size(contract.ENV_MAX_DOWNLOAD_BYTES, contract.DEFAULT_MAX_DOWNLOAD_BYTES),
+        max_extracted_bytes=size(contract.ENV_MAX_EXTRACTED_BYTES, contract.DEFAULT_MAX_EXTRACTED_BYTES),
+        max_files=size(contract.ENV_MAX_FILES, contract.DEFAULT_MAX_FILES),
+        connect_timeout=duration(contract.ENV_CONNECT_TIMEOUT, contract.DEFAULT_CONNECT_TIMEOUT),
+        read_timeout=duration(contract.ENV_READ_TIMEOUT, contract.DEFAULT_READ_TIMEOUT),
+        total_timeout=duration(contract.ENV_TOTAL_TIMEOUT, contract.DEFAULT_TOTAL_TIMEOUT),
+        retries=(
+            contract.DEFAULT_RETRIES
+            if raw_retries is None
+            else parse_int(contract.ENV_RETRIES, raw_retries, low=0, high=100)
+        ),
+        termination_log=Path(get(contract.ENV_TERMINATION_LOG) or contract.DEFAULT_TERMINATION_LOG),
+        log_format=log_format,
+        credentials=credentials,
+        ca_pem=ca_pem,
+        warnings=tuple(warnings),
+    )

@@ -1,0 +1,213 @@
+"""The webhook called by a real kube-apiserver over TLS; what gets stored is what we promised."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from initcontainer import contract
+from tests.e2e.conftest import pod
+from tests.support.kube import Cluster
+
+pytestmark = pytest.mark.e2e
+
+URL = "https://packages.example.com/app/config-1.4.tar.gz"
+DIGEST = "a" * 64
+
+
+def create(cluster: Cluster, ns: str, manifest: dict[str, Any], dry_run: bool = False) -> tuple[int, Any]:
+    kind = manifest["kind"].lower() + "s"
+    base = "/api/v1" if manifest["apiVersion"] == "v1" else f"/apis/{manifest['apiVersion']}"
+    suffix = "?dryRun=All" if dry_run else ""
+    return cluster.request("POST", f"{base}/namespaces/{ns}/{kind}{suffix}", manifest)
+
+
+def get_pod(cluster: Cluster, ns: str, name: str) -> dict[str, Any]:
+    status, body = cluster.request("GET", f"/api/v1/namespaces/{ns}/pods/{name}")
+    assert status == 200, body
+    return body
+
+
+def assert_injected(stored: dict[str, Any], mount_path: str = contract.DEFAULT_DEST) -> None:
+    spec = stored["spec"]
+    init = [c for c in spec.get("initContainers", []) if c["name"] == contract.INIT_CONTAINER_NAME]
+    assert len(init) == 1, spec.get("initContainers")
+    env = {e["name"]: e.get("value") for e in init[0]["env"]}
+    assert env[contract.ENV_URL] == stored["metadata"]["annotations"]["package-url"]
+    sc = init[0]["securityContext"]
+    assert sc["runAsNonRoot"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert sc["seccompProfile"]["type"] == "RuntimeDefault"
+    assert sc["readOnlyRootFilesystem"] is True
+    rw = [m for m in init[0]["volumeMounts"] if m["name"] == contract.VOLUME_NAME]
+    assert rw == [{"name": contract.VOLUME_NAME, "mountPath": contract.DEFAULT_DEST}]
+    volumes = [v for v in spec["volumes"] if v["name"] == contract.VOLUME_NAME]
+    assert len(volumes) == 1 and "emptyDir" in volumes[0]
+    for container in spec["containers"]:
+        mounts = [m for m in container.get("volumeMounts", []) if m["name"] == contract.VOLUME_NAME]
+        assert mounts == [{"name": contract.VOLUME_NAME, "mountPath": mount_path, "readOnly": True}], (
+            container
+        )
+
+
+def test_annotated_pod_is_stored_injected(
+    cluster: Cluster, registered: str, namespace: Callable[[str], str]
+) -> None:
+    ns = namespace(registered)
+    manifest = pod("web", {"package-url": URL, "package-sha256": DIGEST}, containers=2)
+    status, body = create(cluster, ns, manifest)
+    assert status == 201, body
+    stored = get_pod(cluster, ns, "web")
+    assert_injected(stored)
+    env = {e["name"]: e.get("value") for e in stored["spec"]["initContainers"][0]["env"]}
+    assert env[contract.ENV_SHA256] == DIGEST
+    assert env[contract.ENV_DEST] == contract.DEFAULT_DEST
+    status_keys = [k for k in stored["metadata"]["annotations"] if "status" in k]
+    assert status_keys, stored["metadata"]["annotations"]
+
+
+def test_unannotated_pod_is_untouched(
+    cluster: Cluster, registered: str, namespace: Callable[[str], str]
+) -> None:
+    ns = namespace(registered)
+    manifest = pod("plain")
+    status, body = create(cluster, ns, manifest)
+    assert status == 201, body
+    stored = get_pod(cluster, ns, "plain")
+    assert "initContainers" not in stored["spec"]
+    assert not [v for v in stored["spec"].get("volumes", []) if v["name"] == contract.VOLUME_NAME]
+    assert not stored["metadata"].get("annotations")
+
+
+def test_custom_mount_path_and_selected_containers(
+    cluster: Cluster, registered: str, namespace: Callable[[str], str]
+) -> None:
+    ns = namespace(registered)
+    manifest = pod(
+        "picky",
+        {"package-url": URL, "package-mount-path": "/opt/config", "package-containers": "app1"},
+        containers=2,
+    )
+    status, body = create(cluster, ns, manifest)
+    assert status == 201, body
+    containers = {c["name"]: c for c in get_pod(cluster, ns, "picky")["spec"]["containers"]}
+    assert "volumeMounts" not in containers["app0"] or not [
+        m for m in containers["app0"]["volumeMounts"] if m["name"] == contract.VOLUME_NAME
+    ]
+    assert {"name": contract.VOLUME_NAME, "mountPath": "/opt/config", "readOnly": True} in containers["app1"][
+        "volumeMounts"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("annotations", "fragment"),
+    [
+        ({"package-url": "http://packages.example.com/a.tar"}, "https"),
+        ({"package-url": "https://user:secret@packages.example.com/a.tar"}, "Secret"),
+        ({"package-url": URL, "package-sha256": "abc"}, "package-sha256"),
+        ({"package-url": URL, "package-mount-path": "/etc"}, "package-mount-path"),
+        ({"package-url": URL, "package-containers": "nope"}, "nope"),
+    ],
+)
+def test_invalid_annotation_is_rejected_with_the_message(
+    cluster: Cluster,
+    registered: str,
+    namespace: Callable[[str], str],
+    annotations: dict[str, str],
+    fragment: str,
+) -> None:
+    ns = namespace(registered)
+    result = cluster.kubectl(
+        "create", "-n", ns, "-f", "-", input=json.dumps(pod("bad", annotations)), check=False
+    )
+    assert result.returncode != 0
+    assert "denied the request" in result.stderr
+    assert fragment in result.stderr
+    assert "secret@" not in result.stderr, "credentials from the URL must not be echoed back"
+    status, _ = cluster.request("GET", f"/api/v1/namespaces/{ns}/pods/bad")
+    assert status == 404
+
+
+def test_warnings_reach_the_client(
+    cluster: Cluster, registered: str, namespace: Callable[[str], str]
+) -> None:
+    ns = namespace(registered)
+    manifest = pod("typo", {"package-url": URL, "package-sha265": DIGEST})
+    result = cluster.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(manifest))
+    assert "Warning:" in result.stderr
+    assert "package-sha256" in result.stderr
+
+
+def deployment(
+    name: str, template_annotations: dict[str, str], meta_annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "annotations": meta_annotations or {}},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels, "annotations": template_annotations},
+                "spec": {"containers": [{"name": "app", "image": "example.invalid/app:1"}]},
+            },
+        },
+    }
+
+
+def test_deployment_with_bad_template_annotation_is_rejected_at_apply(
+    cluster: Cluster, registered: str, namespace: Callable[[str], str]
+) -> None:
+    ns = namespace(registered)
+    manifest = deployment("broken", {"package-url": URL, "package-strip-components": "many"})
+    result = cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(manifest), check=False)
+    assert result.returncode != 0
+    assert "package-strip-components" in result.stderr
+
+
+def test_annotation_on_deployment_metadata_only_warns(
+    cluster: Cluster, registered: str, namespace: Callable[[str], str]
+) -> None:
+    ns = namespace(registered)
+    manifest = deployment("misplaced", {}, meta_annotations={"package-url": URL})
+    result = cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(manifest))
+    assert "Warning:" in result.stderr and "template" in result.stderr
+
+
+def test_deployment_pods_made_by_controllers_are_injected(
+    cluster: Cluster, registered: str, namespace: Callable[[str], str]
+) -> None:
+    ns = namespace(registered)
+    manifest = deployment("web", {"package-url": URL, "package-mount-path": "/srv/static"})
+    status, body = create(cluster, ns, manifest)
+    assert status == 201, body
+    stored = cluster.request("GET", f"/apis/apps/v1/namespaces/{ns}/deployments/web")[1]
+    assert "initContainers" not in stored["spec"]["template"]["spec"], "workloads are never mutated"
+
+    def pods() -> list[dict[str, Any]]:
+        items = cluster.request("GET", f"/api/v1/namespaces/{ns}/pods")[1]["items"]
+        return items if len(items) == 2 else []
+
+    made = cluster.wait_for(pods, timeout=60, what="the controllers to create 2 pods")
+    for item in made:
+        assert item["metadata"]["generateName"].startswith("web-")
+        assert_injected(item, mount_path="/srv/static")
+
+
+def test_server_side_dry_run_returns_injected_and_stores_nothing(
+    cluster: Cluster, registered: str, namespace: Callable[[str], str]
+) -> None:
+    ns = namespace(registered)
+    manifest = pod("dry", {"package-url": URL})
+    result = cluster.kubectl(
+        "create", "--dry-run=server", "-o", "json", "-n", ns, "-f", "-", input=json.dumps(manifest)
+    )
+    assert_injected(json.loads(result.stdout))
+    status, _ = cluster.request("GET", f"/api/v1/namespaces/{ns}/pods/dry")
+    assert status == 404

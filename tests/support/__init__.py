@@ -1,0 +1,1 @@
+"""Real components for the tests: kube-apiserver + etcd, nginx, TLS material."""

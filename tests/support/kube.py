@@ -1,0 +1,256 @@
+"""A real Kubernetes control plane for the tests: etcd + kube-apiserver (+ kube-controller-manager).
+
+Envtest-style: binaries come from `KUBEBUILDER_ASSETS` (built and cached by
+`scripts/kube-assets.sh`). There is no kubelet, so Pods stay Pending, which is
+all admission needs. Everything listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import socket
+import ssl
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class KubeAssetsMissing(RuntimeError):
+    """The control-plane binaries are not there: run scripts/kube-assets.sh."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def assets_dir() -> Path:
+    """Where etcd, kube-apiserver and kube-controller-manager live."""
+    env = os.environ.get("KUBEBUILDER_ASSETS")
+    if env:
+        return Path(env)
+    out = subprocess.run(
+        ["bash", str(REPO / "scripts" / "kube-assets.sh")], check=True, capture_output=True, text=True
+    )
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+@dataclass
+class Cluster:
+    """A running control plane and the credentials to talk to it."""
+
+    url: str
+    token: str
+    ca_file: Path
+    kubeconfig: Path
+    workdir: Path
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl against this cluster; stdout/stderr captured as text."""
+        cmd = ["kubectl", f"--kubeconfig={self.kubeconfig}", *args]
+        return subprocess.run(cmd, input=input, capture_output=True, text=True, check=check, timeout=60)
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """A raw API call: (HTTP status, decoded JSON body)."""
+        ctx = ssl.create_default_context(cafile=str(self.ca_file))
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req.add_header("Authorization", f"Bearer {self.token}")
+        req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, context=ctx, timeout=30) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"null")
+
+    def create_namespace(self, name: str, labels: dict[str, str] | None = None) -> None:
+        meta: dict[str, Any] = {"name": name}
+        if labels:
+            meta["labels"] = labels
+        status, body = self.request("POST", "/api/v1/namespaces", {"metadata": meta})
+        if status not in (201, 409):
+            raise RuntimeError(f"creating namespace {name}: {status} {body}")
+
+    def wait_for(self, predicate: Any, timeout: float = 60.0, what: str = "condition") -> Any:
+        """Poll `predicate()` until it returns something truthy."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = predicate()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+            time.sleep(0.2)
+
+
+def _write_key(path: Path) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+def _wait_ready(url: str, ca_file: Path, token: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    ctx = ssl.create_default_context(cafile=str(ca_file))
+    deadline = time.monotonic() + 90
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"kube-apiserver exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        req = urllib.request.Request(url + "/readyz", headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(req, context=ctx, timeout=5) as resp:
+                if resp.status == 200:
+                    return
+        except (OSError, ssl.SSLError) as err:
+            last = err
+        time.sleep(0.3)
+    raise TimeoutError(f"kube-apiserver not ready: {last}\n{log.read_text()[-3000:]}")
+
+
+def _spawn(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
+    out = log.open("wb")
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _start_etcd(assets: Path, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    client, peer = free_port(), free_port()
+    client_url, peer_url = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
+    proc = _spawn(
+        [
+            str(assets / "etcd"),
+            "--data-dir", str(workdir / "etcd"),
+            "--listen-client-urls", client_url,
+            "--advertise-client-urls", client_url,
+            "--listen-peer-urls", peer_url,
+            "--initial-advertise-peer-urls", peer_url,
+            "--initial-cluster", f"default={peer_url}",
+            "--unsafe-no-fsync",
+        ],
+        workdir / "etcd.log",
+    )  # fmt: skip
+    return proc, client_url
+
+
+def _start_apiserver(
+    assets: Path, workdir: Path, etcd_url: str, token: str
+) -> tuple[subprocess.Popen[bytes], str, Path]:
+    port = free_port()
+    (workdir / "tokens.csv").write_text(f'{token},admin,admin-uid,"system:masters"\n')
+    _write_key(workdir / "sa.key")
+    cert_dir = workdir / "apiserver-certs"
+    proc = _spawn(
+        [
+            str(assets / "kube-apiserver"),
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={port}",
+            "--insecure-port=0",
+            f"--cert-dir={cert_dir}",
+            f"--token-auth-file={workdir / 'tokens.csv'}",
+            "--authorization-mode=RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc",
+            f"--service-account-key-file={workdir / 'sa.key'}",
+            f"--service-account-signing-key-file={workdir / 'sa.key'}",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--disable-admission-plugins=ServiceAccount",
+            "--allow-privileged=true",
+        ],
+        workdir / "kube-apiserver.log",
+    )
+    # The apiserver writes its self-signed serving cert (with its CA) on start.
+    ca_file = cert_dir / "apiserver.crt"
+    deadline = time.monotonic() + 30
+    while not ca_file.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError((workdir / "kube-apiserver.log").read_text()[-3000:])
+        time.sleep(0.1)
+    return proc, f"https://127.0.0.1:{port}", ca_file
+
+
+def _write_kubeconfig(path: Path, url: str, ca_file: Path, token: str) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "test", "cluster": {"server": url, "certificate-authority": str(ca_file)}}],
+        "users": [{"name": "admin", "user": {"token": token}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "admin"}}],
+        "current-context": "test",
+    }
+    path.write_text(json.dumps(config, indent=2))
+    path.chmod(0o600)
+
+
+def _start_controller_manager(assets: Path, cluster: Cluster) -> subprocess.Popen[bytes]:
+    binary = assets / "kube-controller-manager"
+    if not binary.exists():
+        raise KubeAssetsMissing(f"{binary} is missing: run scripts/kube-assets.sh")
+    return _spawn(
+        [
+            str(binary),
+            f"--kubeconfig={cluster.kubeconfig}",
+            "--leader-elect=false",
+            "--port=0",
+            f"--secure-port={free_port()}",
+            "--bind-address=127.0.0.1",
+            "--controllers=deployment,replicaset,job,cronjob,statefulset,daemonset,serviceaccount,namespace",
+            f"--service-account-private-key-file={cluster.workdir / 'sa.key'}",
+            f"--root-ca-file={cluster.ca_file}",
+            "--use-service-account-credentials=false",
+        ],
+        cluster.workdir / "kube-controller-manager.log",
+    )
+
+
+@contextlib.contextmanager
+def running_cluster(workdir: Path, *, controller_manager: bool = True) -> Iterator[Cluster]:
+    """Start etcd, kube-apiserver and optionally kube-controller-manager; stop them on exit."""
+    assets = assets_dir()
+    for name in ("etcd", "kube-apiserver"):
+        if not (assets / name).exists():
+            raise KubeAssetsMissing(f"{assets / name} is missing: run scripts/kube-assets.sh")
+    workdir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(16)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        etcd, etcd_url = _start_etcd(assets, workdir)
+        procs.append(etcd)
+        api, url, ca_file = _start_apiserver(assets, workdir, etcd_url, token)
+        procs.append(api)
+        _wait_ready(url, ca_file, token, api, workdir / "kube-apiserver.log")
+        cluster = Cluster(url, token, ca_file, workdir / "kubeconfig", workdir, procs)
+        _write_kubeconfig(cluster.kubeconfig, url, ca_file, token)
+        if controller_manager:
+            procs.append(_start_controller_manager(assets, cluster))
+        yield cluster
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in reversed(procs):
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

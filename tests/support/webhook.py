@@ -1,0 +1,87 @@
+"""Run the real webhook (`package-injector serve`) as a subprocess on 127.0.0.1 for tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.kube import free_port
+from webhook import certs
+
+
+@dataclass
+class WebhookProcess:
+    """A running webhook and what a MutatingWebhookConfiguration needs to call it."""
+
+    url: str
+    metrics_url: str
+    ca_bundle_b64: str
+    ca_file: Path
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def _wait_ready(metrics_url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"webhook exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(metrics_url + "/readyz", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"webhook not ready:\n{log.read_text()[-3000:]}")
+
+
+@contextlib.contextmanager
+def running_webhook(workdir: Path, settings_env: Mapping[str, str] | None = None) -> Iterator[WebhookProcess]:
+    """Start `package-injector serve` with a fresh certificate for 127.0.0.1; stop it on exit."""
+    tls_dir = workdir / "tls"
+    bundle = certs.generate("package-injector", "e2e", ips=["127.0.0.1"], dns=["localhost"])
+    certs.write_bundle(bundle, tls_dir)
+    port, metrics_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "PACKAGE_INJECTOR_HOST": "127.0.0.1",
+        "PACKAGE_INJECTOR_PORT": str(port),
+        "PACKAGE_INJECTOR_METRICS_PORT": str(metrics_port),
+        "PACKAGE_INJECTOR_TLS_CERT_FILE": str(tls_dir / certs.TLS_CERT),
+        "PACKAGE_INJECTOR_TLS_KEY_FILE": str(tls_dir / certs.TLS_KEY),
+        **(settings_env or {}),
+    }
+    log = workdir / "webhook.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "webhook", "serve"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    metrics_url = f"http://127.0.0.1:{metrics_port}"
+    try:
+        _wait_ready(metrics_url, proc, log)
+        yield WebhookProcess(
+            url=f"https://127.0.0.1:{port}",
+            metrics_url=metrics_url,
+            ca_bundle_b64=bundle.ca_bundle_b64,
+            ca_file=tls_dir / certs.CA_CERT,
+            proc=proc,
+            log=log,
+        )
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

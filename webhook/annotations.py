@@ -1,0 +1,398 @@
+"""The annotation contract: every `package-*` key, its default and its validation, in one place.
+
+`parse()` turns a Pod's (or pod template's) annotations into a `PackageRequest`,
+or None when `package-url` is absent. Every invalid value is collected, so the
+user sees all problems in one denial, each naming the key and what to write
+instead. Unknown keys that look like ours give a "did you mean" warning, because
+a typo in an annotation key is otherwise a silent no-op.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import posixpath
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from initcontainer import contract
+from webhook.quantity import parse_quantity
+from webhook.settings import Settings
+
+URL: Final = "package-url"
+SHA256: Final = "package-sha256"
+MOUNT_PATH: Final = "package-mount-path"
+CONTAINERS: Final = "package-containers"
+STRIP_COMPONENTS: Final = "package-strip-components"
+SECRET: Final = "package-secret"
+SIZE_LIMIT: Final = "package-size-limit"
+INIT_POSITION: Final = "package-init-position"
+STATUS: Final = "package-status"
+"""Written by the webhook, never by users: JSON saying what was injected, so a re-run converges."""
+
+USER_KEYS: Final = (URL, SHA256, MOUNT_PATH, CONTAINERS, STRIP_COMPONENTS, SECRET, SIZE_LIMIT, INIT_POSITION)
+ALL_KEYS: Final = (*USER_KEYS, STATUS)
+FAMILY_PREFIX: Final = "package-"
+
+POSITIONS: Final = ("first", "last")
+
+# Mount paths that would hide the container's own system files or its service account token.
+SYSTEM_PATHS: Final = (
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/proc",
+    "/run/secrets",
+    "/sbin",
+    "/sys",
+    "/usr",
+    "/var/run/secrets",
+)
+# Paths that are fine to mount below but not onto.
+SYSTEM_PATHS_EXACT: Final = ("/run", "/var", "/var/run", "/var/lib", "/tmp", "/root", "/home")
+
+_DNS_LABEL: Final = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+DNS_SUBDOMAIN: Final = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
+DNS_LABEL: Final = re.compile(rf"^{_DNS_LABEL}$")
+_HEX64: Final = re.compile(r"^[0-9a-fA-F]{64}$")
+_HOSTNAME: Final = re.compile(r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9_]*[a-z0-9])?)*$")
+
+STATUS_VERSION: Final = 1
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One invalid annotation: the key, what is wrong, and 400 (bad input) or 403 (cluster policy)."""
+
+    key: str
+    message: str
+    code: int = 400
+
+    def __str__(self) -> str:
+        return f'annotation "{self.key}": {self.message}'
+
+
+class Denied(Exception):
+    """The object must be refused; `message` is shown to the user by kubectl, so it says what to fix."""
+
+    def __init__(self, message: str, code: int = 400, reason: str = "invalid-annotation") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.reason = reason
+
+    @classmethod
+    def from_problems(cls, problems: list[Problem]) -> Denied:
+        """One denial listing every problem; 403 only when all of them are policy refusals."""
+        code = 403 if all(p.code == 403 for p in problems) else 400
+        reason = "policy" if code == 403 else "invalid-annotation"
+        return cls("package-injector: " + "; ".join(str(p) for p in problems), code, reason)
+
+
+@dataclass(frozen=True)
+class PackageRequest:
+    """What a Pod asked for, validated and normalized."""
+
+    url: str
+    sha256: str | None
+    mount_path: str
+    containers: tuple[str, ...] | None
+    strip_components: int
+    secret: str | None
+    size_limit: str | None
+    init_position: Literal["first", "last"]
+    allow_http: bool
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """The request (None when `package-url` is absent) and warnings for the user."""
+
+    request: PackageRequest | None
+    warnings: tuple[str, ...]
+
+
+def host_allowed(host: str, patterns: list[str]) -> bool:
+    """Whether `host` matches an allow-list entry; `*.example.com` matches any subdomain, not the apex."""
+    host = host.lower().rstrip(".")
+    for pattern in patterns:
+        pattern = pattern.lower().rstrip(".")
+        if pattern.startswith("*."):
+            if host.endswith(pattern[1:]) and len(host) > len(pattern) - 1:
+                return True
+        elif host == pattern:
+            return True
+    return False
+
+
+def validate_host_pattern(pattern: str) -> str | None:
+    """None when `pattern` is a usable allow-list entry, else why not (checked at startup)."""
+    name = pattern.lower().rstrip(".")
+    name = name[2:] if name.startswith("*.") else name
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+        return None
+    except ValueError:
+        pass
+    if not _HOSTNAME.match(name):
+        return f"{pattern!r} is not a host name or '*.domain' pattern (no scheme, port or path)"
+    return None
+
+
+def _check_url(value: str, settings: Settings, key: str) -> tuple[str | None, bool, list[Problem]]:
+    """The URL and whether it is http; the URL itself is never echoed (it may carry a signed token)."""
+    from urllib.parse import urlsplit
+
+    value = value.strip()
+    if not value:
+        return None, False, [Problem(key, "is empty; set it to the https:// URL of the package")]
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        return None, False, [Problem(key, "contains whitespace or control characters; percent-encode them")]
+    parts = urlsplit(value)
+    scheme = parts.scheme.lower()
+    allowed = " or ".join(f"{s}://" for s in settings.allowed_schemes)
+    if scheme not in ("http", "https") or not parts.netloc:
+        return None, False, [Problem(key, f"must be an absolute {allowed} URL")]
+    if scheme not in settings.allowed_schemes:
+        return (
+            None,
+            False,
+            [Problem(key, f"{scheme}:// is not allowed in this cluster; use an {allowed} URL", 403)],
+        )
+    if "@" in parts.netloc:
+        msg = "must not contain credentials (user:password@); put them in a Secret and name it in "
+        return None, False, [Problem(key, msg + f'"{settings.key(SECRET)}"')]
+    try:
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        return None, False, [Problem(key, "has an invalid port")]
+    if not host:
+        return None, False, [Problem(key, "has no host name")]
+    if settings.allowed_hosts and not host_allowed(host, settings.allowed_hosts):
+        hosts = ", ".join(settings.allowed_hosts)
+        return None, False, [Problem(key, f'host "{host}" is not in the cluster allow-list ({hosts})', 403)]
+    return value, scheme == "http", []
+
+
+def _check_mount_path(value: str, key: str) -> tuple[str | None, list[Problem]]:
+    path = value.strip()
+    if not path.startswith("/"):
+        return None, [Problem(key, f"must be an absolute path such as {contract.DEFAULT_DEST}, got {value!r}")]
+    if ".." in path.split("/") or ":" in path:
+        return None, [Problem(key, f"must not contain '..' or ':', got {value!r}")]
+    path = posixpath.normpath(path)
+    if path.startswith("//"):
+        path = "/" + path.lstrip("/")
+    if path == "/":
+        return None, [Problem(key, "must not be '/'; choose a directory such as " + contract.DEFAULT_DEST)]
+    for system in SYSTEM_PATHS:
+        if path == system or path.startswith(system + "/"):
+            return None, [Problem(key, f"{path} is a system path ({system}); choose another directory")]
+    if path in SYSTEM_PATHS_EXACT:
+        return None, [Problem(key, f"{path} is a system directory; mount below it instead")]
+    return path, []
+
+
+def _check_containers(value: str, key: str) -> tuple[tuple[str, ...] | None, list[Problem]]:
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if not names:
+        return None, [Problem(key, "names no container; list main container names separated by commas")]
+    bad = [n for n in names if not DNS_LABEL.match(n) or len(n) > 63]
+    if bad:
+        return None, [Problem(key, f"{', '.join(repr(b) for b in bad)} is not a valid container name")]
+    return tuple(dict.fromkeys(names)), []
+
+
+def _check_size(value: str, settings: Settings, key: str) -> tuple[str | None, list[Problem]]:
+    text = value.strip()
+    try:
+        size = parse_quantity(text)
+    except ValueError as exc:
+        return None, [Problem(key, str(exc))]
+    if size <= 0:
+        return None, [Problem(key, f"must be a positive quantity, got {text!r}")]
+    if settings.max_size_limit is not None and size > parse_quantity(settings.max_size_limit):
+        msg = f"{text} is above the cluster maximum of {settings.max_size_limit}"
+        return None, [Problem(key, msg, 403)]
+    return text, []
+
+
+def default_size_limit(settings: Settings) -> str | None:
+    """The emptyDir sizeLimit for pods that ask for none: the default, capped by the maximum."""
+    default, maximum = settings.default_size_limit, settings.max_size_limit
+    if default is None:
+        return maximum
+    if maximum is not None and parse_quantity(default) > parse_quantity(maximum):
+        return maximum
+    return default
+
+
+def unknown_key_warnings(annotations: Mapping[str, Any], settings: Settings) -> list[str]:
+    """A "did you mean" warning for every key that looks like ours but is not one of ours."""
+    known_full = {settings.key(k) for k in ALL_KEYS}
+    family = settings.key(FAMILY_PREFIX)
+    warnings = []
+    for key in annotations:
+        if not isinstance(key, str) or key in known_full:
+            continue
+        name = key.rsplit("/", 1)[-1].lower().replace("_", "-")
+        ours = key.startswith(family)
+        # Also catch package_url, Package-URL, a missing or wrong prefix, and near misses (pakage-url).
+        close = difflib.get_close_matches(name, USER_KEYS, n=1, cutoff=0.6 if ours else 0.85)
+        if not ours and not close:
+            continue
+        hint = f'; did you mean "{settings.key(close[0])}"?' if close else ""
+        valid = ", ".join(settings.key(k) for k in USER_KEYS)
+        tail = hint or f" (valid keys: {valid})"
+        warnings.append(f'package-injector: annotation "{key}" is not a package-injector key and is ignored{tail}')
+    return warnings
+
+
+def parse(annotations: Mapping[str, Any] | None, settings: Settings) -> Parsed:
+    """Validate the annotations; raise Denied listing every invalid value."""
+    annotations = annotations or {}
+    warnings = unknown_key_warnings(annotations, settings)
+    problems: list[Problem] = []
+
+    def get(short: str) -> str | None:
+        value = annotations.get(settings.key(short))
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            problems.append(Problem(settings.key(short), "must be a string"))
+            return None
+        return value
+
+    raw_url = get(URL)
+    if raw_url is None:
+        present = [settings.key(k) for k in USER_KEYS if settings.key(k) in annotations]
+        if present:
+            warnings.append(
+                f"package-injector: {', '.join(present)} set without "
+                f'"{settings.key(URL)}", so nothing is injected; add "{settings.key(URL)}"'
+            )
+        if problems:
+            raise Denied.from_problems(problems)
+        return Parsed(None, tuple(warnings))
+
+    url, is_http, found = _check_url(raw_url, settings, settings.key(URL))
+    problems += found
+
+    sha256: str | None = None
+    raw_sha = get(SHA256)
+    if raw_sha is not None:
+        digest = raw_sha.strip()
+        if digest.lower().startswith("sha256:"):
+            digest = digest[len("sha256:") :]
+        if _HEX64.match(digest):
+            sha256 = digest.lower()
+        else:
+            problems.append(Problem(settings.key(SHA256), "must be 64 hex digits (sha256sum output)"))
+    elif settings.require_checksum:
+        msg = "is required in this cluster: add the SHA-256 of the package (sha256sum output)"
+        problems.append(Problem(settings.key(SHA256), msg, 403))
+
+    mount_path: str | None = settings.default_mount_path
+    raw_mount = get(MOUNT_PATH)
+    if raw_mount is not None:
+        mount_path, found = _check_mount_path(raw_mount, settings.key(MOUNT_PATH))
+        problems += found
+
+    containers: tuple[str, ...] | None = None
+    raw_containers = get(CONTAINERS)
+    if raw_containers is not None:
+        containers, found = _check_containers(raw_containers, settings.key(CONTAINERS))
+        problems += found
+
+    strip = 0
+    raw_strip = get(STRIP_COMPONENTS)
+    if raw_strip is not None:
+        text = raw_strip.strip()
+        if text.isascii() and text.isdigit() and int(text) <= contract.MAX_STRIP_COMPONENTS:
+            strip = int(text)
+        else:
+            msg = f"must be an integer from 0 to {contract.MAX_STRIP_COMPONENTS}, got {raw_strip!r}"
+            problems.append(Problem(settings.key(STRIP_COMPONENTS), msg))
+
+    secret = get(SECRET)
+    if secret is not None:
+        secret = secret.strip()
+        if not DNS_SUBDOMAIN.match(secret) or len(secret) > 253:
+            msg = f"{secret!r} is not a valid Secret name (lowercase letters, digits, '-' and '.')"
+            problems.append(Problem(settings.key(SECRET), msg))
+
+    size_limit = default_size_limit(settings)
+    raw_size = get(SIZE_LIMIT)
+    if raw_size is not None:
+        size_limit, found = _check_size(raw_size, settings, settings.key(SIZE_LIMIT))
+        problems += found
+
+    position: Literal["first", "last"] = "first"
+    raw_position = get(INIT_POSITION)
+    if raw_position is not None:
+        if raw_position.strip() == "last":
+            position = "last"
+        elif raw_position.strip() != "first":
+            msg = f"must be 'first' or 'last', got {raw_position!r}"
+            problems.append(Problem(settings.key(INIT_POSITION), msg))
+
+    if problems:
+        raise Denied.from_problems(problems)
+    assert url is not None and mount_path is not None
+    if is_http and sha256 is None:
+        warnings.append(
+            f'package-injector: "{settings.key(URL)}" uses plain http:// without "{settings.key(SHA256)}": '
+            "nothing verifies the download; add the package's SHA-256"
+        )
+    return Parsed(
+        PackageRequest(
+            url=url,
+            sha256=sha256,
+            mount_path=mount_path,
+            containers=containers,
+            strip_components=strip,
+            secret=secret,
+            size_limit=size_limit,
+            init_position=position,
+            allow_http=is_http,
+        ),
+        tuple(warnings),
+    )
+
+
+def status_value(containers: list[str], volumes: list[str]) -> str:
+    """The status annotation's value: what was injected, so the next run can recognise it as ours."""
+    return json.dumps(
+        {
+            "version": STATUS_VERSION,
+            "initContainer": contract.INIT_CONTAINER_NAME,
+            "volumes": volumes,
+            "containers": containers,
+        },
+        separators=(",", ":"),
+    )
+
+
+def read_status(annotations: Mapping[str, Any] | None, settings: Settings) -> dict[str, Any] | None:
+    """The status a previous injection left, or None when absent or unreadable (then nothing is ours)."""
+    raw = (annotations or {}).get(settings.key(STATUS))
+    if not isinstance(raw, str):
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or value.get("version") != STATUS_VERSION:
+        return None
+    containers = value.get("containers")
+    if not isinstance(containers, list) or not all(isinstance(c, str) for c in containers):
+        return None
+    return value

@@ -1,0 +1,334 @@
+"""THE injection: a pure function from a pod (or pod template) to the injected copy plus warnings.
+
+Shared by the webhook, the offline `package-injector inject` command and the
+tests. It converges: each injected piece is compared with what is already in the
+pod; a piece that already says what we want is left untouched (including fields
+the apiserver defaulted), a piece of ours that differs is replaced, and a foreign
+piece with one of our names is a conflict and denied. So running it on its own
+output is a no-op, and under `reinvocationPolicy: IfNeeded` a container added
+by a later webhook gets its mount.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from initcontainer import contract
+from webhook import annotations as ann
+from webhook.annotations import Denied, PackageRequest
+from webhook.quantity import same_quantity
+from webhook.settings import Settings
+
+__all__ = ["CREDENTIALS_VOLUME", "Denied", "InjectionResult", "inject"]
+
+CREDENTIALS_VOLUME: Final = "package-credentials"
+# Variables the webhook computes from annotations; settings may not override them.
+CONTROLLED_ENV: Final = frozenset(
+    {
+        contract.ENV_URL,
+        contract.ENV_SHA256,
+        contract.ENV_DEST,
+        contract.ENV_STRIP_COMPONENTS,
+        contract.ENV_CREDENTIALS_DIR,
+        contract.ENV_ALLOW_HTTP,
+    }
+)
+# Fields whose values are quantities: the apiserver re-serializes them (1024Mi -> 1Gi).
+_QUANTITY_FIELDS: Final = frozenset({"resources", "sizeLimit"})
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class InjectionResult:
+    """The pod copy (changed or not), warnings for the user, and whether the pod asked for a package."""
+
+    pod: Obj
+    warnings: tuple[str, ...]
+    requested: bool
+    changed: bool
+
+
+def covers(existing: Any, desired: Any, quantity: bool = False) -> bool:
+    """Whether `existing` already says everything `desired` says (extra, e.g. defaulted, fields allowed)."""
+    if isinstance(desired, dict):
+        return isinstance(existing, dict) and all(
+            k in existing and covers(existing[k], v, quantity or k in _QUANTITY_FIELDS) for k, v in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(existing, list)
+            and len(existing) == len(desired)
+            and all(covers(e, d, quantity) for e, d in zip(existing, desired, strict=True))
+        )
+    if quantity and isinstance(desired, str) and isinstance(existing, str):
+        return existing == desired or same_quantity(existing, desired)
+    return bool(existing == desired) and type(existing) is type(desired)
+
+
+def _as_list(parent: Obj, key: str, what: str) -> list[Any]:
+    value = parent.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise Denied(f"package-injector: {what} must be a list of objects", 400, "malformed-object")
+    return value
+
+
+def _env(request: PackageRequest, settings: Settings) -> list[Obj]:
+    env: list[tuple[str, str]] = [(contract.ENV_URL, request.url)]
+    if request.sha256:
+        env.append((contract.ENV_SHA256, request.sha256))
+    env.append((contract.ENV_DEST, contract.DEFAULT_DEST))
+    if request.strip_components:
+        env.append((contract.ENV_STRIP_COMPONENTS, str(request.strip_components)))
+    if request.secret:
+        env.append((contract.ENV_CREDENTIALS_DIR, contract.DEFAULT_CREDENTIALS_DIR))
+    if request.allow_http:
+        env.append((contract.ENV_ALLOW_HTTP, "true"))
+    env += sorted((k, v) for k, v in settings.init_env.items() if k not in CONTROLLED_ENV)
+    env += sorted(settings.init_proxy_env.items())
+    return [{"name": k, "value": v} for k, v in env]
+
+
+def _security_context(spec: Obj, settings: Settings) -> tuple[Obj, list[str]]:
+    """PSS-restricted; the UID/GID from settings only when the pod sets none (or runs as root)."""
+    sc: Obj = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    pod_sc = spec.get("securityContext") if isinstance(spec.get("securityContext"), dict) else {}
+    assert isinstance(pod_sc, dict)
+    pod_uid = pod_sc.get("runAsUser")
+    warnings = []
+    if pod_uid is None or pod_uid == 0:
+        if settings.init_run_as_user is not None:
+            sc["runAsUser"] = settings.init_run_as_user
+        if settings.init_run_as_group is not None:
+            sc["runAsGroup"] = settings.init_run_as_group
+        if pod_uid == 0:
+            uid = settings.init_run_as_user
+            who = f"UID {uid}" if uid is not None else "the image's non-root user"
+            warnings.append(f"package-injector: the pod runs as root (runAsUser: 0); {contract.INIT_CONTAINER_NAME} runs as {who}")
+    return sc, warnings
+
+
+def _init_container(spec: Obj, request: PackageRequest, settings: Settings) -> tuple[Obj, list[str]]:
+    mounts: list[Obj] = [{"name": contract.VOLUME_NAME, "mountPath": contract.DEFAULT_DEST}]
+    if request.secret:
+        mounts.append({"name": CREDENTIALS_VOLUME, "mountPath": contract.DEFAULT_CREDENTIALS_DIR, "readOnly": True})
+    security_context, warnings = _security_context(spec, settings)
+    container: Obj = {
+        "name": contract.INIT_CONTAINER_NAME,
+        "image": settings.init_image,
+        "imagePullPolicy": settings.init_image_pull_policy,
+        "env": _env(request, settings),
+        "resources": copy.deepcopy(settings.init_resources),
+        "securityContext": security_context,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": mounts,
+    }
+    return container, warnings
+
+
+def _volumes(request: PackageRequest) -> list[Obj]:
+    empty_dir: Obj = {"sizeLimit": request.size_limit} if request.size_limit else {}
+    volumes: list[Obj] = [{"name": contract.VOLUME_NAME, "emptyDir": empty_dir}]
+    if request.secret:
+        volumes.append({"name": CREDENTIALS_VOLUME, "secret": {"secretName": request.secret}})
+    return volumes
+
+
+def _volume_covers(existing: Obj, desired: Obj) -> bool:
+    """A volume is ours-equivalent only with the same source type: no hostPath alongside our emptyDir."""
+    sources = {k for k in existing if k != "name"}
+    return sources == {k for k in desired if k != "name"} and covers(existing, desired)
+
+
+def _ensure(
+    items: list[Any],
+    desired: Obj,
+    ours: bool,
+    conflict: str,
+    same: Callable[[Obj, Obj], bool] = covers,
+) -> bool:
+    """Make the item named like `desired` say what it should; True when the list changed."""
+    for i, item in enumerate(items):
+        if item.get("name") != desired["name"]:
+            continue
+        if same(item, desired):
+            return False
+        if not ours:
+            raise Denied(conflict, 400, "conflict")
+        items[i] = desired
+        return True
+    items.append(desired)
+    return True
+
+
+def _init_index(init_containers: list[Obj], position: str) -> int:
+    """`last` appends; `first` goes after leading native sidecars (restartPolicy: Always), e.g. a mesh
+    proxy, which must already run so the download has network."""
+    if position == "last":
+        return len(init_containers)
+    index = 0
+    while index < len(init_containers) and init_containers[index].get("restartPolicy") == "Always":
+        index += 1
+    return index
+
+
+def _place_init_container(init_containers: list[Obj], desired: Obj, position: str, ours: bool) -> bool:
+    names = [c.get("name") for c in init_containers]
+    if contract.INIT_CONTAINER_NAME in names:
+        index = names.index(contract.INIT_CONTAINER_NAME)
+        existing = init_containers[index]
+        if not ours and not covers(existing, desired):
+            raise Denied(
+                f'package-injector: the pod already has an init container named "{contract.INIT_CONTAINER_NAME}" '
+                "that package-injector did not inject; rename it or remove the package-url annotation",
+                400,
+                "conflict",
+            )
+        rest = init_containers[:index] + init_containers[index + 1 :]
+        target = _init_index(rest, position)
+        keep = existing if covers(existing, desired) else desired
+        if target == index and keep is existing:
+            return False
+        rest.insert(target, keep)
+        init_containers[:] = rest
+        return True
+    init_containers.insert(_init_index(init_containers, position), desired)
+    return True
+
+
+def _mount_containers(
+    containers: list[Obj], targets: set[str], request: PackageRequest, previous: list[str], ours: bool
+) -> bool:
+    desired: Obj = {"name": contract.VOLUME_NAME, "mountPath": request.mount_path, "readOnly": True}
+    changed = False
+    for container in containers:
+        name = container.get("name")
+        mounts = _as_list(container, "volumeMounts", f"containers[{name}].volumeMounts")
+        if name not in targets:
+            # A container we mounted into before but that is no longer a target loses our mount.
+            if ours and name in previous and any(m.get("name") == contract.VOLUME_NAME for m in mounts):
+                container["volumeMounts"] = [m for m in mounts if m.get("name") != contract.VOLUME_NAME]
+                changed = True
+            continue
+        for mount in mounts:
+            path = str(mount.get("mountPath", "")).rstrip("/") or "/"
+            if path == request.mount_path and mount.get("name") != contract.VOLUME_NAME:
+                raise Denied(
+                    f'package-injector: container "{name}" already mounts volume "{mount.get("name")}" at '
+                    f"{request.mount_path}; set the package-mount-path annotation to another directory",
+                    400,
+                    "conflict",
+                )
+        conflict = (
+            f'package-injector: container "{name}" already mounts "{contract.VOLUME_NAME}" differently; '
+            "remove that volumeMount, package-injector adds it"
+        )
+        if _ensure(mounts, desired, ours or name in previous, conflict):
+            container["volumeMounts"] = mounts
+            changed = True
+    return changed
+
+
+def inject(pod: Obj, settings: Settings, namespace: str | None = None) -> InjectionResult:
+    """Inject the package into a copy of `pod` (a Pod or a pod template: metadata + spec).
+
+    Raises Denied with a user-facing message on invalid annotations and conflicts.
+    `namespace` is the admission request's namespace (pods made by controllers often
+    carry none); it is accepted here so per-namespace policy needs no new callers.
+    """
+    del namespace  # no per-namespace policy yet
+    if not isinstance(pod, dict):
+        raise Denied("package-injector: the object is not a JSON object", 400, "malformed-object")
+    out = copy.deepcopy(pod)
+    metadata = out.get("metadata")
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise Denied("package-injector: metadata must be an object", 400, "malformed-object")
+    annotations = metadata.get("annotations")
+    if annotations is not None and not isinstance(annotations, dict):
+        raise Denied("package-injector: metadata.annotations must be an object", 400, "malformed-object")
+    parsed = ann.parse(annotations, settings)
+    if parsed.request is None:
+        return InjectionResult(out, parsed.warnings, requested=False, changed=False)
+    request = parsed.request
+    warnings = list(parsed.warnings)
+
+    spec = out.get("spec")
+    if not isinstance(spec, dict):
+        raise Denied("package-injector: the pod has no spec", 400, "malformed-object")
+    containers = _as_list(spec, "containers", "spec.containers")
+    init_containers = _as_list(spec, "initContainers", "spec.initContainers")
+    volumes = _as_list(spec, "volumes", "spec.volumes")
+    if not containers:
+        raise Denied("package-injector: the pod has no containers", 400, "malformed-object")
+    names = [c.get("name") for c in containers]
+    if contract.INIT_CONTAINER_NAME in names:
+        raise Denied(
+            f'package-injector: the pod has a container named "{contract.INIT_CONTAINER_NAME}", the name of '
+            "the injected init container; rename it",
+            400,
+            "conflict",
+        )
+
+    key = settings.key
+    if request.containers is not None:
+        missing = [c for c in request.containers if c not in names]
+        if missing:
+            have = ", ".join(str(n) for n in names)
+            raise Denied(
+                f'package-injector: annotation "{key(ann.CONTAINERS)}": the pod has no container '
+                f"{', '.join(repr(m) for m in missing)} (it has: {have})",
+                400,
+                "invalid-annotation",
+            )
+        targets = set(request.containers)
+    else:
+        targets = {str(n) for n in names}
+
+    status = ann.read_status(annotations, settings)
+    ours = status is not None
+    previous: list[str] = status["containers"] if status else []
+
+    changed = False
+    for volume in _volumes(request):
+        conflict = (
+            f'package-injector: the pod already has a volume named "{volume["name"]}" that package-injector '
+            "did not add; rename that volume"
+        )
+        changed |= _ensure(volumes, volume, ours, conflict, _volume_covers)
+    if not request.secret and ours:
+        # The Secret annotation was removed since the last injection: drop its volume.
+        kept = [v for v in volumes if v.get("name") != CREDENTIALS_VOLUME]
+        changed |= len(kept) != len(volumes)
+        volumes[:] = kept
+    spec["volumes"] = volumes
+
+    desired_init, sc_warnings = _init_container(spec, request, settings)
+    warnings += sc_warnings
+    changed |= _place_init_container(init_containers, desired_init, request.init_position, ours)
+    spec["initContainers"] = init_containers
+
+    changed |= _mount_containers(containers, targets, request, previous, ours)
+
+    mounted = [str(n) for n in names if n in targets]
+    used_volumes = [v["name"] for v in _volumes(request)]
+    new_status = ann.status_value(mounted, used_volumes)
+    current = ann.read_status(annotations, settings)
+    if current is None or current != ann.read_status({key(ann.STATUS): new_status}, settings):
+        metadata.setdefault("annotations", {})
+        metadata["annotations"][key(ann.STATUS)] = new_status
+        out["metadata"] = metadata
+        changed = True
+    return InjectionResult(out, tuple(warnings), requested=True, changed=changed)

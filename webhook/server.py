@@ -1,0 +1,207 @@
+"""`package-injector serve`: the admission app over HTTPS and health/metrics over plain HTTP, one event loop.
+
+Two uvicorn servers share one asyncio loop: the admission port (TLS, certificate hot-reloaded by
+`webhook.tls`) and the metrics port (`/healthz`, `/readyz`, `/metrics`, no TLS so kubelet probes and
+Prometheus need no certificates). Signals are handled here, not by uvicorn: uvicorn re-raises the captured
+signal after a graceful stop, which would turn a clean SIGTERM drain into exit status -15.
+
+Shutdown on SIGTERM/SIGINT: `/readyz` fails at once; after `shutdown_delay` the admission port stops
+accepting, in-flight reviews finish (bounded by `shutdown_timeout`), then the metrics port closes and the
+process exits 0. A second SIGINT forces an immediate stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+import signal
+import ssl
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from webhook.logs import configure_logging
+from webhook.metrics import METRICS, Metrics
+from webhook.settings import Settings
+from webhook.tls import CertInfo, ReloadingCertificate
+
+log = logging.getLogger(__name__)
+
+_HTTP_IMPL = "httptools" if importlib.util.find_spec("httptools") else "h11"
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to `Runtime`."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class Runtime:
+    """State shared by the two servers, the certificate watcher and the signal handlers."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.cert = ReloadingCertificate(
+            settings.tls_cert_file, settings.tls_key_file, on_change=self._cert_changed
+        )
+        self.draining = False
+        self.stop_watching = asyncio.Event()
+        self.admission: _Server | None = None
+        self.health: _Server | None = None
+        self._signals = 0
+
+    def _cert_changed(self, info: CertInfo) -> None:
+        self.metrics.certificate_expiry.set(info.not_after.timestamp())
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready to take reviews: serving, not draining, with a certificate valid now."""
+        if self.draining:
+            return False, "shutting down"
+        if self.admission is None or not self.admission.started:
+            return False, "admission port not listening yet"
+        if self.cert.info is None:
+            return False, f"no serving certificate loaded: {self.cert.last_error or 'not read yet'}"
+        if not self.cert.ready():
+            info = self.cert.info
+            return False, f"serving certificate not valid now (valid {info.not_before} to {info.not_after})"
+        return True, "ready"
+
+    def on_signal(self, signum: int) -> None:
+        """First signal: drain gracefully; a second SIGINT: stop now."""
+        self._signals += 1
+        name = signal.Signals(signum).name
+        if self._signals > 1 and signum == signal.SIGINT:
+            log.warning("second interrupt: stopping without waiting for in-flight reviews")
+            for server in (self.admission, self.health):
+                if server is not None:
+                    server.should_exit = server.force_exit = True
+            return
+        if self.draining:
+            return
+        self.draining = True
+        delay = self.settings.shutdown_delay
+        log.info(f"{name} received: draining", extra={"shutdown_delay": delay})
+        asyncio.get_running_loop().call_later(delay, self.close_admission)
+
+    def close_admission(self) -> None:
+        if self.admission is not None:
+            self.admission.should_exit = True
+
+
+def health_app(runtime: Runtime) -> Starlette:
+    """`/healthz` (process alive), `/readyz` (see `Runtime.readiness`), `/metrics` (Prometheus)."""
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        ready, reason = runtime.readiness()
+        return JSONResponse({"ready": ready, "reason": reason}, status_code=200 if ready else 503)
+
+    async def metrics(_: Request) -> Response:
+        body, content_type = runtime.metrics.render()
+        return PlainTextResponse(body, media_type=content_type)
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+        ]
+    )
+
+
+def _config(app: ASGIApp, host: str, port: int, settings: Settings, **kwargs: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=_HTTP_IMPL,
+        log_config=None,
+        access_log=settings.access_log,
+        server_header=False,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout + 0.999),
+        **kwargs,
+    )
+
+
+async def run_servers(app: ASGIApp, settings: Settings, metrics: Metrics = METRICS) -> None:
+    """Serve until a signal (or `Runtime` asks to stop); raise SystemExit(1) if a server fails."""
+    runtime = Runtime(settings, metrics)
+    runtime.cert.reload()
+
+    def ssl_factory(_: uvicorn.Config, __: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        return runtime.cert.listener
+
+    runtime.admission = _Server(
+        _config(app, settings.host, settings.port, settings, ssl_context_factory=ssl_factory)
+    )
+    runtime.health = _Server(
+        _config(health_app(runtime), settings.host, settings.metrics_port, settings, lifespan="off")
+    )
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, runtime.on_signal, signum)
+    watcher = asyncio.create_task(runtime.cert.watch(settings.cert_reload_interval, runtime.stop_watching))
+    health = asyncio.create_task(
+        _guard(runtime.health.serve(), "metrics", on_failure=runtime.close_admission)
+    )
+    try:
+        await _guard(runtime.admission.serve(), "admission")
+    finally:
+        runtime.draining = True
+        runtime.health.should_exit = True
+        runtime.stop_watching.set()
+        await asyncio.gather(health, watcher, return_exceptions=True)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    if not runtime.admission.started or not runtime.health.started:
+        raise SystemExit(1)
+    log.info("stopped")
+
+
+async def _guard(
+    coro: Coroutine[Any, Any, None], name: str, on_failure: Callable[[], None] | None = None
+) -> None:
+    """uvicorn calls sys.exit on a bind or lifespan error; log it and let the other server stop too."""
+    try:
+        await coro
+    except SystemExit as exc:
+        log.error(f"{name} server failed to start", extra={"exit_code": exc.code})
+        if on_failure is not None:
+            on_failure()
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def serve_app(app: ASGIApp, settings: Settings, metrics: Metrics = METRICS) -> None:
+    """Run `app` as the admission app with the health/metrics port; returns after a graceful stop."""
+    configure_logging(settings.log_level, settings.log_format, access_log=settings.access_log)
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(run_servers(app, settings, metrics))
+
+
+def serve(settings: Settings) -> None:
+    """`package-injector serve`: the admission webhook of `webhook.app`."""
+    from webhook.app import create_app  # imported here so the runtime can be tested without it
+
+    serve_app(create_app(settings), settings)
