@@ -36,7 +36,9 @@ _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 # Kubernetes injects "service links" for every Service of the namespace, e.g. a
 # Service named "package-repo" gives PACKAGE_REPO_SERVICE_HOST and
 # PACKAGE_REPO_PORT_80_TCP_ADDR. They are not typos and must not stop the pod.
-_SERVICE_LINK_RE = re.compile(r"[A-Z0-9_]+_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)?)")
+_SERVICE_LINK_RE = re.compile(
+    r"[A-Z0-9_]+_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)?)"
+)
 # The webhook's own settings share the prefix; they never configure this program.
 _WEBHOOK_PREFIX = "PACKAGE_INJECTOR_"
 
@@ -161,7 +163,8 @@ def check_url(raw: str, *, allow_http: bool) -> str:
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
         raise ConfigError(
             f"{contract.ENV_URL} contains credentials (user:password@host); remove them from the URL "
-            f"and put them in a Secret mounted at {contract.ENV_CREDENTIALS_DIR} (files username and password)"
+            f"and put them in a Secret mounted at {contract.ENV_CREDENTIALS_DIR} "
+            "(files username and password)"
         )
     if not parts.hostname:
         raise ConfigError(f"{contract.ENV_URL} has no host")
@@ -205,8 +208,15 @@ def load_credentials(
     creds: Credentials | None = None
     ca_pem: str | None = None
     if directory.is_dir():
-        files = {n: directory / n for n in (contract.CREDENTIAL_USERNAME, contract.CREDENTIAL_PASSWORD,
-                                              contract.CREDENTIAL_TOKEN, contract.CREDENTIAL_CA)}
+        files = {
+            n: directory / n
+            for n in (
+                contract.CREDENTIAL_USERNAME,
+                contract.CREDENTIAL_PASSWORD,
+                contract.CREDENTIAL_TOKEN,
+                contract.CREDENTIAL_CA,
+            )
+        }
         present = {n for n, p in files.items() if p.is_file()}
         has_user = contract.CREDENTIAL_USERNAME in present
         has_pass = contract.CREDENTIAL_PASSWORD in present
@@ -219,7 +229,9 @@ def load_credentials(
             missing = contract.CREDENTIAL_PASSWORD if has_user else contract.CREDENTIAL_USERNAME
             raise ConfigError(f"credentials directory {directory} lacks the file {missing!r}")
         if has_token:
-            creds = Credentials(token=_read_secret_file(files[contract.CREDENTIAL_TOKEN]), source=str(directory))
+            creds = Credentials(
+                token=_read_secret_file(files[contract.CREDENTIAL_TOKEN]), source=str(directory)
+            )
         elif has_user:
             creds = Credentials(
                 username=_read_secret_file(files[contract.CREDENTIAL_USERNAME]),
@@ -242,8 +254,9 @@ def load_credentials(
             raise ConfigError(f"set both {contract.ENV_USERNAME} and {contract.ENV_PASSWORD}, or neither")
         else:
             warnings.append(
-                f"{contract.ENV_USERNAME}/{contract.ENV_PASSWORD} are deprecated: anyone who can read the pod "
-                f"spec sees them; put username and password in a Secret mounted at {contract.ENV_CREDENTIALS_DIR}"
+                f"{contract.ENV_USERNAME}/{contract.ENV_PASSWORD} are deprecated: anyone who can read the "
+                "pod spec sees them; put username and password in a Secret mounted at "
+                f"{contract.ENV_CREDENTIALS_DIR}"
             )
             creds = Credentials(username=legacy_user, password=legacy_pass, source="environment")
     if creds is not None and creds.username is not None and ":" in creds.username:

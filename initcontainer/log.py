@@ -102,7 +102,11 @@ class Progress:
     def _emit(self, event: str, done: int, now: float) -> None:
         elapsed = max(now - self._start, 1e-6)
         rate = done / elapsed
-        fields: dict[str, Any] = {"bytes": done, "elapsedSeconds": round(elapsed, 2), "bytesPerSecond": int(rate)}
+        fields: dict[str, Any] = {
+            "bytes": done,
+            "elapsedSeconds": round(elapsed, 2),
+            "bytesPerSecond": int(rate),
+        }
         text = f"{human_bytes(done)}"
         if self.total:
             percent = round(100.0 * done / self.total, 1)

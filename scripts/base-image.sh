@@ -99,7 +99,11 @@ print(sys.version.split()[0])' >"$CACHE/base-images/python-version-$RELEASE.txt"
   # Slim it like the official -slim images: no apt lists, docs, man pages, locales.
   $SUDO rm -rf "$ROOT"/var/lib/apt/lists/* "$ROOT"/var/cache/apt/* "$ROOT"/var/log/* \
     "$ROOT"/usr/share/doc/* "$ROOT"/usr/share/man/* "$ROOT"/usr/share/info/* "$ROOT"/usr/share/locale/*
-  $SUDO tar --numeric-owner --xattrs -C "$ROOT" -cf "$TARBALL.tmp" .
+  # No device nodes, host resolver files or mount contents in the image.
+  $SUDO rm -f "$ROOT/etc/resolv.conf" "$ROOT/etc/hostname"
+  $SUDO tar --numeric-owner --xattrs -C "$ROOT" \
+    --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' --exclude='./run/*' --exclude='./tmp/*' \
+    -cf "$TARBALL.tmp" .
   mv "$TARBALL.tmp" "$TARBALL"
   log "root filesystem cached in $TARBALL ($(( $(date +%s) - start )) s)"
 fi

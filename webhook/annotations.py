@@ -10,15 +10,16 @@ a typo in an annotation key is otherwise a silent no-op.
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import json
 import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
+from urllib.parse import urlsplit
 
 from initcontainer import contract
+from webhook.hosts import host_allowed
 from webhook.quantity import parse_quantity
 from webhook.settings import Settings
 
@@ -27,7 +28,7 @@ SHA256: Final = "package-sha256"
 MOUNT_PATH: Final = "package-mount-path"
 CONTAINERS: Final = "package-containers"
 STRIP_COMPONENTS: Final = "package-strip-components"
-SECRET: Final = "package-secret"
+SECRET: Final = "package-secret"  # noqa: S105 - an annotation key, not a password
 SIZE_LIMIT: Final = "package-size-limit"
 INIT_POSITION: Final = "package-init-position"
 STATUS: Final = "package-status"
@@ -62,7 +63,6 @@ _DNS_LABEL: Final = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 DNS_SUBDOMAIN: Final = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
 DNS_LABEL: Final = re.compile(rf"^{_DNS_LABEL}$")
 _HEX64: Final = re.compile(r"^[0-9a-fA-F]{64}$")
-_HOSTNAME: Final = re.compile(r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9_]*[a-z0-9])?)*$")
 
 STATUS_VERSION: Final = 1
 
@@ -82,18 +82,25 @@ class Problem:
 class Denied(Exception):
     """The object must be refused; `message` is shown to the user by kubectl, so it says what to fix."""
 
-    def __init__(self, message: str, code: int = 400, reason: str = "invalid-annotation") -> None:
+    def __init__(
+        self,
+        message: str,
+        code: int = 400,
+        reason: str = "invalid-annotation",
+        warnings: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.reason = reason
+        self.warnings = warnings
 
     @classmethod
-    def from_problems(cls, problems: list[Problem]) -> Denied:
+    def from_problems(cls, problems: list[Problem], warnings: list[str]) -> Denied:
         """One denial listing every problem; 403 only when all of them are policy refusals."""
         code = 403 if all(p.code == 403 for p in problems) else 400
         reason = "policy" if code == 403 else "invalid-annotation"
-        return cls("package-injector: " + "; ".join(str(p) for p in problems), code, reason)
+        return cls("package-injector: " + "; ".join(str(p) for p in problems), code, reason, tuple(warnings))
 
 
 @dataclass(frozen=True)
@@ -119,37 +126,8 @@ class Parsed:
     warnings: tuple[str, ...]
 
 
-def host_allowed(host: str, patterns: list[str]) -> bool:
-    """Whether `host` matches an allow-list entry; `*.example.com` matches any subdomain, not the apex."""
-    host = host.lower().rstrip(".")
-    for pattern in patterns:
-        pattern = pattern.lower().rstrip(".")
-        if pattern.startswith("*."):
-            if host.endswith(pattern[1:]) and len(host) > len(pattern) - 1:
-                return True
-        elif host == pattern:
-            return True
-    return False
-
-
-def validate_host_pattern(pattern: str) -> str | None:
-    """None when `pattern` is a usable allow-list entry, else why not (checked at startup)."""
-    name = pattern.lower().rstrip(".")
-    name = name[2:] if name.startswith("*.") else name
-    try:
-        ipaddress.ip_address(name.strip("[]"))
-        return None
-    except ValueError:
-        pass
-    if not _HOSTNAME.match(name):
-        return f"{pattern!r} is not a host name or '*.domain' pattern (no scheme, port or path)"
-    return None
-
-
 def _check_url(value: str, settings: Settings, key: str) -> tuple[str | None, bool, list[Problem]]:
     """The URL and whether it is http; the URL itself is never echoed (it may carry a signed token)."""
-    from urllib.parse import urlsplit
-
     value = value.strip()
     if not value:
         return None, False, [Problem(key, "is empty; set it to the https:// URL of the package")]
@@ -160,32 +138,35 @@ def _check_url(value: str, settings: Settings, key: str) -> tuple[str | None, bo
     allowed = " or ".join(f"{s}://" for s in settings.allowed_schemes)
     if scheme not in ("http", "https") or not parts.netloc:
         return None, False, [Problem(key, f"must be an absolute {allowed} URL")]
+    problems = []
     if scheme not in settings.allowed_schemes:
-        return (
-            None,
-            False,
-            [Problem(key, f"{scheme}:// is not allowed in this cluster; use an {allowed} URL", 403)],
+        problems.append(
+            Problem(key, f"{scheme}:// is not allowed in this cluster; use an {allowed} URL", 403)
         )
     if "@" in parts.netloc:
         msg = "must not contain credentials (user:password@); put them in a Secret and name it in "
-        return None, False, [Problem(key, msg + f'"{settings.key(SECRET)}"')]
+        problems.append(Problem(key, msg + f'"{settings.key(SECRET)}"'))
     try:
         host = parts.hostname
         parts.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError:
-        return None, False, [Problem(key, "has an invalid port")]
+        return None, False, [*problems, Problem(key, "has an invalid port")]
     if not host:
-        return None, False, [Problem(key, "has no host name")]
-    if settings.allowed_hosts and not host_allowed(host, settings.allowed_hosts):
+        problems.append(Problem(key, "has no host name"))
+    elif settings.allowed_hosts and not host_allowed(host, settings.allowed_hosts):
         hosts = ", ".join(settings.allowed_hosts)
-        return None, False, [Problem(key, f'host "{host}" is not in the cluster allow-list ({hosts})', 403)]
+        problems.append(Problem(key, f'host "{host}" is not in the cluster allow-list ({hosts})', 403))
+    if problems:
+        return None, False, problems
     return value, scheme == "http", []
 
 
 def _check_mount_path(value: str, key: str) -> tuple[str | None, list[Problem]]:
     path = value.strip()
     if not path.startswith("/"):
-        return None, [Problem(key, f"must be an absolute path such as {contract.DEFAULT_DEST}, got {value!r}")]
+        return None, [
+            Problem(key, f"must be an absolute path such as {contract.DEFAULT_DEST}, got {value!r}")
+        ]
     if ".." in path.split("/") or ":" in path:
         return None, [Problem(key, f"must not contain '..' or ':', got {value!r}")]
     path = posixpath.normpath(path)
@@ -246,13 +227,21 @@ def unknown_key_warnings(annotations: Mapping[str, Any], settings: Settings) -> 
         name = key.rsplit("/", 1)[-1].lower().replace("_", "-")
         ours = key.startswith(family)
         # Also catch package_url, Package-URL, a missing or wrong prefix, and near misses (pakage-url).
-        close = difflib.get_close_matches(name, USER_KEYS, n=1, cutoff=0.6 if ours else 0.85)
+        if ours:
+            # Compare what follows "package-": the shared prefix would make any key look close.
+            tail_names = {k[len(FAMILY_PREFIX) :]: k for k in USER_KEYS}
+            rest = key[len(family) :].lower().replace("_", "-")
+            close = [tail_names[t] for t in difflib.get_close_matches(rest, tail_names, n=1, cutoff=0.6)]
+        else:
+            close = difflib.get_close_matches(name, USER_KEYS, n=1, cutoff=0.85)
         if not ours and not close:
             continue
         hint = f'; did you mean "{settings.key(close[0])}"?' if close else ""
         valid = ", ".join(settings.key(k) for k in USER_KEYS)
         tail = hint or f" (valid keys: {valid})"
-        warnings.append(f'package-injector: annotation "{key}" is not a package-injector key and is ignored{tail}')
+        warnings.append(
+            f'package-injector: annotation "{key}" is not a package-injector key and is ignored{tail}'
+        )
     return warnings
 
 
@@ -280,7 +269,7 @@ def parse(annotations: Mapping[str, Any] | None, settings: Settings) -> Parsed:
                 f'"{settings.key(URL)}", so nothing is injected; add "{settings.key(URL)}"'
             )
         if problems:
-            raise Denied.from_problems(problems)
+            raise Denied.from_problems(problems, warnings)
         return Parsed(None, tuple(warnings))
 
     url, is_http, found = _check_url(raw_url, settings, settings.key(URL))
@@ -345,7 +334,7 @@ def parse(annotations: Mapping[str, Any] | None, settings: Settings) -> Parsed:
             problems.append(Problem(settings.key(INIT_POSITION), msg))
 
     if problems:
-        raise Denied.from_problems(problems)
+        raise Denied.from_problems(problems, warnings)
     assert url is not None and mount_path is not None
     if is_http and sha256 is None:
         warnings.append(

@@ -198,7 +198,12 @@ def generate(
 ) -> CertBundle:
     """A CA (new, or the given (cert, key) PEM pair) and a serving certificate for the Service names."""
     ca_cert, ca_key = ca or new_ca(f"{service}.{namespace} webhook CA", ca_days)
-    names = service_dns_names(service, namespace) + [d for d in dns or [] if d]
+    # The `.svc` name first: it becomes the subject CN, the name the apiserver dials.
+    names = [
+        f"{service}.{namespace}.svc",
+        *service_dns_names(service, namespace),
+        *(d for d in dns or [] if d),
+    ]
     cert, key = issue(ca_cert, ca_key, list(dict.fromkeys(names)), ips or [], days)
     return CertBundle(ca_cert=ca_cert, ca_key=ca_key, cert=cert, key=key)
 

@@ -56,7 +56,8 @@ def covers(existing: Any, desired: Any, quantity: bool = False) -> bool:
     """Whether `existing` already says everything `desired` says (extra, e.g. defaulted, fields allowed)."""
     if isinstance(desired, dict):
         return isinstance(existing, dict) and all(
-            k in existing and covers(existing[k], v, quantity or k in _QUANTITY_FIELDS) for k, v in desired.items()
+            k in existing and covers(existing[k], v, quantity or k in _QUANTITY_FIELDS)
+            for k, v in desired.items()
         )
     if isinstance(desired, list):
         return (
@@ -115,14 +116,19 @@ def _security_context(spec: Obj, settings: Settings) -> tuple[Obj, list[str]]:
         if pod_uid == 0:
             uid = settings.init_run_as_user
             who = f"UID {uid}" if uid is not None else "the image's non-root user"
-            warnings.append(f"package-injector: the pod runs as root (runAsUser: 0); {contract.INIT_CONTAINER_NAME} runs as {who}")
+            warnings.append(
+                f"package-injector: the pod runs as root (runAsUser: 0); "
+                f"{contract.INIT_CONTAINER_NAME} runs as {who}"
+            )
     return sc, warnings
 
 
 def _init_container(spec: Obj, request: PackageRequest, settings: Settings) -> tuple[Obj, list[str]]:
     mounts: list[Obj] = [{"name": contract.VOLUME_NAME, "mountPath": contract.DEFAULT_DEST}]
     if request.secret:
-        mounts.append({"name": CREDENTIALS_VOLUME, "mountPath": contract.DEFAULT_CREDENTIALS_DIR, "readOnly": True})
+        mounts.append(
+            {"name": CREDENTIALS_VOLUME, "mountPath": contract.DEFAULT_CREDENTIALS_DIR, "readOnly": True}
+        )
     security_context, warnings = _security_context(spec, settings)
     container: Obj = {
         "name": contract.INIT_CONTAINER_NAME,
@@ -190,8 +196,8 @@ def _place_init_container(init_containers: list[Obj], desired: Obj, position: st
         existing = init_containers[index]
         if not ours and not covers(existing, desired):
             raise Denied(
-                f'package-injector: the pod already has an init container named "{contract.INIT_CONTAINER_NAME}" '
-                "that package-injector did not inject; rename it or remove the package-url annotation",
+                "package-injector: the pod already has an init container named "
+                f'"{contract.INIT_CONTAINER_NAME}" that package-injector did not inject; rename it',
                 400,
                 "conflict",
             )
@@ -234,7 +240,7 @@ def _mount_containers(
             f'package-injector: container "{name}" already mounts "{contract.VOLUME_NAME}" differently; '
             "remove that volumeMount, package-injector adds it"
         )
-        if _ensure(mounts, desired, ours or name in previous, conflict):
+        if _ensure(mounts, desired, ours, conflict):
             container["volumeMounts"] = mounts
             changed = True
     return changed
@@ -327,7 +333,8 @@ def inject(pod: Obj, settings: Settings, namespace: str | None = None) -> Inject
     new_status = ann.status_value(mounted, used_volumes)
     current = ann.read_status(annotations, settings)
     if current is None or current != ann.read_status({key(ann.STATUS): new_status}, settings):
-        metadata.setdefault("annotations", {})
+        if metadata.get("annotations") is None:
+            metadata["annotations"] = {}
         metadata["annotations"][key(ann.STATUS)] = new_status
         out["metadata"] = metadata
         changed = True

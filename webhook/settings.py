@@ -14,12 +14,29 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from initcontainer import contract
+from webhook.hosts import pattern_problem
+from webhook.quantity import parse_quantity
 
 ENV_PREFIX = "PACKAGE_INJECTOR_"
+# Init container variables the webhook derives from annotations, or that weaken security.
+_ANNOTATION_ENV = frozenset(
+    {
+        contract.ENV_URL,
+        contract.ENV_SHA256,
+        contract.ENV_DEST,
+        contract.ENV_STRIP_COMPONENTS,
+        contract.ENV_CREDENTIALS_DIR,
+        contract.ENV_ALLOW_HTTP,
+        contract.ENV_INSECURE_SKIP_TLS_VERIFY,
+        contract.ENV_USERNAME,
+        contract.ENV_PASSWORD,
+    }
+)
+_PROXY_ENV = frozenset({"HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy"})
 CONFIG_FILE_ENV = "PACKAGE_INJECTOR_CONFIG_FILE"
 
 
@@ -67,8 +84,62 @@ class Settings(BaseSettings):
     init_run_as_group: int | None = Field(default=65532)
     init_env: dict[str, str] = Field(
         default_factory=dict,
-        description="Extra PACKAGE_* variables for the init container (limits, timeouts, proxies).",
+        description="Extra PACKAGE_* variables for the init container (limits, timeouts, log format).",
     )
+    init_proxy_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Proxy variables for the init container: HTTPS_PROXY, HTTP_PROXY, NO_PROXY "
+        "(or lowercase).",
+    )
+
+    @field_validator("init_env")
+    @classmethod
+    def _known_package_env(cls, value: dict[str, str]) -> dict[str, str]:
+        """Only PACKAGE_* names the init container knows, and none the webhook derives from annotations."""
+        for name in value:
+            if name not in contract.KNOWN_ENV:
+                known = ", ".join(sorted(contract.KNOWN_ENV - _ANNOTATION_ENV))
+                raise ValueError(f"{name!r} is not a variable of the init container; known: {known}")
+            if name in _ANNOTATION_ENV:
+                raise ValueError(
+                    f"{name!r} is set per pod from annotations or is unsafe; remove it from init_env"
+                )
+        return value
+
+    @field_validator("init_proxy_env")
+    @classmethod
+    def _proxy_env_only(cls, value: dict[str, str]) -> dict[str, str]:
+        """Proxies only: PACKAGE_* variables belong in init_env, anything else has no use here."""
+        for name in value:
+            if name not in _PROXY_ENV:
+                raise ValueError(
+                    f"{name!r} is not a proxy variable; allowed: {', '.join(sorted(_PROXY_ENV))}"
+                )
+        return value
+
+    @field_validator("max_size_limit", "default_size_limit")
+    @classmethod
+    def _quantity(cls, value: str | None) -> str | None:
+        """Reject a bad quantity at startup rather than on the first pod."""
+        if value is not None and parse_quantity(value) <= 0:
+            raise ValueError(f"{value!r} must be a positive quantity such as 1Gi")
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            problem = pattern_problem(pattern)
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("default_mount_path")
+    @classmethod
+    def _absolute_mount_path(cls, value: str) -> str:
+        if not value.startswith("/") or value.rstrip("/") == "" or ".." in value.split("/"):
+            raise ValueError(f"{value!r} must be an absolute directory path other than '/'")
+        return value.rstrip("/")
 
     # --- serving ---
     host: str = "0.0.0.0"

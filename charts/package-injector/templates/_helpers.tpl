@@ -1,0 +1,168 @@
+{{/* Names */}}
+{{- define "package-injector.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "package-injector.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "package-injector.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "package-injector.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "package-injector.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "package-injector.labels" -}}
+helm.sh/chart: {{ include "package-injector.chart" . }}
+{{ include "package-injector.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: package-injector
+{{- end }}
+
+{{- define "package-injector.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "package-injector.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "package-injector.tlsSecretName" -}}
+{{- if eq .Values.tls.mode "secret" }}
+{{- required "tls.secret.name is required when tls.mode is secret" .Values.tls.secret.name }}
+{{- else }}
+{{- printf "%s-tls" (include "package-injector.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* An image reference from {registry, repository, tag, digest}; the tag defaults to appVersion. */}}
+{{- define "package-injector.image" -}}
+{{- $img := index . 0 }}
+{{- $root := index . 1 }}
+{{- $repo := $img.repository }}
+{{- if $img.registry }}
+{{- $repo = printf "%s/%s" (trimSuffix "/" $img.registry) $img.repository }}
+{{- end }}
+{{- if $img.digest }}
+{{- printf "%s@%s" $repo $img.digest }}
+{{- else }}
+{{- printf "%s:%s" $repo (default $root.Chart.AppVersion $img.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Kubernetes version the templates target: kubeVersionOverride or the detected one. */}}
+{{- define "package-injector.kubeVersion" -}}
+{{- default .Capabilities.KubeVersion.Version .Values.kubeVersionOverride }}
+{{- end }}
+
+{{/* "true" when the MutatingWebhookConfiguration gets matchConditions (beta and on by default in 1.28). */}}
+{{- define "package-injector.matchConditionsEnabled" -}}
+{{- $mode := toString .Values.webhook.matchConditions }}
+{{- if eq $mode "true" }}true
+{{- else if eq $mode "false" }}
+{{- else if semverCompare ">=1.28.0-0" (include "package-injector.kubeVersion" .) }}true
+{{- end }}
+{{- end }}
+
+{{- define "package-injector.pdbApiVersion" -}}
+{{- if semverCompare ">=1.21.0-0" (include "package-injector.kubeVersion" .) }}policy/v1{{ else }}policy/v1beta1{{ end }}
+{{- end }}
+
+{{/* The trigger annotation key, e.g. "package-url" or "example.com/package-url". */}}
+{{- define "package-injector.triggerKey" -}}
+{{- printf "%spackage-url" .Values.policy.annotationPrefix }}
+{{- end }}
+
+{{/* The webhook settings (webhook/settings.py field names), rendered into the ConfigMap. */}}
+{{- define "package-injector.settings" -}}
+{{- $p := .Values.policy }}
+{{- $init := .Values.initContainer }}
+{{- $s := dict
+  "annotation_prefix" $p.annotationPrefix
+  "allowed_schemes" $p.allowedSchemes
+  "allowed_hosts" $p.allowedHosts
+  "require_checksum" $p.requireChecksum
+  "default_mount_path" $p.defaultMountPath
+  "init_image" (include "package-injector.image" (list $init.image .))
+  "init_image_pull_policy" $init.image.pullPolicy
+  "init_resources" $init.resources
+  "init_run_as_user" $init.securityContext.runAsUser
+  "init_run_as_group" $init.securityContext.runAsGroup
+  "init_env" $init.env
+  "port" .Values.containerPorts.https
+  "metrics_port" .Values.containerPorts.metrics
+  "log_level" .Values.logLevel
+  "log_format" .Values.logFormat
+}}
+{{- if $p.maxSizeLimit }}{{ $_ := set $s "max_size_limit" $p.maxSizeLimit }}{{ end }}
+{{- if $p.defaultSizeLimit }}{{ $_ := set $s "default_size_limit" $p.defaultSizeLimit }}{{ end }}
+{{- toYaml $s }}
+{{- end }}
+
+{{/* Rules, selectors and client config shared by every webhook of the configuration. */}}
+{{- define "package-injector.webhookCommon" -}}
+{{- $root := index . 0 }}
+{{- $caBundle := index . 1 }}
+admissionReviewVersions: ["v1", "v1beta1"]
+sideEffects: None
+timeoutSeconds: {{ $root.Values.webhook.timeoutSeconds }}
+matchPolicy: Equivalent
+clientConfig:
+  service:
+    name: {{ include "package-injector.fullname" $root }}
+    namespace: {{ $root.Release.Namespace }}
+    path: /mutate
+    port: {{ $root.Values.service.port }}
+  {{- if $caBundle }}
+  caBundle: {{ $caBundle }}
+  {{- end }}
+namespaceSelector:
+  matchExpressions:
+    - key: kubernetes.io/metadata.name
+      operator: NotIn
+      values:
+        {{- $excluded := concat (list "kube-system" "kube-public" "kube-node-lease" $root.Release.Namespace) $root.Values.webhook.excludeNamespaces }}
+        {{- range $excluded | uniq }}
+        - {{ . | quote }}
+        {{- end }}
+    {{- if $root.Values.webhook.optIn }}
+    - key: {{ $root.Values.webhook.namespaceLabel | quote }}
+      operator: In
+      values: ["enabled"]
+    {{- else }}
+    - key: {{ $root.Values.webhook.namespaceLabel | quote }}
+      operator: NotIn
+      values: ["disabled"]
+    {{- end }}
+objectSelector:
+  matchExpressions:
+    - key: {{ $root.Values.webhook.namespaceLabel | quote }}
+      operator: NotIn
+      values: ["disabled"]
+{{- end }}
+
+{{/* A CEL test that `path` (an annotations map) holds the trigger key; `guard` checks the path exists. */}}
+{{- define "package-injector.celHasTrigger" -}}
+{{- $key := index . 0 }}
+{{- $path := index . 1 }}
+{{- $guards := index . 2 }}
+{{- $tests := list }}
+{{- range $guards }}{{ $tests = append $tests (printf "has(%s)" .) }}{{ end }}
+{{- $tests = append $tests (printf "has(%s.annotations)" $path) }}
+{{- $tests = append $tests (printf "'%s' in %s.annotations" $key $path) }}
+{{- printf "(%s)" (join " && " $tests) }}
+{{- end }}

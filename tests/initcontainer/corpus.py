@@ -1,0 +1,328 @@
+"""Archive builders and the malicious-archive corpus, built by the tests themselves.
+
+Every hostile case is a real archive made with tarfile/zipfile from hand-crafted
+TarInfo/ZipInfo members (or the real `zip` CLI where Python cannot write the
+feature), so the bytes are exactly what an attacker could serve.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import io
+import lzma
+import os
+import stat
+import struct
+import subprocess
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from initcontainer import contract
+from initcontainer.errors import IntegrityError, PackageError, UnsafeArchiveError
+from initcontainer.extract import Limits
+
+Member = tuple[tarfile.TarInfo, bytes | None]
+
+
+class NonSeekable:
+    """A stream exposing only `read`, like an HTTP body; records what was read."""
+
+    def __init__(self, data: bytes) -> None:
+        self._buf = io.BytesIO(data)
+        self.consumed = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        chunk = self._buf.read(size)
+        self.consumed += len(chunk)
+        return chunk
+
+
+# ------------------------------------------------------------------ tar members
+
+
+def reg(name: str, data: bytes = b"data\n", mode: int = 0o644, **attrs: object) -> Member:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = mode
+    info.mtime = 1_700_000_000
+    for key, value in attrs.items():
+        setattr(info, key, value)
+    return info, data
+
+
+def dir_(name: str, mode: int = 0o755) -> Member:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    info.mode = mode
+    return info, None
+
+
+def sym(name: str, target: str) -> Member:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.SYMTYPE
+    info.linkname = target
+    info.mode = 0o777
+    return info, None
+
+
+def hard(name: str, target: str) -> Member:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.LNKTYPE
+    info.linkname = target
+    return info, None
+
+
+def special(name: str, kind: bytes) -> Member:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.devmajor, info.devminor = 1, 3
+    return info, None
+
+
+def tar_bytes(members: list[Member], compress: str = "", fmt: int = tarfile.PAX_FORMAT) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return compress_bytes(buf.getvalue(), compress)
+
+
+def compress_bytes(raw: bytes, compress: str) -> bytes:
+    if compress == "":
+        return raw
+    if compress == "gz":
+        return gzip.compress(raw, compresslevel=6, mtime=0)
+    if compress == "bz2":
+        return bz2.compress(raw)
+    if compress == "xz":
+        return lzma.compress(raw, format=lzma.FORMAT_XZ)
+    raise ValueError(compress)
+
+
+def patch_size(tar: bytes, offset: int, new_size: int) -> bytes:
+    """Rewrite the size field of the header at `offset` and fix its checksum (a lying header)."""
+    block = bytearray(tar[offset : offset + 512])
+    block[124:136] = b"%011o\x00" % new_size
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\x00 " % sum(block)
+    return tar[:offset] + bytes(block) + tar[offset + 512 :]
+
+
+# ------------------------------------------------------------------ zip members
+
+
+def zip_bytes(entries: list[tuple[zipfile.ZipInfo | str, bytes]], method: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=method) as zf:
+        for info, data in entries:
+            zf.writestr(info, data)
+    return buf.getvalue()
+
+
+def zip_info(name: str, mode: int) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=(2024, 1, 2, 3, 4, 5))
+    info.create_system = 3
+    info.external_attr = mode << 16
+    info.compress_type = zipfile.ZIP_DEFLATED
+    return info
+
+
+def zip_overlapping() -> bytes:
+    """Two central-directory entries pointing at one local header (CVE-2024-0450 class)."""
+    data = zip_bytes([("a.txt", b"A" * 1000), ("b.txt", b"B" * 1000)])
+    cd = data.index(b"PK\x01\x02", data.index(b"PK\x01\x02") + 4)  # second central record
+    return data[: cd + 42] + struct.pack("<I", 0) + data[cd + 46 :]
+
+
+def zip_encrypted(workdir: Path) -> bytes:
+    """A real ZipCrypto entry, made by Info-ZIP `zip -P` (Python cannot write one)."""
+    (workdir / "secret.txt").write_bytes(b"top secret\n")
+    out = workdir / "enc.zip"
+    subprocess.run(["zip", "-q", "-P", "pw", str(out), "secret.txt"], cwd=workdir, check=True)
+    return out.read_bytes()
+
+
+def zip_lying_size() -> bytes:
+    """Central directory and local header both claim 10 bytes for 100 bytes of data."""
+    data = zip_bytes([("a.txt", b"x" * 100)], method=zipfile.ZIP_STORED)
+    local = data.index(b"PK\x03\x04")
+    cd = data.index(b"PK\x01\x02")
+    patched = bytearray(data)
+    struct.pack_into("<I", patched, local + 22, 10)
+    struct.pack_into("<I", patched, cd + 24, 10)
+    return bytes(patched)
+
+
+# ------------------------------------------------------------------ the corpus
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    build: Callable[[Path], bytes]
+    error: type[PackageError]
+    strip: int = 0
+    limits: Limits = Limits()
+
+
+def _gz(members: list[Member]) -> Callable[[Path], bytes]:
+    return lambda outside: tar_bytes(members, "gz")
+
+
+def corpus() -> list[Case]:
+    """Hostile archives; `outside` is a directory next to dest that must stay untouched."""
+    small = Limits(max_extracted_bytes=1_000_000, max_files=100)
+
+    def absolute_into(outside: Path) -> bytes:
+        return tar_bytes([reg(str(outside / "pwned"))], "gz")
+
+    def abs_symlink(outside: Path) -> bytes:
+        return tar_bytes([sym("etc", "/etc"), reg("ok", b"x")], "gz")
+
+    def write_through_abs_link(outside: Path) -> bytes:
+        return tar_bytes([sym("link", str(outside)), reg("link/pwned")], "gz")
+
+    def hardlink_abs(outside: Path) -> bytes:
+        return tar_bytes([hard("passwd", "/etc/passwd"), reg("passwd", b"overwrite")], "gz")
+
+    def hardlink_abs_sentinel(outside: Path) -> bytes:
+        return tar_bytes([hard("victim", str(outside / "victim.txt")), reg("victim", b"pwned")], "gz")
+
+    def zip_abs(outside: Path) -> bytes:
+        return zip_bytes([(str(outside / "pwned"), b"x")])
+
+    def zip_bomb(outside: Path) -> bytes:
+        return zip_bytes([("zeros.bin", bytes(5_000_000))])
+
+    def many_files() -> list[Member]:
+        return [reg(f"f{i:04}", b"") for i in range(150)]
+
+    def lying_small(outside: Path) -> bytes:
+        raw = tar_bytes([reg("a.txt", b"A" * 2000), reg("b.txt", b"B")], fmt=tarfile.USTAR_FORMAT)
+        return compress_bytes(patch_size(raw, 0, 10), "gz")
+
+    def lying_large(outside: Path) -> bytes:
+        raw = tar_bytes([reg("a.txt", b"A" * 600)], fmt=tarfile.USTAR_FORMAT)
+        return patch_size(raw, 0, 5000)[: 512 + 1024]
+
+    def lying_huge(outside: Path) -> bytes:
+        raw = tar_bytes([reg("a.txt", b"A" * 600)], fmt=tarfile.GNU_FORMAT)
+        return compress_bytes(patch_size(raw, 0, 8 * 1024**3 - 1), "gz")
+
+    return [
+        Case("absolute-path", absolute_into, UnsafeArchiveError),
+        Case("dotdot-traversal", _gz([reg("../pwned")]), UnsafeArchiveError),
+        Case("dotdot-nested", _gz([reg("a/b/../../../pwned")]), UnsafeArchiveError),
+        Case("traversal-after-strip", _gz([reg("pkg/../pwned")]), UnsafeArchiveError, strip=1),
+        Case("symlink-to-etc", abs_symlink, UnsafeArchiveError),
+        Case("symlink-relative-escape", _gz([sym("up", "../.."), reg("ok")]), UnsafeArchiveError),
+        Case("symlink-deep-escape", _gz([dir_("a/"), sym("a/up", "../../outside"), reg("ok")]), UnsafeArchiveError),
+        Case(
+            "symlink-chain-escape",
+            _gz([dir_("a/"), sym("a/l1", ".."), sym("l2", "a/l1/.."), reg("ok")]),
+            UnsafeArchiveError,
+        ),
+        Case("write-through-abs-symlink", write_through_abs_link, UnsafeArchiveError),
+        Case(
+            "symlink-to-dir-then-file-under-it",
+            _gz([dir_("real/"), sym("link", "real"), reg("link/file")]),
+            UnsafeArchiveError,
+        ),
+        Case("symlink-then-dir-through-it", _gz([sym("link", "."), dir_("link/sub/")]), UnsafeArchiveError),
+        Case("hardlink-to-etc-passwd", hardlink_abs, UnsafeArchiveError),
+        Case("hardlink-to-outside-absolute", hardlink_abs_sentinel, UnsafeArchiveError),
+        Case("hardlink-outside-relative", _gz([hard("x", "../outside/victim.txt")]), UnsafeArchiveError),
+        Case("hardlink-to-missing", _gz([hard("x", "not-there")]), UnsafeArchiveError),
+        Case(
+            "hardlink-to-symlink",
+            _gz([reg("f"), sym("s", "f"), hard("h", "s")]),
+            UnsafeArchiveError,
+        ),
+        Case("char-device", _gz([reg("ok"), special("null", tarfile.CHRTYPE)]), UnsafeArchiveError),
+        Case("block-device", _gz([special("sda", tarfile.BLKTYPE), reg("ok")]), UnsafeArchiveError),
+        Case("fifo", _gz([special("pipe", tarfile.FIFOTYPE), reg("ok")]), UnsafeArchiveError),
+        Case("file-replaces-dir", _gz([dir_("d/"), reg("d/f"), reg("d")]), UnsafeArchiveError),
+        Case("reserved-marker-name", _gz([reg(contract.MARKER_NAME)]), UnsafeArchiveError),
+        Case("reserved-staging-name", _gz([reg(contract.STAGING_PREFIX + "x/f")]), UnsafeArchiveError),
+        Case("size-bomb", _gz([reg("zeros", bytes(2_000_000))]), UnsafeArchiveError, limits=small),
+        Case(
+            "size-bomb-many-small",
+            _gz([reg(f"z{i}", bytes(300_000)) for i in range(5)]),
+            UnsafeArchiveError,
+            limits=small,
+        ),
+        Case("count-bomb", lambda outside: tar_bytes(many_files(), "gz"), UnsafeArchiveError, limits=small),
+        Case("header-claims-huge-size", lying_huge, UnsafeArchiveError, limits=small),
+        Case("header-claims-less-than-data", lying_small, IntegrityError),
+        Case("header-claims-more-than-data", lying_large, IntegrityError),
+        Case("zip-slip", lambda o: zip_bytes([("../pwned", b"x")]), UnsafeArchiveError),
+        Case("zip-slip-backslash", lambda o: zip_bytes([("..\\..\\pwned", b"x")]), UnsafeArchiveError),
+        Case("zip-absolute", zip_abs, UnsafeArchiveError),
+        Case(
+            "zip-symlink-escape",
+            lambda o: zip_bytes([(zip_info("link", stat.S_IFLNK | 0o777), b"../../outside"), ("ok", b"x")]),
+            UnsafeArchiveError,
+        ),
+        Case(
+            "zip-symlink-absolute",
+            lambda o: zip_bytes([(zip_info("link", stat.S_IFLNK | 0o777), b"/etc"), ("ok", b"x")]),
+            UnsafeArchiveError,
+        ),
+        Case(
+            "zip-fifo",
+            lambda o: zip_bytes([(zip_info("pipe", stat.S_IFIFO | 0o644), b""), ("ok", b"x")]),
+            UnsafeArchiveError,
+        ),
+        Case("zip-bomb", zip_bomb, UnsafeArchiveError, limits=small),
+        Case(
+            "zip-count-bomb",
+            lambda o: zip_bytes([(f"f{i}", b"") for i in range(150)]),
+            UnsafeArchiveError,
+            limits=small,
+        ),
+        Case("zip-overlapping-entries", lambda o: zip_overlapping(), UnsafeArchiveError),
+        Case("zip-encrypted", lambda o: zip_encrypted(Path(tempfile.mkdtemp(dir=o))), UnsafeArchiveError),
+        Case("zip-lying-size", lambda o: zip_lying_size(), IntegrityError),
+        Case("empty-tar", lambda o: tar_bytes([]), IntegrityError),
+        Case("empty-tar-gz-only-dirs", _gz([dir_("a/"), dir_("a/b/")]), IntegrityError),
+        Case("empty-zip", lambda o: zip_bytes([]), IntegrityError),
+        Case("only-stripped-away", _gz([reg("toplevel-file")]), IntegrityError, strip=1),
+        Case("truncated-gzip", lambda o: tar_bytes([reg("a", os.urandom(50_000))], "gz")[:30_000], IntegrityError),
+        Case(
+            "gzip-missing-trailer",
+            lambda o: tar_bytes([reg("a", b"hello")], "gz")[:-8],
+            IntegrityError,
+        ),
+        Case(
+            "truncated-tar-at-member-boundary",
+            lambda o: tar_bytes([reg("a", b"A" * 512), reg("b", b"B" * 512)], fmt=tarfile.USTAR_FORMAT)[:1024],
+            IntegrityError,
+        ),
+        Case("truncated-xz", lambda o: tar_bytes([reg("a", os.urandom(20_000))], "xz")[:-100], IntegrityError),
+        Case("corrupt-bz2", lambda o: tar_bytes([reg("a", b"x" * 10_000)], "bz2")[:40] + bytes(200), IntegrityError),
+        Case("truncated-zip", lambda o: zip_bytes([("a", os.urandom(10_000))])[:5000], IntegrityError),
+    ]
+
+
+def sha256_tree(root: Path) -> dict[str, tuple[str, ...]]:
+    """Everything under `root`: type, mode and content (or link target) per path."""
+    out: dict[str, tuple[str, ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            st = path.lstat()
+            rel = str(path.relative_to(root))
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", os.readlink(path))
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = ("dir", oct(stat.S_IMODE(st.st_mode)))
+            else:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                out[rel] = ("file", oct(stat.S_IMODE(st.st_mode)), digest, str(int(st.st_mtime)))
+    return out

@@ -1,0 +1,341 @@
+"""Extraction: the malicious corpus is refused without side effects; good archives round-trip."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import shutil
+import stat
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+from corpus import (
+    Case,
+    NonSeekable,
+    compress_bytes,
+    corpus,
+    dir_,
+    hard,
+    reg,
+    sha256_tree,
+    sym,
+    tar_bytes,
+    zip_bytes,
+    zip_info,
+)
+
+from initcontainer import contract, formats
+from initcontainer.errors import IntegrityError, PackageError, UnsafeArchiveError
+from initcontainer.extract import ExtractStats, Limits, extract
+from initcontainer.install import discard, prepare_staging
+
+
+def _layout(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """sentinel/{dest, outside/victim.txt}: everything but dest must stay as it was."""
+    sentinel = tmp_path / "sentinel"
+    dest = sentinel / "dest"
+    outside = sentinel / "outside"
+    dest.mkdir(parents=True)
+    outside.mkdir()
+    (outside / "victim.txt").write_text("original\n")
+    return sentinel, dest, outside
+
+
+def _run(data: bytes, staging: Path, strip: int = 0, limits: Limits | None = None) -> ExtractStats:
+    fmt = formats.detect_format(data[: formats.HEAD_BYTES])
+    return extract(NonSeekable(data), staging, fmt=fmt, limits=limits, strip_components=strip)
+
+
+def _outside_view(sentinel: Path) -> dict[str, tuple[str, ...]]:
+    return {k: v for k, v in sha256_tree(sentinel).items() if not (k == "dest" or k.startswith("dest/"))}
+
+
+@pytest.mark.parametrize("case", corpus(), ids=lambda c: c.name)
+def test_corpus_is_refused_without_side_effects(tmp_path: Path, case: Case) -> None:
+    sentinel, dest, outside = _layout(tmp_path)
+    data = case.build(outside)
+    before = _outside_view(sentinel)
+    staging = prepare_staging(dest)
+    with pytest.raises(PackageError) as raised:
+        try:
+            _run(data, staging, case.strip, case.limits)
+        finally:
+            discard(staging)
+    assert type(raised.value) is case.error, raised.value
+    expected_code = {
+        UnsafeArchiveError: contract.EXIT_UNSAFE_ARCHIVE,
+        IntegrityError: contract.EXIT_INTEGRITY,
+    }[case.error]
+    assert raised.value.exit_code == expected_code
+    assert _outside_view(sentinel) == before
+    assert os.listdir(dest) == []
+    assert (outside / "victim.txt").read_text() == "original\n"
+
+
+def test_html_page_is_not_an_archive() -> None:
+    page = b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>login</body></html>\n"
+    with pytest.raises(IntegrityError, match="HTML page.*check the URL") as raised:
+        formats.detect_format(page)
+    assert raised.value.exit_code == contract.EXIT_INTEGRITY
+
+
+def test_setuid_sticky_cleared_and_owners_ignored(tmp_path: Path) -> None:
+    _, dest, _ = _layout(tmp_path)
+    staging = prepare_staging(dest)
+    data = tar_bytes(
+        [
+            reg("suid", b"#!/bin/sh\n", mode=0o4755, uid=0, gid=0, uname="root", gname="root"),
+            reg("sgid", b"x", mode=0o2640, uid=12345, gid=54321, uname="evil", gname="evil"),
+            reg("private", b"x", mode=0o600),
+            reg("groupexec", b"x", mode=0o710),
+            dir_("sticky/", mode=0o1777),
+            reg("sticky/f", b"x", mode=0o666),
+        ],
+        "gz",
+    )
+    _run(data, staging)
+    modes = {p.name: stat.S_IMODE(p.lstat().st_mode) for p in staging.rglob("*")}
+    assert modes == {
+        "suid": 0o755,
+        "sgid": 0o644,
+        "private": 0o644,
+        "groupexec": 0o755,
+        "sticky": 0o755,
+        "f": 0o644,
+    }
+    owner = os.getuid()
+    assert all(p.lstat().st_uid == owner for p in staging.rglob("*"))
+
+
+def test_safe_links_inside_are_kept(tmp_path: Path) -> None:
+    _, dest, _ = _layout(tmp_path)
+    staging = prepare_staging(dest)
+    data = tar_bytes(
+        [
+            dir_("pkg/lib/"),
+            reg("pkg/lib/libx.so.1", b"ELF", mode=0o755),
+            sym("pkg/lib/libx.so", "libx.so.1"),
+            sym("pkg/current", "./lib"),
+            dir_("pkg/bin/"),
+            sym("pkg/bin/lib", "../lib/libx.so"),
+            hard("pkg/bin/copy", "pkg/lib/libx.so.1"),
+            sym("dangling", "pkg/not-yet"),
+        ],
+        "gz",
+    )
+    stats = _run(data, staging)
+    assert stats == ExtractStats(files=2, dirs=3, symlinks=4, bytes=3)
+    assert (staging / "pkg/bin/lib").read_bytes() == b"ELF"
+    assert os.path.samefile(staging / "pkg/bin/copy", staging / "pkg/lib/libx.so.1")
+    assert os.readlink(staging / "pkg/current") == "./lib"
+
+
+def test_later_member_wins_without_writing_through(tmp_path: Path) -> None:
+    """A duplicate replaces the earlier entry; a hard-linked sibling keeps its old content."""
+    _, dest, _ = _layout(tmp_path)
+    staging = prepare_staging(dest)
+    data = tar_bytes(
+        [
+            reg("a", b"first"),
+            hard("b", "a"),
+            reg("a", b"second"),
+            sym("s", "a"),
+            reg("s", b"now a file"),
+            reg("f", b"file"),
+            dir_("f/"),
+            reg("f/inner", b"x"),
+        ],
+        "gz",
+    )
+    _run(data, staging)
+    assert (staging / "a").read_bytes() == b"second"
+    assert (staging / "b").read_bytes() == b"first"
+    assert not (staging / "s").is_symlink()
+    assert (staging / "s").read_bytes() == b"now a file"
+    assert (staging / "f/inner").read_bytes() == b"x"
+
+
+def test_strip_components_counts_dot_like_gnu_tar(tmp_path: Path) -> None:
+    _, dest, _ = _layout(tmp_path)
+    staging = prepare_staging(dest)
+    data = tar_bytes([dir_("./"), dir_("./pkg-1.0/"), reg("./pkg-1.0/bin/run", b"#!", mode=0o755)], "gz")
+    _run(data, staging, strip=2)
+    assert sorted(os.listdir(staging)) == ["bin"]
+    assert (staging / "bin/run").read_bytes() == b"#!"
+
+
+def test_multi_member_gzip_like_pigz(tmp_path: Path) -> None:
+    _, dest, _ = _layout(tmp_path)
+    staging = prepare_staging(dest)
+    raw = tar_bytes([reg(f"f{i}", os.urandom(3000)) for i in range(10)])
+    data = gzip.compress(raw[:7777]) + gzip.compress(raw[7777:])
+    assert _run(data, staging).files == 10
+
+
+def test_stream_is_read_only_as_far_as_needed(tmp_path: Path) -> None:
+    """Trailing bytes after the archive are left for the caller to drain and hash."""
+    _, dest, _ = _layout(tmp_path)
+    staging = prepare_staging(dest)
+    data = tar_bytes([reg("a", b"x")], "gz") + b"TRAILER" * 1_000_000
+    stream = NonSeekable(data)
+    extract(stream, staging, fmt=formats.TAR_GZ)
+    assert stream.consumed < 2 * 1024 * 1024
+    assert stream.consumed + len(stream.read(-1)) == len(data)
+
+
+def test_stream_errors_propagate_unchanged(tmp_path: Path) -> None:
+    """A network error from the caller's stream is not mistaken for a disk error."""
+
+    class Failing:
+        def __init__(self, data: bytes) -> None:
+            self.inner = NonSeekable(data)
+
+        def read(self, size: int = -1, /) -> bytes:
+            if self.inner.consumed > 1000:
+                raise ConnectionResetError("peer reset")
+            return self.inner.read(min(size, 500))
+
+    _, dest, _ = _layout(tmp_path)
+    staging = prepare_staging(dest)
+    data = tar_bytes([reg("a", os.urandom(100_000))], "gz")
+    with pytest.raises(ConnectionResetError):
+        extract(Failing(data), staging, fmt=formats.TAR_GZ)
+
+
+def test_zstd_needs_a_zstd_module(tmp_path: Path) -> None:
+    if formats.zstd_module() is not None:
+        pytest.skip("this Python reads zstd")
+    with pytest.raises(PackageError, match="cannot read zstd"):
+        formats.detect_format(b"\x28\xb5\x2f\xfd" + bytes(100))
+
+
+# ------------------------------------------------------------- good archives
+
+
+def _make_tree(root: Path) -> None:
+    (root / "pkg/bin").mkdir(parents=True)
+    (root / "pkg/conf/deep/er").mkdir(parents=True)
+    (root / "pkg/bin/start.sh").write_text("#!/bin/sh\necho hi\n")
+    (root / "pkg/bin/start.sh").chmod(0o755)
+    (root / "pkg/conf/app.yaml").write_text("a: 1\n")
+    (root / "pkg/conf/deep/er/ünïcødé-名前.txt").write_text("unicode\n")
+    (root / "pkg/empty").write_bytes(b"")
+    (root / "pkg/link").symlink_to("conf/app.yaml")
+    big = root / "pkg/big.bin"
+    with open(big, "wb") as f:
+        block = os.urandom(1 << 20)
+        for i in range(12):
+            f.write(bytes([i]) + block[1:])
+    for d in root.rglob("*"):
+        if d.is_dir() and not d.is_symlink():
+            d.chmod(0o755)
+    for p in [root / "pkg/conf/app.yaml", root / "pkg/empty", big, root / "pkg/conf/deep/er/ünïcødé-名前.txt"]:
+        p.chmod(0o644)
+
+
+def _tar_cli(src: Path, out: Path, flag: str) -> bytes:
+    subprocess.run(["tar", "-C", str(src), flag, "-cf", str(out), "pkg"], check=True)
+    return out.read_bytes()
+
+
+def _zip_cli(src: Path, out: Path) -> bytes:
+    subprocess.run(["zip", "-q", "-r", "-y", str(out), "pkg"], cwd=src, check=True)
+    return out.read_bytes()
+
+
+GOOD_FORMATS = ["tar", "tar.gz", "tar.bz2", "tar.xz", "tar.zst", "zip"]
+_TAR_FLAGS = {"tar": "--format=gnu", "tar.gz": "-z", "tar.bz2": "-j", "tar.xz": "-J", "tar.zst": "--zstd"}
+
+
+@pytest.fixture(scope="module")
+def source_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("src")
+    _make_tree(root)
+    return root
+
+
+@pytest.mark.parametrize("fmt", GOOD_FORMATS)
+@pytest.mark.parametrize("strip", [0, 1])
+def test_good_archive_round_trip(tmp_path: Path, source_tree: Path, fmt: str, strip: int) -> None:
+    if fmt == "tar.zst" and formats.zstd_module() is None:
+        pytest.skip("this Python has no zstd module (3.14+ or backports.zstd)")
+    out = tmp_path / f"pkg.{fmt}"
+    data = _zip_cli(source_tree, out) if fmt == "zip" else _tar_cli(source_tree, out, _TAR_FLAGS[fmt])
+    assert formats.detect_format(data[: formats.HEAD_BYTES]) == fmt
+    _, dest, _ = _layout(tmp_path)
+    staging = prepare_staging(dest)
+    stats = _run(data, staging, strip=strip)
+    expected_root = source_tree / "pkg" if strip else source_tree
+    got, want = sha256_tree(staging), sha256_tree(expected_root)
+    # Zip stores mtimes with 2 s resolution and in local time: compare content and modes only.
+    if fmt == "zip":
+        got = {k: v[:3] for k, v in got.items()}
+        want = {k: v[:3] for k, v in want.items()}
+    assert got == want
+    assert stats.files == 5 and stats.symlinks == 1
+    assert stats.bytes == sum(p.stat().st_size for p in source_tree.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def test_zip_entry_modes_and_dirs(tmp_path: Path) -> None:
+    _, dest, _ = _layout(tmp_path)
+    staging = prepare_staging(dest)
+    data = zip_bytes(
+        [
+            ("plain.txt", b"no unix mode"),
+            (zip_info("run.sh", stat.S_IFREG | 0o700), b"#!"),
+            (zip_info("dir/", stat.S_IFDIR | 0o700), b""),
+            (zip_info("dir/link", stat.S_IFLNK | 0o777), b"../run.sh"),
+        ]
+    )
+    _run(data, staging)
+    assert stat.S_IMODE((staging / "plain.txt").stat().st_mode) == 0o644
+    assert stat.S_IMODE((staging / "run.sh").stat().st_mode) == 0o755
+    assert stat.S_IMODE((staging / "dir").stat().st_mode) == 0o755
+    assert (staging / "dir/link").read_bytes() == b"#!"
+    assert not any(n.endswith(".zip") for n in os.listdir(dest)), "the spool must be removed"
+
+
+def test_long_names_pax(tmp_path: Path) -> None:
+    _, dest, _ = _layout(tmp_path)
+    staging = prepare_staging(dest)
+    long_dir = "/".join(["d" * 60] * 4)
+    data = tar_bytes([reg(f"{long_dir}/{'f' * 200}", b"long")], "xz")
+    _run(data, staging)
+    assert (staging / long_dir / ("f" * 200)).read_bytes() == b"long"
+
+
+def test_pax_header_memory_bomb_refused(tmp_path: Path) -> None:
+    _, dest, _ = _layout(tmp_path)
+    staging = prepare_staging(dest)
+    info, data = reg("a", b"x")
+    info.pax_headers = {"comment": "x" * (2 << 20)}
+    with pytest.raises(UnsafeArchiveError, match="metadata header"):
+        _run(tar_bytes([(info, data)], "gz"), staging)
+
+
+def test_many_small_files_and_a_large_one_fast(tmp_path: Path) -> None:
+    """Throughput smoke test: 3000 small files + 64 MiB from an in-memory stream."""
+    import time
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for i in range(3000):
+            info = tarfile.TarInfo(f"pkg/d{i % 30}/file{i}.txt")
+            payload = (b"line %d\n" % i) * 20
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+        info = tarfile.TarInfo("pkg/big.bin")
+        info.size = 64 << 20
+        tar.addfile(info, io.BytesIO(bytes(info.size)))
+    data = compress_bytes(buf.getvalue(), "gz")
+    _, dest, _ = _layout(tmp_path)
+    staging = prepare_staging(dest)
+    start = time.perf_counter()
+    stats = _run(data, staging)
+    elapsed = time.perf_counter() - start
+    assert stats.files == 3001
+    assert elapsed < 20, f"extraction took {elapsed:.1f}s"
+    shutil.rmtree(staging)

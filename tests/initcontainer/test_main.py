@@ -1,0 +1,423 @@
+"""The program as the kubelet runs it: a subprocess, configured by its environment only."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from initcontainer import contract
+from tests.support.faults import FaultServer, Respond
+from tests.support.nginx import NginxServer, nginx_binary, run_nginx
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+USER, PASSWORD, TOKEN = "deploy", "Pw-9f8e7d6c", "Tk-0a1b2c3d4e"
+QUERY_SECRET = "SIGxyz123secret"
+
+pytestmark = pytest.mark.skipif(nginx_binary() is None, reason="nginx not installed (scripts/setup.sh)")
+
+
+def make_tgz(files: dict[str, bytes], prefix: str = "") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(prefix + name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+BIG = os.urandom(2 * 1024 * 1024)  # incompressible: the .tgz is ~2 MiB, several chunks
+PKG_A = make_tgz({"a.txt": b"package A\n", "common/config.ini": b"[a]\n", "blob.bin": BIG}, prefix="app/")
+PKG_B = make_tgz({"b.txt": b"package B\n", "common/other.ini": b"[b]\n"}, prefix="app/")
+SHA_A = hashlib.sha256(PKG_A).hexdigest()
+SHA_B = hashlib.sha256(PKG_B).hexdigest()
+HTML = b"<!DOCTYPE html><html><head><title>Login required</title></head><body>sign in</body></html>"
+
+
+@pytest.fixture(scope="module")
+def www(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("www")
+    (root / "a.tgz").write_bytes(PKG_A)
+    (root / "b.tgz").write_bytes(PKG_B)
+    (root / "truncated.tgz").write_bytes(PKG_A[: len(PKG_A) // 2])
+    (root / "error.html").write_bytes(HTML)
+    return root
+
+
+@pytest.fixture(scope="module")
+def nginx(www: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxServer]:
+    with run_nginx(
+        www, tmp_path_factory.mktemp("nginx"), tls=True, basic_auth=(USER, PASSWORD), bearer_token=TOKEN
+    ) as srv:
+        yield srv
+
+
+@pytest.fixture
+def faults() -> Iterator[FaultServer]:
+    with FaultServer() as srv:
+        yield srv
+
+
+class Run:
+    """Result of one run of the init container."""
+
+    def __init__(self, proc: subprocess.CompletedProcess[str], term: Path) -> None:
+        self.code = proc.returncode
+        self.stderr = proc.stderr
+        self.termination = term.read_text() if term.exists() else ""
+
+    @property
+    def reason(self) -> dict[str, Any]:
+        return dict(json.loads(self.termination))
+
+    def events(self) -> list[str]:
+        return [json.loads(line)["event"] for line in self.stderr.splitlines() if line.startswith("{")]
+
+
+def base_env(tmp_path: Path, url: str, **extra: str) -> dict[str, str]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        contract.ENV_URL: url,
+        contract.ENV_DEST: str(tmp_path / "dest"),
+        contract.ENV_TERMINATION_LOG: str(tmp_path / "termination-log"),
+        contract.ENV_CREDENTIALS_DIR: str(tmp_path / "creds"),
+        contract.ENV_ALLOW_HTTP: "true",
+        contract.ENV_READ_TIMEOUT: "5",
+        contract.ENV_RETRIES: "2",
+    }
+    (tmp_path / "creds").mkdir(exist_ok=True)
+    env.update(extra)
+    return env
+
+
+def run(env: dict[str, str], timeout: float = 60, argv: list[str] | None = None) -> Run:
+    term = Path(env.get(contract.ENV_TERMINATION_LOG, "/nonexistent"))
+    if term.exists():
+        term.unlink()
+    proc = subprocess.run(
+        argv or [PYTHON, "-m", "initcontainer"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return Run(proc, term)
+
+
+def visible(dest: Path) -> set[str]:
+    """Files the app sees (marker excluded)."""
+    return {
+        str(p.relative_to(dest))
+        for p in dest.rglob("*")
+        if p.is_file() and p.name != contract.MARKER_NAME
+    }
+
+
+def leftovers(dest: Path) -> list[str]:
+    return [p.name for p in dest.iterdir() if p.name.startswith(contract.STAGING_PREFIX)] if dest.exists() else []
+
+
+def assert_package_a(dest: Path) -> None:
+    assert visible(dest) == {"app/a.txt", "app/common/config.ini", "app/blob.bin"}
+    assert (dest / "app/blob.bin").read_bytes() == BIG
+    marker = json.loads((dest / contract.MARKER_NAME).read_text())
+    assert marker["sha256"] == SHA_A
+    assert marker["files"] == 3
+    assert marker["size"] == len(PKG_A)
+    assert leftovers(dest) == []
+
+
+def assert_failed_cleanly(r: Run, dest: Path, code: int, reason: str) -> None:
+    assert r.code == code, r.stderr
+    assert r.reason["reason"] == reason
+    assert r.reason["exitCode"] == code
+    assert leftovers(dest) == []
+    assert not (dest / contract.MARKER_NAME).exists()
+    assert visible(dest) == set() if dest.exists() else True
+    last = json.loads(r.stderr.strip().splitlines()[-1])
+    assert last["event"] == "failed" and last["exitCode"] == code
+
+
+# ---- the contract with the webhook --------------------------------------------
+
+
+def injected_env(url: str, sha256: str) -> dict[str, str]:
+    """The init container's env exactly as webhook/inject.py renders it for an annotated pod."""
+    from webhook.inject import inject
+    from webhook.settings import Settings
+
+    pod = {
+        "metadata": {
+            "name": "p",
+            "annotations": {"package-url": url, "package-sha256": sha256, "package-secret": "pkg-creds"},
+        },
+        "spec": {"containers": [{"name": "app", "image": "app:1"}]},
+    }
+    result = inject(pod, Settings())
+    (init,) = [c for c in result.pod["spec"]["initContainers"] if c["name"] == contract.INIT_CONTAINER_NAME]
+    assert "args" not in init and all(USER not in a for a in init.get("command", []))
+    return {e["name"]: e["value"] for e in init.get("env", [])}
+
+
+def test_contract_with_the_webhook(nginx: NginxServer, tmp_path: Path) -> None:
+    url = nginx.https_url("a.tgz", "basic")
+    env = injected_env(url, "sha256:" + SHA_A)
+    assert env[contract.ENV_URL] == url
+    # Simulate the kubelet's mounts: the emptyDir and the Secret appear at the paths the env names.
+    dest, creds = tmp_path / "shared", tmp_path / "secret"
+    creds.mkdir()
+    (creds / "username").write_text(USER)
+    (creds / "password").write_text(PASSWORD + "\n")
+    (creds / "ca.crt").write_text(nginx.ca_pem)
+    assert env[contract.ENV_DEST] == contract.DEFAULT_DEST
+    assert env[contract.ENV_CREDENTIALS_DIR] == contract.DEFAULT_CREDENTIALS_DIR
+    env[contract.ENV_DEST] = str(dest)
+    env[contract.ENV_CREDENTIALS_DIR] = str(creds)
+    env["PATH"] = os.environ.get("PATH", "/usr/bin:/bin")
+    r = run(env)
+    assert r.code == 0, r.stderr
+    assert_package_a(dest)
+    assert PASSWORD not in r.stderr
+
+
+# ---- auth, TLS, secrets out of logs ---------------------------------------------
+
+
+def test_basic_auth_custom_ca_and_no_secret_in_output(nginx: NginxServer, tmp_path: Path) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "username").write_text(USER)
+    (creds / "password").write_text(PASSWORD)
+    (creds / "ca.crt").write_text(nginx.ca_pem)
+    url = nginx.https_url("a.tgz", "basic") + f"?X-Amz-Signature={QUERY_SECRET}"
+    r = run(base_env(tmp_path, url, **{contract.ENV_SHA256: SHA_A}))
+    assert r.code == 0, r.stderr
+    assert_package_a(tmp_path / "dest")
+    marker_text = (tmp_path / "dest" / contract.MARKER_NAME).read_text()
+    for secret in (PASSWORD, QUERY_SECRET):
+        assert secret not in r.stderr
+        assert secret not in marker_text
+
+
+def test_wrong_password_fails_without_leaking(nginx: NginxServer, tmp_path: Path) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "username").write_text(USER)
+    (creds / "password").write_text("wrong-" + PASSWORD)
+    url = nginx.url("a.tgz", "basic") + f"?token={QUERY_SECRET}"
+    r = run(base_env(tmp_path, url))
+    assert_failed_cleanly(r, tmp_path / "dest", contract.EXIT_HTTP_CLIENT, "HTTPClientError")
+    assert "401" in r.reason["message"]
+    for secret in (PASSWORD, QUERY_SECRET):
+        assert secret not in r.stderr
+        assert secret not in r.termination
+
+
+def test_bearer_token_never_logged(nginx: NginxServer, tmp_path: Path) -> None:
+    (tmp_path / "creds").mkdir()
+    (tmp_path / "creds" / "token").write_text(TOKEN)
+    r = run(base_env(tmp_path, nginx.url("a.tgz", "bearer")))
+    assert r.code == 0, r.stderr
+    assert_package_a(tmp_path / "dest")
+    assert TOKEN not in r.stderr
+
+
+def test_legacy_env_credentials_warn(nginx: NginxServer, tmp_path: Path) -> None:
+    env = base_env(tmp_path, nginx.url("b.tgz", "basic"))
+    env[contract.ENV_CREDENTIALS_DIR] = str(tmp_path / "no-such-dir-is-fine")
+    del env[contract.ENV_CREDENTIALS_DIR]
+    env.update({contract.ENV_USERNAME: USER, contract.ENV_PASSWORD: PASSWORD})
+    r = run(env)
+    assert r.code == 0, r.stderr
+    assert "deprecated" in r.stderr
+    assert PASSWORD not in r.stderr
+
+
+def test_untrusted_tls_is_transport_error(nginx: NginxServer, tmp_path: Path) -> None:
+    r = run(base_env(tmp_path, nginx.https_url("a.tgz")))
+    assert_failed_cleanly(r, tmp_path / "dest", contract.EXIT_TRANSPORT, "TransportError")
+    assert "ca.crt" in r.reason["message"]
+
+
+# ---- failures by class ------------------------------------------------------------
+
+
+def test_config_error(tmp_path: Path) -> None:
+    r = run(base_env(tmp_path, "https://example.invalid/p.tgz", PACKAGE_SHA1="x"))
+    assert r.code == contract.EXIT_CONFIG
+    assert r.reason["reason"] == "ConfigError"
+    assert "PACKAGE_SHA1" in r.reason["message"]
+
+
+def test_404(nginx: NginxServer, tmp_path: Path) -> None:
+    r = run(base_env(tmp_path, nginx.url("missing.tgz")))
+    assert_failed_cleanly(r, tmp_path / "dest", contract.EXIT_HTTP_CLIENT, "HTTPClientError")
+
+
+def test_wrong_checksum_leaves_nothing_visible(nginx: NginxServer, tmp_path: Path) -> None:
+    r = run(base_env(tmp_path, nginx.url("a.tgz"), **{contract.ENV_SHA256: SHA_B}))
+    assert_failed_cleanly(r, tmp_path / "dest", contract.EXIT_INTEGRITY, "IntegrityError")
+    assert "checksum mismatch" in r.reason["message"]
+
+
+def test_truncated_gzip(nginx: NginxServer, tmp_path: Path) -> None:
+    r = run(base_env(tmp_path, nginx.url("truncated.tgz")))
+    assert_failed_cleanly(r, tmp_path / "dest", contract.EXIT_INTEGRITY, "IntegrityError")
+
+
+def test_html_error_page_with_200(nginx: NginxServer, tmp_path: Path, www: Path) -> None:
+    r = run(base_env(tmp_path, nginx.url("error.html")))
+    assert_failed_cleanly(r, tmp_path / "dest", contract.EXIT_INTEGRITY, "IntegrityError")
+    assert "HTML" in r.reason["message"]
+    assert "Content-Type: text/html" in r.reason["message"]
+
+
+def test_stalled_server_times_out(faults: FaultServer, tmp_path: Path) -> None:
+    faults.script("/p.tgz", Respond(body=PKG_A, cut_after=1000, cut="stall", stall_seconds=30))
+    env = base_env(tmp_path, faults.url("/p.tgz"), **{contract.ENV_READ_TIMEOUT: "1", contract.ENV_RETRIES: "1"})
+    started = time.monotonic()
+    r = run(env)
+    assert_failed_cleanly(r, tmp_path / "dest", contract.EXIT_TRANSPORT, "TransportError")
+    assert time.monotonic() - started < 15
+
+
+def test_500_then_success(faults: FaultServer, tmp_path: Path) -> None:
+    faults.script("/p.tgz", Respond(status=500), Respond(status=502), Respond(body=PKG_A))
+    r = run(base_env(tmp_path, faults.url("/p.tgz"), **{contract.ENV_SHA256: SHA_A}))
+    assert r.code == 0, r.stderr
+    assert_package_a(tmp_path / "dest")
+    assert r.events().count("retry") == 2
+
+
+def test_429_retry_after(faults: FaultServer, tmp_path: Path) -> None:
+    faults.script("/p.tgz", Respond(status=429, headers={"Retry-After": "1"}), Respond(body=PKG_A))
+    started = time.monotonic()
+    r = run(base_env(tmp_path, faults.url("/p.tgz")))
+    assert r.code == 0, r.stderr
+    assert time.monotonic() - started >= 1.0
+    assert_package_a(tmp_path / "dest")
+
+
+# ---- resume and restart -----------------------------------------------------------
+
+
+def test_reset_mid_body_is_resumed_byte_identical(faults: FaultServer, tmp_path: Path) -> None:
+    faults.script("/p.tgz", Respond(body=PKG_A, cut_after=700_000), Respond(body=PKG_A))
+    r = run(base_env(tmp_path, faults.url("/p.tgz"), **{contract.ENV_SHA256: SHA_A}))
+    assert r.code == 0, r.stderr
+    assert_package_a(tmp_path / "dest")
+    second = faults.requests_to("/p.tgz")[1]
+    assert (second.header("Range") or "").startswith("bytes=")
+    assert second.header("Range") != "bytes=0-"
+    assert second.header("If-Range") == '"v1"'
+    assert "download_resumed" in r.events()
+
+
+def test_unresumable_server_restarts_cleanly(faults: FaultServer, tmp_path: Path) -> None:
+    faults.script(
+        "/p.tgz",
+        Respond(body=PKG_A, cut_after=700_000, cut="close"),
+        Respond(body=PKG_A, ranges=False),
+    )
+    r = run(base_env(tmp_path, faults.url("/p.tgz"), **{contract.ENV_SHA256: SHA_A}))
+    assert r.code == 0, r.stderr
+    assert "restart" in r.events()
+    assert_package_a(tmp_path / "dest")
+    assert [s.header("Range") for s in faults.requests_to("/p.tgz")][-1] is None
+
+
+# ---- idempotency, crashes, switching -----------------------------------------------
+
+
+def test_second_run_makes_no_request(nginx: NginxServer, tmp_path: Path) -> None:
+    env = base_env(tmp_path, nginx.url("a.tgz"), **{contract.ENV_SHA256: SHA_A})
+    assert run(env).code == 0
+    before = len(nginx.requests())
+    r = run(env)
+    assert r.code == 0, r.stderr
+    assert "already_installed" in r.events()
+    assert len(nginx.requests()) == before
+    assert_package_a(tmp_path / "dest")
+
+
+def test_without_checksum_every_run_downloads(nginx: NginxServer, tmp_path: Path) -> None:
+    env = base_env(tmp_path, nginx.url("a.tgz"))
+    assert run(env).code == 0
+    before = len(nginx.requests())
+    r = run(env)
+    assert r.code == 0
+    assert len(nginx.requests()) == before + 1
+    assert "no_checksum" in r.events()
+
+
+def test_switching_packages_leaves_no_stale_files(nginx: NginxServer, tmp_path: Path) -> None:
+    assert run(base_env(tmp_path, nginx.url("a.tgz"), **{contract.ENV_SHA256: SHA_A})).code == 0
+    r = run(base_env(tmp_path, nginx.url("b.tgz"), **{contract.ENV_SHA256: SHA_B}))
+    assert r.code == 0, r.stderr
+    assert visible(tmp_path / "dest") == {"app/b.txt", "app/common/other.ini"}
+
+
+def test_failed_switch_keeps_nothing_half_written(nginx: NginxServer, tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    assert run(base_env(tmp_path, nginx.url("a.tgz"))).code == 0
+    r = run(base_env(tmp_path, nginx.url("b.tgz"), **{contract.ENV_SHA256: SHA_A}))
+    assert r.code == contract.EXIT_INTEGRITY
+    assert leftovers(dest) == []
+    # The previous complete install is still intact (nothing of B became visible).
+    assert "app/b.txt" not in visible(dest)
+
+
+def _slow_server(tmp_path: Path, www: Path) -> Any:
+    return run_nginx(www, tmp_path / "slow-nginx", limit_rate="300k")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_crash_in_the_middle_then_rerun(tmp_path: Path, www: Path, sig: signal.Signals) -> None:
+    dest = tmp_path / "dest"
+    with _slow_server(tmp_path, www) as slow:
+        env = base_env(tmp_path, slow.url("a.tgz"), **{contract.ENV_SHA256: SHA_A})
+        proc = subprocess.Popen([PYTHON, "-m", "initcontainer"], env=env, cwd=REPO, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 20
+        while not leftovers(dest) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # well into the download, files being written into staging
+        assert leftovers(dest), "staging never appeared"
+        proc.send_signal(sig)
+        code = proc.wait(timeout=20)
+        assert proc.stderr is not None
+        proc.stderr.close()
+        assert not (dest / contract.MARKER_NAME).exists()
+        if sig == signal.SIGTERM:
+            assert code == 143
+            assert leftovers(dest) == []
+            term = json.loads((tmp_path / "termination-log").read_text())
+            assert term["reason"] == "Terminated"
+    with run_nginx(www, tmp_path / "fast-nginx") as fast:
+        r = run(base_env(tmp_path, fast.url("a.tgz"), **{contract.ENV_SHA256: SHA_A}))
+        assert r.code == 0, r.stderr
+        assert_package_a(dest)
+
+
+def test_console_script_and_text_logs(nginx: NginxServer, tmp_path: Path) -> None:
+    script = Path(PYTHON).parent / "package-init"
+    if not script.exists():
+        pytest.skip("package-init console script not installed (pip install -e .)")
+    r = run(base_env(tmp_path, nginx.url("b.tgz"), **{contract.ENV_LOG_FORMAT: "text"}), argv=[str(script)])
+    assert r.code == 0, r.stderr
+    assert "installed 2 files" in r.stderr
+    assert not r.stderr.lstrip().startswith("{")

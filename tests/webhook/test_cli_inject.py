@@ -1,0 +1,118 @@
+"""`package-injector inject` as users run it: a subprocess, files and stdin, exit codes, stderr."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
+
+
+def cli(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "webhook", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_injects_the_example_deployment() -> None:
+    result = cli("inject", "-f", str(EXAMPLES / "deployment.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    (deployment,) = yaml.safe_load_all(result.stdout)
+    spec = deployment["spec"]["template"]["spec"]
+    assert [c["name"] for c in spec["initContainers"]] == ["package-downloader"]
+    assert "package-status" in deployment["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_reads_stdin_and_multiple_documents() -> None:
+    text = (EXAMPLES / "pod.yaml").read_text() + "\n---\n" + (EXAMPLES / "deployment.yaml").read_text()
+    result = cli("inject", "-f", "-", stdin=text)
+    assert result.returncode == 0, result.stderr
+    pod, deployment = yaml.safe_load_all(result.stdout)
+    assert pod["kind"] == "Pod" and deployment["kind"] == "Deployment"
+    assert pod["spec"]["initContainers"][0]["name"] == "package-downloader"
+
+
+def test_invalid_annotations_exit_1_with_the_webhook_message() -> None:
+    result = cli("inject", "-f", str(EXAMPLES / "invalid-pod.yaml"))
+    assert result.returncode == 1 and result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines[0] == (
+        'warning: Pod/broken: package-injector: annotation "package-stirp-components" is not a '
+        'package-injector key and is ignored; did you mean "package-strip-components"?'
+    )
+    assert lines[1].startswith(
+        'error: Pod/broken: package-injector: annotation "package-url": http:// is not'
+    )
+    assert "secret@" not in result.stderr
+
+
+def test_warnings_go_to_stderr_output_stays_yaml() -> None:
+    text = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, annotations: {package-url: "https://files.example.com/a.tgz"}}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: nginx}]}
+"""
+    result = cli("inject", "-f", "-", stdin=text)
+    assert result.returncode == 0
+    assert "move it to spec.template.metadata.annotations" in result.stderr
+    (obj,) = yaml.safe_load_all(result.stdout)
+    assert "initContainers" not in obj["spec"]["template"]["spec"]
+
+
+def test_settings_come_from_env_and_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("init_image: registry.example.com/package-init-container:9.9\n")
+    result = cli("inject", "-f", str(EXAMPLES / "pod.yaml"), "--config", str(config))
+    (pod,) = yaml.safe_load_all(result.stdout)
+    assert pod["spec"]["initContainers"][0]["image"] == "registry.example.com/package-init-container:9.9"
+    denied = cli(
+        "inject",
+        "-f",
+        str(EXAMPLES / "pod.yaml"),
+        env={"PACKAGE_INJECTOR_ALLOWED_HOSTS": '["other.example.com"]'},
+    )
+    assert (
+        denied.returncode == 1
+        and 'host "files.example.com" is not in the cluster allow-list' in denied.stderr
+    )
+
+
+def test_example_config_file_loads() -> None:
+    result = cli("inject", "-f", str(EXAMPLES / "deployment.yaml"), "--config", str(EXAMPLES / "config.yaml"))
+    assert result.returncode == 0, result.stderr
+
+
+def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
+    missing = cli("inject", "-f", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2 and "cannot read" in missing.stderr and "Traceback" not in missing.stderr
+    broken = cli("inject", "-f", "-", stdin="a: [b\n")
+    assert broken.returncode == 2 and "not valid YAML" in broken.stderr
+    bad_settings = cli("inject", "-f", "-", stdin="{}", env={"PACKAGE_INJECTOR_MAX_SIZE_LIMIT": "huge"})
+    assert bad_settings.returncode == 2 and "invalid settings: max_size_limit" in bad_settings.stderr
+    assert "Traceback" not in bad_settings.stderr
+
+
+def test_help_lists_the_subcommands() -> None:
+    result = cli("--help")
+    assert result.returncode == 0
+    for command in ("serve", "inject", "certs", "check"):
+        assert command in result.stdout

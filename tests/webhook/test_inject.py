@@ -1,0 +1,375 @@
+"""The pure injection: what is added, convergence, reinvocation, and every conflict."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from typing import Any
+
+import jsonpatch
+import pytest
+
+from initcontainer import contract
+from webhook.inject import Denied, covers, inject
+from webhook.settings import Settings
+
+URL = "https://files.example.com/site.tar.gz"
+DIGEST = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+PodFactory = Callable[..., dict[str, Any]]
+SIDECAR = {"name": "istio-proxy", "image": "proxy:1", "restartPolicy": "Always"}
+
+
+def init_names(pod: dict[str, Any]) -> list[str]:
+    return [c["name"] for c in pod["spec"].get("initContainers", [])]
+
+
+def downloader(pod: dict[str, Any]) -> dict[str, Any]:
+    (c,) = [c for c in pod["spec"]["initContainers"] if c["name"] == contract.INIT_CONTAINER_NAME]
+    return c
+
+
+def env(pod: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in downloader(pod)["env"]}
+
+
+def our_mounts(container: dict[str, Any]) -> list[dict[str, Any]]:
+    return [m for m in container.get("volumeMounts", []) if m["name"] == contract.VOLUME_NAME]
+
+
+def test_pod_without_url_is_untouched(make_pod: PodFactory, settings: Settings) -> None:
+    pod = make_pod({"team": "a"})
+    result = inject(pod, settings)
+    assert not result.requested and not result.changed and result.pod == pod
+
+
+def test_input_is_not_mutated(make_pod: PodFactory, settings: Settings) -> None:
+    pod = make_pod({"package-url": URL})
+    before = copy.deepcopy(pod)
+    inject(pod, settings)
+    assert pod == before
+
+
+def test_basic_injection(make_pod: PodFactory, settings: Settings) -> None:
+    result = inject(make_pod({"package-url": URL, "package-sha256": DIGEST}), settings)
+    pod = result.pod
+    assert result.requested and result.changed and result.warnings == ()
+    assert {"name": contract.VOLUME_NAME, "emptyDir": {}} in pod["spec"]["volumes"]
+    init = downloader(pod)
+    assert init["image"] == settings.init_image
+    assert init["imagePullPolicy"] == settings.init_image_pull_policy
+    assert init["resources"] == settings.init_resources
+    assert init["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert init["volumeMounts"] == [{"name": contract.VOLUME_NAME, "mountPath": contract.DEFAULT_DEST}]
+    assert env(pod) == {"PACKAGE_URL": URL, "PACKAGE_SHA256": DIGEST, "PACKAGE_DEST": contract.DEFAULT_DEST}
+    assert our_mounts(pod["spec"]["containers"][0]) == [
+        {"name": contract.VOLUME_NAME, "mountPath": "/shared-data/diff-var-files", "readOnly": True}
+    ]
+    status = json.loads(pod["metadata"]["annotations"]["package-status"])
+    assert status == {
+        "version": 1,
+        "initContainer": "package-downloader",
+        "volumes": ["package-shared-volume"],
+        "containers": ["app"],
+    }
+
+
+def test_security_context_passes_pss_restricted(make_pod: PodFactory, settings: Settings) -> None:
+    sc = downloader(inject(make_pod({"package-url": URL}), settings).pod)["securityContext"]
+    assert sc == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+    }
+
+
+def test_pod_uid_is_not_overridden(make_pod: PodFactory, settings: Settings) -> None:
+    pod = make_pod({"package-url": URL}, securityContext={"runAsUser": 1000, "fsGroup": 2000})
+    sc = downloader(inject(pod, settings).pod)["securityContext"]
+    assert "runAsUser" not in sc and "runAsGroup" not in sc and sc["runAsNonRoot"] is True
+
+
+def test_root_pod_gets_a_non_root_downloader_and_a_warning(make_pod: PodFactory, settings: Settings) -> None:
+    result = inject(make_pod({"package-url": URL}, securityContext={"runAsUser": 0}), settings)
+    assert downloader(result.pod)["securityContext"]["runAsUser"] == 65532
+    assert result.warnings == (
+        "package-injector: the pod runs as root (runAsUser: 0); package-downloader runs as UID 65532",
+    )
+
+
+def test_no_uid_setting_leaves_uid_to_the_image(make_pod: PodFactory) -> None:
+    settings = Settings(init_run_as_user=None, init_run_as_group=None)
+    sc = downloader(inject(make_pod({"package-url": URL}), settings).pod)["securityContext"]
+    assert "runAsUser" not in sc and sc["runAsNonRoot"] is True
+
+
+def test_all_options(make_pod: PodFactory) -> None:
+    settings = Settings(
+        allowed_schemes=["https", "http"],
+        init_env={"PACKAGE_RETRIES": "3"},
+        init_proxy_env={"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": ".svc"},
+    )
+    annotations = {
+        "package-url": "http://mirror.local/site.tgz",
+        "package-sha256": DIGEST,
+        "package-mount-path": "/app/config",
+        "package-containers": "web",
+        "package-strip-components": "1",
+        "package-secret": "repo-creds",
+        "package-size-limit": "512Mi",
+    }
+    pod = inject(make_pod(annotations, containers=("web", "exporter")), settings).pod
+    assert list(env(pod).items()) == [
+        ("PACKAGE_URL", "http://mirror.local/site.tgz"),
+        ("PACKAGE_SHA256", DIGEST),
+        ("PACKAGE_DEST", contract.DEFAULT_DEST),
+        ("PACKAGE_STRIP_COMPONENTS", "1"),
+        ("PACKAGE_CREDENTIALS_DIR", contract.DEFAULT_CREDENTIALS_DIR),
+        ("PACKAGE_ALLOW_HTTP", "true"),
+        ("PACKAGE_RETRIES", "3"),
+        ("HTTPS_PROXY", "http://proxy:3128"),
+        ("NO_PROXY", ".svc"),
+    ]
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["package-shared-volume"] == {
+        "name": "package-shared-volume",
+        "emptyDir": {"sizeLimit": "512Mi"},
+    }
+    assert volumes["package-credentials"] == {
+        "name": "package-credentials",
+        "secret": {"secretName": "repo-creds"},
+    }
+    assert {
+        "name": "package-credentials",
+        "mountPath": contract.DEFAULT_CREDENTIALS_DIR,
+        "readOnly": True,
+    } in (downloader(pod)["volumeMounts"])
+    web, exporter = pod["spec"]["containers"]
+    assert our_mounts(web) == [{"name": contract.VOLUME_NAME, "mountPath": "/app/config", "readOnly": True}]
+    assert our_mounts(exporter) == []
+    # The credentials are for the downloader only.
+    assert all(
+        m["name"] != "package-credentials" for c in pod["spec"]["containers"] for m in c["volumeMounts"]
+    )
+
+
+def test_position_first_goes_after_leading_native_sidecars(make_pod: PodFactory, settings: Settings) -> None:
+    inits = [
+        SIDECAR,
+        {"name": "migrate", "image": "m"},
+        {"name": "late-sidecar", "image": "x", "restartPolicy": "Always"},
+    ]
+    pod = inject(make_pod({"package-url": URL}, init_containers=inits), settings).pod
+    assert init_names(pod) == ["istio-proxy", "package-downloader", "migrate", "late-sidecar"]
+
+
+def test_position_first_without_sidecars(make_pod: PodFactory, settings: Settings) -> None:
+    pod = inject(
+        make_pod({"package-url": URL}, init_containers=[{"name": "migrate", "image": "m"}]), settings
+    ).pod
+    assert init_names(pod) == ["package-downloader", "migrate"]
+
+
+def test_position_last(make_pod: PodFactory, settings: Settings) -> None:
+    pod = make_pod(
+        {"package-url": URL, "package-init-position": "last"}, init_containers=[SIDECAR, {"name": "m"}]
+    )
+    assert init_names(inject(pod, settings).pod) == ["istio-proxy", "m", "package-downloader"]
+
+
+@pytest.mark.parametrize(
+    "annotations",
+    [
+        {"package-url": URL},
+        {"package-url": URL, "package-secret": "s", "package-size-limit": "1Gi", "package-containers": "app"},
+        {"package-url": URL, "package-init-position": "last", "package-mount-path": "/srv/data"},
+    ],
+)
+def test_running_on_its_own_output_changes_nothing(
+    make_pod: PodFactory, settings: Settings, annotations: dict[str, str]
+) -> None:
+    once = inject(make_pod(annotations, containers=("app", "b"), init_containers=[SIDECAR]), settings)
+    twice = inject(once.pod, settings)
+    assert not twice.changed
+    assert twice.pod == once.pod
+    assert jsonpatch.make_patch(once.pod, twice.pod).patch == []
+
+
+def apiserver_defaults(pod: dict[str, Any]) -> dict[str, Any]:
+    """What the apiserver does to our output before a reinvocation: default fields, canonical quantities."""
+    pod = copy.deepcopy(pod)
+    for c in pod["spec"]["initContainers"]:
+        c.setdefault("terminationMessagePath", "/dev/termination-log")
+    for v in pod["spec"]["volumes"]:
+        if "secret" in v:
+            v["secret"].setdefault("defaultMode", 420)
+        if v.get("emptyDir", {}).get("sizeLimit") == "1024Mi":
+            v["emptyDir"]["sizeLimit"] = "1Gi"
+    downloader(pod)["resources"]["requests"]["cpu"] = "0.05"
+    return pod
+
+
+def test_converges_on_apiserver_defaulted_output(make_pod: PodFactory, settings: Settings) -> None:
+    pod = make_pod({"package-url": URL, "package-secret": "s", "package-size-limit": "1024Mi"})
+    stored = apiserver_defaults(inject(pod, settings).pod)
+    again = inject(stored, settings)
+    assert not again.changed and again.pod == stored
+
+
+def test_reinvocation_mounts_a_container_added_by_a_later_webhook(
+    make_pod: PodFactory, settings: Settings
+) -> None:
+    first = inject(make_pod({"package-url": URL}), settings).pod
+    later = copy.deepcopy(first)
+    later["spec"]["containers"].append({"name": "log-shipper", "image": "fluent-bit"})
+    later["spec"]["initContainers"].insert(0, SIDECAR)  # a mesh webhook adds its native sidecar
+    again = inject(later, settings)
+    assert again.changed
+    shipper = again.pod["spec"]["containers"][1]
+    assert our_mounts(shipper) == [
+        {"name": contract.VOLUME_NAME, "mountPath": contract.DEFAULT_DEST, "readOnly": True}
+    ]
+    assert init_names(again.pod) == ["istio-proxy", "package-downloader"]
+    status = json.loads(again.pod["metadata"]["annotations"]["package-status"])
+    assert status["containers"] == ["app", "log-shipper"]
+    assert not inject(again.pod, settings).changed
+
+
+def test_changed_annotations_replace_what_we_injected(make_pod: PodFactory, settings: Settings) -> None:
+    first = inject(make_pod({"package-url": URL, "package-secret": "s"}, containers=("a", "b")), settings).pod
+    edited = copy.deepcopy(first)
+    edited["metadata"]["annotations"].update({"package-url": URL + "?v=2", "package-containers": "b"})
+    del edited["metadata"]["annotations"]["package-secret"]
+    result = inject(edited, settings).pod
+    assert env(result)["PACKAGE_URL"] == URL + "?v=2" and "PACKAGE_CREDENTIALS_DIR" not in env(result)
+    assert [v["name"] for v in result["spec"]["volumes"]] == [
+        "kube-api-access-x7k2p",
+        "package-shared-volume",
+    ]
+    a, b = result["spec"]["containers"]
+    assert our_mounts(a) == [] and len(our_mounts(b)) == 1
+    assert init_names(result) == ["package-downloader"]
+
+
+def test_legacy_identical_pieces_are_adopted(make_pod: PodFactory, settings: Settings) -> None:
+    """The seed platform's volume and read-only mount, without our status annotation, are accepted."""
+    pod = make_pod({"package-url": URL})
+    pod["spec"]["volumes"].append({"name": contract.VOLUME_NAME, "emptyDir": {}})
+    pod["spec"]["containers"][0]["volumeMounts"].append(
+        {"name": contract.VOLUME_NAME, "mountPath": contract.DEFAULT_DEST, "readOnly": True}
+    )
+    result = inject(pod, settings).pod
+    assert [v["name"] for v in result["spec"]["volumes"]].count(contract.VOLUME_NAME) == 1
+    assert len(our_mounts(result["spec"]["containers"][0])) == 1
+
+
+def deny(pod: dict[str, Any], settings: Settings) -> Denied:
+    with pytest.raises(Denied) as info:
+        inject(pod, settings)
+    assert info.value.code == 400
+    return info.value
+
+
+def test_conflict_foreign_volume(make_pod: PodFactory, settings: Settings) -> None:
+    pod = make_pod({"package-url": URL})
+    pod["spec"]["volumes"].append({"name": contract.VOLUME_NAME, "hostPath": {"path": "/data"}})
+    assert deny(pod, settings).message == (
+        'package-injector: the pod already has a volume named "package-shared-volume" that package-injector '
+        "did not add; rename that volume"
+    )
+
+
+def test_conflict_foreign_volume_with_extra_source(make_pod: PodFactory, settings: Settings) -> None:
+    pod = make_pod({"package-url": URL})
+    pod["spec"]["volumes"].append({"name": contract.VOLUME_NAME, "emptyDir": {}, "hostPath": {"path": "/x"}})
+    assert "did not add" in deny(pod, settings).message
+
+
+def test_conflict_foreign_credentials_volume(make_pod: PodFactory, settings: Settings) -> None:
+    pod = make_pod({"package-url": URL, "package-secret": "s"})
+    pod["spec"]["volumes"].append({"name": "package-credentials", "configMap": {"name": "c"}})
+    assert 'volume named "package-credentials"' in deny(pod, settings).message
+
+
+def test_conflict_foreign_init_container(make_pod: PodFactory, settings: Settings) -> None:
+    pod = make_pod({"package-url": URL}, init_containers=[{"name": "package-downloader", "image": "wget"}])
+    denied = deny(pod, settings)
+    assert denied.reason == "conflict"
+    assert (
+        'already has an init container named "package-downloader" that package-injector did not inject'
+        in (denied.message)
+    )
+
+
+def test_conflict_main_container_with_our_name(make_pod: PodFactory, settings: Settings) -> None:
+    assert (
+        'container named "package-downloader"'
+        in deny(make_pod({"package-url": URL}, containers=("package-downloader",)), settings).message
+    )
+
+
+def test_conflict_other_volume_at_mount_path(make_pod: PodFactory, settings: Settings) -> None:
+    pod = make_pod({"package-url": URL, "package-mount-path": "/srv/data"})
+    pod["spec"]["volumes"].append({"name": "data", "emptyDir": {}})
+    pod["spec"]["containers"][0]["volumeMounts"].append({"name": "data", "mountPath": "/srv/data/"})
+    assert deny(pod, settings).message == (
+        'package-injector: container "app" already mounts volume "data" at /srv/data; '
+        "set the package-mount-path annotation to another directory"
+    )
+
+
+def test_conflict_other_volume_at_mount_path_only_in_target_containers(
+    make_pod: PodFactory, settings: Settings
+) -> None:
+    pod = make_pod({"package-url": URL, "package-containers": "app"}, containers=("app", "other"))
+    pod["spec"]["containers"][1]["volumeMounts"].append({"name": "data", "mountPath": contract.DEFAULT_DEST})
+    assert inject(pod, settings).changed
+
+
+def test_conflict_foreign_mount_of_our_volume(make_pod: PodFactory, settings: Settings) -> None:
+    pod = make_pod({"package-url": URL})
+    pod["spec"]["containers"][0]["volumeMounts"].append(
+        {"name": contract.VOLUME_NAME, "mountPath": "/elsewhere"}
+    )
+    assert 'already mounts "package-shared-volume" differently' in deny(pod, settings).message
+
+
+def test_unknown_container_in_package_containers(make_pod: PodFactory, settings: Settings) -> None:
+    pod = make_pod({"package-url": URL, "package-containers": "app,web"}, containers=("app", "sidecar"))
+    assert deny(pod, settings).message == (
+        "package-injector: annotation \"package-containers\": the pod has no container 'web' "
+        "(it has: app, sidecar)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({"containers": []}, "the pod has no containers"),
+        ({"containers": "app"}, "spec.containers must be a list of objects"),
+        ({"containers": [{"name": "a"}], "volumes": {"a": 1}}, "spec.volumes must be a list of objects"),
+    ],
+)
+def test_malformed_pods_are_denied(spec: dict[str, Any], expected: str, settings: Settings) -> None:
+    pod = {"metadata": {"annotations": {"package-url": URL}}, "spec": spec}
+    assert expected in deny(pod, settings).message
+
+
+def test_covers_allows_defaulted_extras_but_not_missing_fields() -> None:
+    assert covers({"a": 1, "b": 2}, {"a": 1})
+    assert not covers({"a": 1}, {"a": 1, "b": 2})
+    assert not covers([1, 2], [1])
+    assert not covers({"x": True}, {"x": 1})
+    assert covers(
+        {"resources": {"limits": {"memory": "1Gi"}}}, {"resources": {"limits": {"memory": "1024Mi"}}}
+    )
+    assert not covers({"env": "1Gi"}, {"env": "1024Mi"})
+
+
+def test_pure_same_input_same_output(make_pod: PodFactory, settings: Settings) -> None:
+    pod = make_pod({"package-url": URL, "package-secret": "s"})
+    assert inject(pod, settings).pod == inject(pod, settings).pod

@@ -1,0 +1,208 @@
+"""`package-injector`: serve the webhook, inject manifests offline, make certificates, check a setup.
+
+`inject` is the offline twin of the webhook (like `istioctl kube-inject`): the
+same pure function, so what it prints is what the cluster would store. Unlike
+the webhook it also injects the pod templates of workloads, for GitOps flows
+that want the injected manifest in the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import yaml
+from pydantic import ValidationError
+
+from webhook import __version__, workloads
+from webhook.inject import Denied, inject
+from webhook.settings import Settings, load_settings
+
+# Subcommands implemented in their own modules: each has add_arguments(parser) and run(args) -> int.
+DELEGATED = {
+    "certs": "create a CA and serving certificate for the webhook",
+    "check": "check a running installation or a configuration",
+}
+
+
+@dataclass
+class InjectReport:
+    """Warnings collected while injecting a stream of documents; a denial stops the run."""
+
+    warnings: list[str] = field(default_factory=list)
+
+
+def _describe(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    assert isinstance(meta, dict)
+    name = meta.get("name") or (f"{meta['generateName']}*" if meta.get("generateName") else "<unnamed>")
+    return f"{obj.get('kind', '<no kind>')}/{name}"
+
+
+def inject_document(obj: Any, settings: Settings, namespace: str | None, report: InjectReport) -> Any:
+    """The injected copy of one document: Pods and workload templates injected, Lists recursed,
+    anything else returned as it is. Raises Denied with the object named in the message."""
+    if not isinstance(obj, dict):
+        return obj
+    kind = obj.get("kind")
+    if kind == "List" and isinstance(obj.get("items"), list):
+        return {**obj, "items": [inject_document(i, settings, namespace, report) for i in obj["items"]]}
+    ns = namespace or (obj.get("metadata") or {}).get("namespace")
+    where = _describe(obj)
+    try:
+        if kind == "Pod":
+            result = inject(obj, settings, ns)
+            report.warnings += [f"{where}: {w}" for w in result.warnings]
+            return result.pod
+        if isinstance(kind, str) and workloads.is_workload(kind):
+            template = workloads.pod_template(obj)
+            report.warnings += [
+                f"{where}: {w}" for w in workloads.misplaced_warnings(obj, template, settings)
+            ]
+            if template is None:
+                return obj
+            result = inject(template, settings, ns)
+            report.warnings += [f"{where}: {w}" for w in result.warnings]
+            if not result.changed:
+                return obj
+            out = copy.deepcopy(obj)
+            out_template = workloads.pod_template(out)
+            assert out_template is not None
+            out_template.clear()
+            out_template.update(result.pod)
+            return out
+    except Denied as denied:
+        report.warnings += [f"{where}: {w}" for w in denied.warnings]
+        raise Denied(f"{where}: {denied.message}", denied.code, denied.reason) from None
+    return obj
+
+
+def run_inject(stream: TextIO, out: TextIO, err: TextIO, settings: Settings, namespace: str | None) -> int:
+    """Read multi-document YAML, write the injected YAML; 1 on a denial, 2 on unreadable input."""
+    try:
+        documents = [d for d in yaml.safe_load_all(stream) if d is not None]
+    except yaml.YAMLError as exc:
+        print(f"error: the input is not valid YAML: {exc}", file=err)
+        return 2
+    report = InjectReport()
+    try:
+        injected = [inject_document(d, settings, namespace, report) for d in documents]
+    except Denied as denied:
+        for warning in report.warnings:
+            print(f"warning: {warning}", file=err)
+        print(f"error: {denied.message}", file=err)
+        return 1
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=err)
+    yaml.safe_dump_all(
+        injected, out, sort_keys=False, default_flow_style=False, explicit_start=len(injected) > 1
+    )
+    return 0
+
+
+class SettingsError(Exception):
+    """Settings cannot be loaded (bad variable, bad config file): the operator's to fix, no traceback."""
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    try:
+        return load_settings(args.config)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise SettingsError(f"invalid settings: {problems}") from None
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise SettingsError(f"cannot load settings from {args.config}: {exc}") from None
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from webhook.server import serve  # the server pulls in uvicorn; only `serve` needs it
+
+    serve(_settings(args))
+    return 0
+
+
+def _cmd_inject(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.filename == "-":
+        return run_inject(sys.stdin, sys.stdout, sys.stderr, settings, args.namespace)
+    try:
+        with open(args.filename, encoding="utf-8") as stream:
+            return run_inject(stream, sys.stdout, sys.stderr, settings, args.namespace)
+    except OSError as exc:
+        print(f"error: cannot read {args.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
+
+
+def _add_delegated(sub: Any, name: str, help_text: str) -> None:
+    """Register `name` from module webhook.<name>, or a stub explaining it is not available."""
+    parser = sub.add_parser(name, help=help_text, description=help_text)
+    try:
+        module = importlib.import_module(f"webhook.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"webhook.{name}":
+            raise
+        missing = str(exc)
+
+        def unavailable(_: argparse.Namespace) -> int:
+            print(f"error: '{name}' is not available in this build ({missing})", file=sys.stderr)
+            return 2
+
+        parser.set_defaults(func=unavailable)
+        return
+    module.add_arguments(parser)
+    run: Callable[[argparse.Namespace], int] = module.run
+    parser.set_defaults(func=run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `package-injector` command line."""
+    parser = argparse.ArgumentParser(
+        prog="package-injector",
+        description="Kubernetes admission webhook that delivers a package into Pods annotated package-url.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the admission webhook over HTTPS")
+    serve.add_argument(
+        "--config", metavar="FILE", help="YAML or JSON settings file (environment variables win)"
+    )
+    serve.set_defaults(func=_cmd_serve)
+
+    inj = sub.add_parser(
+        "inject",
+        help="inject Pods and workload templates in YAML offline (like istioctl kube-inject)",
+        description="Read Pods, Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs and Lists "
+        "as multi-document YAML; write them injected to stdout and warnings to stderr. Exit 1 when an "
+        "annotation is invalid, with the message the webhook would give.",
+    )
+    inj.add_argument("-f", "--filename", required=True, metavar="FILE", help="manifest file, or - for stdin")
+    inj.add_argument(
+        "--config", metavar="FILE", help="YAML or JSON settings file (environment variables win)"
+    )
+    inj.add_argument("--namespace", "-n", metavar="NS", help="namespace the objects will be created in")
+    inj.set_defaults(func=_cmd_inject)
+
+    for name, help_text in DELEGATED.items():
+        _add_delegated(sub, name, help_text)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `package-injector` script and `python -m webhook`."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
