@@ -16,6 +16,15 @@ lint: setup
 	.venv/bin/ruff check webhook initcontainer tests bench
 	.venv/bin/ruff format --check webhook initcontainer tests bench
 	.venv/bin/mypy
+	.venv/bin/hadolint Dockerfile.init Dockerfile.webhook
+
+# Both images (BASE_IMAGE=... to use a mirror or local/python-base:trixie); no network inside the build.
+images:
+	bash scripts/images.sh build
+
+# REGISTRY=registry.example.com:5000/team make push   (after `docker login`; no credentials here)
+push:
+	bash scripts/images.sh push
 
 e2e-assets:
 	bash scripts/kube-assets.sh

@@ -296,11 +296,13 @@ def bench_half_load(
     return {"workers": workers, "seconds": seconds, "runs": runs, "table": table}
 
 
-def bench_memory(workdir: Path, bodies: dict[str, Path], total: int, every: int) -> dict[str, Any]:
+def bench_memory(
+    workdir: Path, bodies: dict[str, Path], total: int, every: int, env: dict[str, str]
+) -> dict[str, Any]:
     """A fresh server; VmRSS after each `every` reviews (mix: 40% pod3, 40% pod20, 10% denied, 10% skip)."""
     mix = {"pod3": 0.4, "pod20": 0.4, "denied": 0.1, "skip": 0.1}
     samples = []
-    with bench_server(workdir / "memory") as srv:
+    with bench_server(workdir / "memory", env) as srv:
         samples.append({"reviews": 0, "rss_mib": rss_kib(srv.proc.pid) / 1024})
         done = 0
         while done < total:
@@ -412,6 +414,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--every", type=int, default=10_000)
     ap.add_argument("--skip", default="", help="comma list of: throughput,halfload,memory,profile")
     ap.add_argument("--name", default="webhook")
+    ap.add_argument("--experiment", default="", help="BENCH_EXPERIMENT for the server, e.g. fastpatch")
     args = ap.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     require("wrk", "hey")
@@ -426,7 +429,9 @@ def main(argv: list[str] | None = None) -> None:
         "command": "python -m bench webhook " + " ".join(argv or []),
         "body_bytes": {k: v.stat().st_size for k, v in bodies.items()},
     }
-    with bench_server(workdir / "server") as srv:
+    out["experiment"] = args.experiment or None
+    exp_env = {"BENCH_EXPERIMENT": args.experiment}
+    with bench_server(workdir / "server", exp_env) as srv:
         out["check"] = _check_bodies(srv, bodies)
         if "throughput" not in skip:
             out["throughput"] = bench_throughput(srv, bodies, lua, args.rounds, args.seconds, args.connections)
@@ -439,7 +444,7 @@ def main(argv: list[str] | None = None) -> None:
             for f in workdir.glob("py-spy-*.txt"):
                 shutil.copy(f, REPO / "bench" / "results" / f"{args.name}-{f.name}")
     if "memory" not in skip:
-        out["memory"] = bench_memory(workdir, bodies, args.reviews, args.every)
+        out["memory"] = bench_memory(workdir, bodies, args.reviews, args.every, exp_env)
     write_result(args.name, out)
 
 

@@ -11,9 +11,10 @@ Settings come from the usual PACKAGE_INJECTOR_* environment variables.
 from __future__ import annotations
 
 import json
+import os
 
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from webhook.app import create_app
 from webhook.server import serve_app
@@ -26,12 +27,25 @@ def bench_app(settings: Settings) -> FastAPI:
     @app.post("/bare")
     async def bare(request: Request) -> Response:
         body = json.loads(await request.body())
-        return Response(json.dumps(body), media_type="application/json")
+        return JSONResponse(body)
 
     return app
 
 
+def _experiments() -> None:
+    """BENCH_EXPERIMENT=fastpatch: swap jsonpatch.make_patch for bench/experiments/fastpatch.py in-process.
+
+    Measures a proposed change without editing webhook/; production never sets this variable."""
+    wanted = set(filter(None, os.environ.get("BENCH_EXPERIMENT", "").split(",")))
+    if "fastpatch" in wanted:
+        from bench.experiments.fastpatch import JsonpatchShim
+        from webhook import admission
+
+        admission.jsonpatch = JsonpatchShim  # type: ignore[assignment]
+
+
 def main() -> None:
+    _experiments()
     settings = load_settings()
     serve_app(bench_app(settings), settings)
 

@@ -48,12 +48,12 @@ ENV_LOG_FORMAT: Final = "PACKAGE_LOG_FORMAT"
 """json (default) or text."""
 # Legacy variables of the shell-script version; still honoured, with a warning.
 ENV_USERNAME: Final = "PACKAGE_USERNAME"
-ENV_PASSWORD: Final = "PACKAGE_PASSWORD"
+ENV_PASSWORD: Final = "PACKAGE_PASSWORD"  # noqa: S105 - a variable name, not a password
 
 DEFAULT_CREDENTIALS_DIR: Final = "/var/run/secrets/package-injector/credentials"
 CREDENTIAL_USERNAME: Final = "username"
-CREDENTIAL_PASSWORD: Final = "password"
-CREDENTIAL_TOKEN: Final = "token"
+CREDENTIAL_PASSWORD: Final = "password"  # noqa: S105 - a file name
+CREDENTIAL_TOKEN: Final = "token"  # noqa: S105 - a file name
 CREDENTIAL_CA: Final = "ca.crt"
 
 DEFAULT_FORMAT: Final = "auto"

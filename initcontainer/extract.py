@@ -73,6 +73,8 @@ from initcontainer.errors import (
 
 COPY_CHUNK: Final = 1 << 20
 """Read and write size for file data: large copies keep Python out of the hot path."""
+TAR_BUFSIZE: Final = 64 << 10
+"""tarfile's stream buffer: every small read copies what is left of it, so keep it modest."""
 INPUT_CHUNK: Final = 256 << 10
 """Compressed bytes pulled from the source at a time."""
 META_HEADER_LIMIT: Final = 1 << 20
@@ -619,7 +621,7 @@ def _extract_tar(source: _TarSource, tree: _Tree) -> None:
         with tarfile.open(
             fileobj=source,  # type: ignore[call-overload]
             mode="r|",
-            bufsize=COPY_CHUNK,
+            bufsize=TAR_BUFSIZE,
             tarinfo=_checked_tarinfo(end),
         ) as archive:
             while (member := archive.next()) is not None:
@@ -779,10 +781,8 @@ def _zip_name(info: zipfile.ZipInfo) -> str:
     """
     name = info.filename
     if not info.flag_bits & 0x800:
-        try:
+        with contextlib.suppress(UnicodeEncodeError):
             name = name.encode("cp437").decode("utf-8", "surrogateescape")
-        except UnicodeEncodeError:
-            pass
     return name.replace("\\", "/")
 
 
@@ -804,7 +804,7 @@ def _zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, tree: _Tree) ->
         tree.check_symlink_target(rel, target)
         tree.second_opinion(_synthetic(rel, tarfile.SYMTYPE, target))
         tree.add_symlink(rel, target)
-    elif info.is_dir() or kind == stat.S_IFDIR:
+    elif name.endswith("/") or kind == stat.S_IFDIR:
         tree.second_opinion(_synthetic(rel, tarfile.DIRTYPE, mode=0o755))
         tree.add_dir(rel)
     else:

@@ -13,12 +13,14 @@ queue, so memory stays flat whatever the package size.
 from __future__ import annotations
 
 import base64
+import contextlib
 import email.utils
 import hashlib
 import http.client
 import queue
 import random
 import re
+import socket
 import ssl
 import threading
 import time
@@ -111,9 +113,16 @@ class _Requester:
         self.log = log
         self.deadline = deadline
         self.origin = _origin(cfg.url)
-        self.ssl_context = make_ssl_context(cfg)  # also for an http->https redirect
+        self._ssl_context: ssl.SSLContext | None = None
         self.proxies = urllib.request.getproxies_environment()
         self.auth_header = self._auth_header()
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        """Built on first https use (loading the system CAs costs ~70 ms): also for http->https."""
+        if self._ssl_context is None:
+            self._ssl_context = make_ssl_context(self.cfg)
+        return self._ssl_context
 
     def _auth_header(self) -> str | None:
         creds = self.cfg.credentials
@@ -595,6 +604,11 @@ class PackageStream:
     def close(self) -> None:
         """Stop the download thread and release the connection."""
         self._stop.set()
+        conn = self._conn
+        if conn is not None and conn.sock is not None:
+            # Wakes a read blocked on a stalled server now, not after PACKAGE_READ_TIMEOUT.
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_RDWR)
         while True:
             try:
                 self._queue.get_nowait()

@@ -81,8 +81,14 @@ build_one() {  # dockerfile image
 }
 
 cmd_build() {
-  if ! ls "$WHEELHOUSE"/pip-*.whl >/dev/null 2>&1 || [ "${REFRESH_WHEELS:-0}" = 1 ]; then
+  # Re-download only when the lock or the base image changed (a stamp), so a build with
+  # a filled wheelhouse never touches the network.
+  local stamp
+  stamp="$(cat requirements/runtime.lock; echo "$BASE_IMAGE $PIP_VERSION")"
+  stamp="$(printf '%s' "$stamp" | sha256sum | cut -c1-16)"
+  if [ "$(cat "$WHEELHOUSE/.stamp" 2>/dev/null)" != "$stamp" ] || [ "${REFRESH_WHEELS:-0}" = 1 ]; then
     cmd_wheels
+    echo "$stamp" >"$WHEELHOUSE/.stamp"
   else
     cmd_project_wheel  # always from the current tree
   fi

@@ -63,7 +63,9 @@ def all_of(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
     found = [d for d in all_of(docs, kind) if name is None or d["metadata"]["name"] == name]
-    assert len(found) == 1, f"expected one {kind} {name or ''}, found {[d['metadata']['name'] for d in found]}"
+    assert len(found) == 1, (
+        f"expected one {kind} {name or ''}, found {[d['metadata']['name'] for d in found]}"
+    )
     return found[0]
 
 

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from tests.chart.helpers import (
+    CHART,
     CRD_KINDS,
     NAMESPACE,
     RELEASE,
@@ -33,15 +34,33 @@ MATRIX: dict[str, dict[str, Any]] = {
     "defaults": {},
     "single-replica": {"replicaCount": 1},
     "cert-manager": {"tls": {"mode": "certManager"}},
-    "cert-manager-cluster-issuer": {"tls": {"mode": "certManager", "certManager": {"issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}}}},
-    "existing-secret": {"tls": {"mode": "secret", "secret": {"name": "my-tls", "caBundle": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"}}},
+    "cert-manager-cluster-issuer": {
+        "tls": {
+            "mode": "certManager",
+            "certManager": {
+                "issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
+            },
+        }
+    },
+    "existing-secret": {
+        "tls": {
+            "mode": "secret",
+            "secret": {
+                "name": "my-tls",
+                "caBundle": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+            },
+        }
+    },
     "match-conditions-off": {"webhook": {"matchConditions": False}},
     "old-cluster": OLD_CLUSTER,
     "prefix": {"policy": {"annotationPrefix": "example.com/"}},
     "opt-in": {"webhook": {"optIn": True, "excludeNamespaces": ["batch-jobs"]}},
     "monitoring-and-netpol": {
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
-        "networkPolicy": {"enabled": True, "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]},
+        "networkPolicy": {
+            "enabled": True,
+            "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
+        },
     },
     "priority-and-mesh-uid": {
         "priorityClassName": "system-cluster-critical",
@@ -49,7 +68,7 @@ MATRIX: dict[str, dict[str, Any]] = {
         "image": {"registry": "registry.example.com/platform", "digest": "sha256:" + "a" * 64},
     },
     "workloads-off-ignore": {"webhook": {"workloads": {"enabled": False}, "failurePolicy": "Ignore"}},
-}  # fmt: skip
+}
 
 
 def mwc(docs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -97,19 +116,13 @@ def test_strict_validation_catches_a_typo() -> None:
 
 
 @pytest.mark.parametrize("kube_version", ["v1.20.0", "v1.30.0"])
-@pytest.mark.parametrize("case", ["defaults", "cert-manager", "existing-secret", "opt-in", "monitoring-and-netpol"])
+@pytest.mark.parametrize(
+    "case", ["defaults", "cert-manager", "existing-secret", "opt-in", "monitoring-and-netpol"]
+)
 def test_lint_strict_is_clean(kube_version: str, case: str) -> None:
-    report = helm.lint(
-        str(one_chart_path()), MATRIX[case], strict=True, kube_version=kube_version, namespace=NAMESPACE
-    )
+    report = helm.lint(str(CHART), MATRIX[case], strict=True, kube_version=kube_version, namespace=NAMESPACE)
     problems = [m for m in report["messages"] if m["severity"] >= 2]
     assert not report["errors"] and not problems, report
-
-
-def one_chart_path() -> Any:
-    from tests.chart.helpers import CHART
-
-    return CHART
 
 
 # --- the MutatingWebhookConfiguration -------------------------------------------------------------
@@ -117,23 +130,47 @@ def one_chart_path() -> Any:
 
 def test_webhooks_cover_pods_and_workloads_on_mutate() -> None:
     hooks_ = {w["name"]: w for w in mwc(render())["webhooks"]}
-    assert set(hooks_) == {"pods.package-injector.dev", "workloads.package-injector.dev", "cronjobs.package-injector.dev"}
+    assert set(hooks_) == {
+        "pods.package-injector.dev",
+        "workloads.package-injector.dev",
+        "cronjobs.package-injector.dev",
+    }
     pods = hooks_["pods.package-injector.dev"]
     assert pods["rules"] == [
-        {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"], "scope": "Namespaced"}
+        {
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "operations": ["CREATE"],
+            "resources": ["pods"],
+            "scope": "Namespaced",
+        }
     ]
     assert pods["reinvocationPolicy"] == "IfNeeded"
     resources = {
-        (g, r) for w in hooks_.values() if w is not pods for rule in w["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+        (g, r)
+        for w in hooks_.values()
+        if w is not pods
+        for rule in w["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
     }
     assert resources == {
-        ("apps", "deployments"), ("apps", "statefulsets"), ("apps", "daemonsets"), ("apps", "replicasets"),
-        ("batch", "jobs"), ("batch", "cronjobs"),
-    }  # fmt: skip
+        ("apps", "deployments"),
+        ("apps", "statefulsets"),
+        ("apps", "daemonsets"),
+        ("apps", "replicasets"),
+        ("batch", "jobs"),
+        ("batch", "cronjobs"),
+    }
     for w in hooks_.values():
         ops = {op for rule in w["rules"] for op in rule["operations"]}
         assert ops <= {"CREATE", "UPDATE"}, "object is null for DELETE/CONNECT: the CEL would fail"
-        assert w["clientConfig"]["service"] == {"name": RELEASE, "namespace": NAMESPACE, "path": "/mutate", "port": 443}
+        assert w["clientConfig"]["service"] == {
+            "name": RELEASE,
+            "namespace": NAMESPACE,
+            "path": "/mutate",
+            "port": 443,
+        }
         assert w["failurePolicy"] == "Fail"
         assert w["sideEffects"] == "None"
         assert w["admissionReviewVersions"] == ["v1", "v1beta1"]
@@ -145,8 +182,12 @@ def test_system_and_release_namespaces_are_never_mutated(case: str) -> None:
     for w in mwc(render(MATRIX[case]))["webhooks"]:
         selector = w["namespaceSelector"]
         for ns in [*SYSTEM_NAMESPACES, NAMESPACE]:
-            assert not selector_matches(selector, namespace_labels(ns, {"package-injector.dev/injection": "enabled"}))
-        assert not selector_matches(selector, namespace_labels("apps", {"package-injector.dev/injection": "disabled"}))
+            assert not selector_matches(
+                selector, namespace_labels(ns, {"package-injector.dev/injection": "enabled"})
+            )
+        assert not selector_matches(
+            selector, namespace_labels("apps", {"package-injector.dev/injection": "disabled"})
+        )
 
 
 def test_other_namespaces_are_mutated_unless_opt_in() -> None:
@@ -155,7 +196,9 @@ def test_other_namespaces_are_mutated_unless_opt_in() -> None:
     opt_in = mwc(render(MATRIX["opt-in"]))["webhooks"][0]["namespaceSelector"]
     assert not selector_matches(opt_in, namespace_labels("apps"))
     assert selector_matches(opt_in, namespace_labels("apps", {"package-injector.dev/injection": "enabled"}))
-    assert not selector_matches(opt_in, namespace_labels("batch-jobs", {"package-injector.dev/injection": "enabled"}))
+    assert not selector_matches(
+        opt_in, namespace_labels("batch-jobs", {"package-injector.dev/injection": "enabled"})
+    )
 
 
 def test_release_namespace_follows_the_release() -> None:
@@ -204,7 +247,9 @@ def test_match_conditions_follow_the_cluster_version(values: dict[str, Any], exp
         assert ("matchConditions" in w) is expected, w["name"]
 
 
-@pytest.mark.parametrize(("prefix", "key"), [("", "package-url"), ("example.com/", "example.com/package-url")])
+@pytest.mark.parametrize(
+    ("prefix", "key"), [("", "package-url"), ("example.com/", "example.com/package-url")]
+)
 def test_match_conditions_test_the_prefixed_trigger(prefix: str, key: str) -> None:
     for w in mwc(render({"policy": {"annotationPrefix": prefix}}))["webhooks"]:
         (condition,) = w["matchConditions"]
@@ -214,7 +259,8 @@ def test_match_conditions_test_the_prefixed_trigger(prefix: str, key: str) -> No
 
 
 def _cel(expression: str, obj: dict[str, Any]) -> Any:
-    celpy = pytest.importorskip("celpy")
+    import celpy
+
     env = celpy.Environment()
     return env.program(env.compile(expression)).evaluate({"object": celpy.json_to_cel(obj)})
 
@@ -228,7 +274,9 @@ def _template(annotations: dict[str, str] | None) -> dict[str, Any]:
 
 def test_match_conditions_evaluate_as_intended() -> None:
     """Evaluate the rendered CEL (cel-python) on the objects the apiserver would pass."""
-    webhooks = {w["name"]: w["matchConditions"][0]["expression"] for w in mwc(render(MATRIX["prefix"]))["webhooks"]}
+    webhooks = {
+        w["name"]: w["matchConditions"][0]["expression"] for w in mwc(render(MATRIX["prefix"]))["webhooks"]
+    }
     key = "example.com/package-url"
     pods = webhooks["pods.package-injector.dev"]
     assert _cel(pods, {"metadata": {"annotations": {key: "https://x/p.tar"}}})
@@ -272,7 +320,7 @@ def test_webhook_and_test_pods_meet_the_restricted_standard(case: str) -> None:
         _restricted(container["securityContext"], test_pod["securityContext"])
 
 
-def test_probes_ports_and_graceful_stop() -> None:
+def test_probes_ports_and_graceful_stop(tmp_path: Any) -> None:
     docs = render()
     spec = pod_spec(docs)
     (container,) = spec["containers"]
@@ -280,9 +328,13 @@ def test_probes_ports_and_graceful_stop() -> None:
     assert ports == {"https": 8443, "metrics": 8080}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
-    sleep = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
-    timeout = mwc(docs)["webhooks"][0]["timeoutSeconds"]
-    assert sleep > 0 and spec["terminationGracePeriodSeconds"] >= sleep + timeout
+    # Graceful stop: keep serving while endpoints update, then finish in-flight reviews, within the grace.
+    settings = settings_of(docs, tmp_path)
+    assert settings.shutdown_delay > 0 and "lifecycle" not in container  # the image has no shell to sleep
+    assert spec["terminationGracePeriodSeconds"] > settings.shutdown_delay + settings.shutdown_timeout
+    assert settings.shutdown_timeout >= mwc(docs)["webhooks"][0]["timeoutSeconds"]
+    with pytest.raises(helm.HelmError, match="terminationGracePeriodSeconds"):
+        render({"terminationGracePeriodSeconds": 10})
     service = one(docs, "Service")
     assert {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]} == {
         "https": (443, "https"),
@@ -312,7 +364,9 @@ def test_tls_and_config_are_mounted_where_the_settings_look(tmp_path: Any) -> No
 def test_pdb_only_with_more_than_one_replica() -> None:
     pdb = one(render(), "PodDisruptionBudget")
     assert pdb["apiVersion"] == "policy/v1" and pdb["spec"]["maxUnavailable"] == 1
-    assert selector_matches(pdb["spec"]["selector"], one(render(), "Deployment")["spec"]["template"]["metadata"]["labels"])
+    assert selector_matches(
+        pdb["spec"]["selector"], one(render(), "Deployment")["spec"]["template"]["metadata"]["labels"]
+    )
     assert not all_of(render(MATRIX["single-replica"]), "PodDisruptionBudget")
     assert one(render(OLD_CLUSTER), "PodDisruptionBudget")["apiVersion"] == "policy/v1beta1"
 
@@ -323,8 +377,12 @@ def test_topology_spread_priority_and_images() -> None:
     assert spec["priorityClassName"] == "system-cluster-critical"
     (constraint,) = spec["topologySpreadConstraints"]
     assert constraint["topologyKey"] == "kubernetes.io/hostname"
-    assert selector_matches(constraint["labelSelector"], one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"])
-    assert spec["containers"][0]["image"] == "registry.example.com/platform/package-injector@sha256:" + "a" * 64
+    assert selector_matches(
+        constraint["labelSelector"], one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    )
+    assert (
+        spec["containers"][0]["image"] == "registry.example.com/platform/package-injector@sha256:" + "a" * 64
+    )
     assert "priorityClassName" not in pod_spec(render())
     assert pod_spec(render())["containers"][0]["image"] == "package-injector:0.1.0"
 
@@ -367,7 +425,11 @@ def test_settings_carry_the_cluster_policy(tmp_path: Any) -> None:
 
 def test_policy_change_rolls_the_pods_but_a_rerender_does_not() -> None:
     def checksum(values: dict[str, Any]) -> str:
-        return str(one(render(values), "Deployment")["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
+        return str(
+            one(render(values), "Deployment")["spec"]["template"]["metadata"]["annotations"][
+                "checksum/config"
+            ]
+        )
 
     assert checksum({}) == checksum({})
     assert checksum({}) != checksum({"policy": {"requireChecksum": True}})
@@ -397,7 +459,14 @@ def test_service_monitor_and_network_policy_only_when_enabled() -> None:
 def test_helm_test_hook_and_its_permissions() -> None:
     docs = render()
     test_objects = hooks(docs)
-    assert {d["kind"] for d in test_objects} == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Pod"}
+    assert {d["kind"] for d in test_objects} == {
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Pod",
+    }
     for d in test_objects:
         annotations = d["metadata"]["annotations"]
         assert annotations["helm.sh/hook"] == "test"
@@ -412,13 +481,20 @@ def test_helm_test_hook_and_its_permissions() -> None:
     assert pod["spec"]["restartPolicy"] == "Never"
     cluster_role = one(test_objects, "ClusterRole")
     assert cluster_role["rules"] == [
-        {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"], "resourceNames": [RELEASE], "verbs": ["get"]}
+        {
+            "apiGroups": ["admissionregistration.k8s.io"],
+            "resources": ["mutatingwebhookconfigurations"],
+            "resourceNames": [RELEASE],
+            "verbs": ["get"],
+        }
     ]
     role = one(test_objects, "Role")
     assert role["metadata"]["namespace"] == "default"
     assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]}]
     for binding in [one(test_objects, "RoleBinding"), one(test_objects, "ClusterRoleBinding")]:
-        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": f"{RELEASE}-test", "namespace": NAMESPACE}]
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": f"{RELEASE}-test", "namespace": NAMESPACE}
+        ]
     # The webhook itself gets no permissions at all.
     kinds = {d["kind"] for d in release_objects(docs)}
     assert not kinds & {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
@@ -467,8 +543,6 @@ def test_secret_mode_requires_its_inputs() -> None:
 
 
 def test_values_yaml_matches_its_schema() -> None:
-    from tests.chart.helpers import CHART
-
     helm.Chart.load(CHART).validate_schema(yaml.safe_load((CHART / "values.yaml").read_text()))
 
 

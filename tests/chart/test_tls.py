@@ -12,7 +12,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from tests.chart.helpers import NAMESPACE, RELEASE, all_of, one, render
 
-SERVICE_DNS = [RELEASE, f"{RELEASE}.{NAMESPACE}", f"{RELEASE}.{NAMESPACE}.svc", f"{RELEASE}.{NAMESPACE}.svc.cluster.local"]
+SERVICE_DNS = [
+    RELEASE,
+    f"{RELEASE}.{NAMESPACE}",
+    f"{RELEASE}.{NAMESPACE}.svc",
+    f"{RELEASE}.{NAMESPACE}.svc.cluster.local",
+]
 
 
 def _cert(b64: str) -> x509.Certificate:
@@ -91,7 +96,11 @@ def test_cert_manager_mode() -> None:
     assert ca["spec"]["isCA"] is True
     ca_issuer = one(docs, "Issuer", f"{RELEASE}-ca")
     assert ca_issuer["spec"] == {"ca": {"secretName": ca["spec"]["secretName"]}}
-    assert serving["spec"]["issuerRef"] == {"name": f"{RELEASE}-ca", "kind": "Issuer", "group": "cert-manager.io"}
+    assert serving["spec"]["issuerRef"] == {
+        "name": f"{RELEASE}-ca",
+        "kind": "Issuer",
+        "group": "cert-manager.io",
+    }
     assert one(docs, "Issuer", f"{RELEASE}-selfsigned")["spec"] == {"selfSigned": {}}
     assert ca["spec"]["issuerRef"]["name"] == f"{RELEASE}-selfsigned"
     for d in all_of(docs, "Certificate") + all_of(docs, "Issuer"):

@@ -20,7 +20,7 @@ import tarfile
 import tempfile
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from initcontainer import contract
@@ -117,7 +117,9 @@ def patch_size(tar: bytes, offset: int, new_size: int) -> bytes:
 # ------------------------------------------------------------------ zip members
 
 
-def zip_bytes(entries: list[tuple[zipfile.ZipInfo | str, bytes]], method: int = zipfile.ZIP_DEFLATED) -> bytes:
+def zip_bytes(
+    entries: list[tuple[zipfile.ZipInfo | str, bytes]], method: int = zipfile.ZIP_DEFLATED
+) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=method) as zf:
         for info, data in entries:
@@ -168,7 +170,7 @@ class Case:
     build: Callable[[Path], bytes]
     error: type[PackageError]
     strip: int = 0
-    limits: Limits = Limits()
+    limits: Limits = field(default_factory=Limits)
 
 
 def _gz(members: list[Member]) -> Callable[[Path], bytes]:
@@ -222,7 +224,11 @@ def corpus() -> list[Case]:
         Case("traversal-after-strip", _gz([reg("pkg/../pwned")]), UnsafeArchiveError, strip=1),
         Case("symlink-to-etc", abs_symlink, UnsafeArchiveError),
         Case("symlink-relative-escape", _gz([sym("up", "../.."), reg("ok")]), UnsafeArchiveError),
-        Case("symlink-deep-escape", _gz([dir_("a/"), sym("a/up", "../../outside"), reg("ok")]), UnsafeArchiveError),
+        Case(
+            "symlink-deep-escape",
+            _gz([dir_("a/"), sym("a/up", "../../outside"), reg("ok")]),
+            UnsafeArchiveError,
+        ),
         Case(
             "symlink-chain-escape",
             _gz([dir_("a/"), sym("a/l1", ".."), sym("l2", "a/l1/.."), reg("ok")]),
@@ -293,7 +299,11 @@ def corpus() -> list[Case]:
         Case("empty-tar-gz-only-dirs", _gz([dir_("a/"), dir_("a/b/")]), IntegrityError),
         Case("empty-zip", lambda o: zip_bytes([]), IntegrityError),
         Case("only-stripped-away", _gz([reg("toplevel-file")]), IntegrityError, strip=1),
-        Case("truncated-gzip", lambda o: tar_bytes([reg("a", os.urandom(50_000))], "gz")[:30_000], IntegrityError),
+        Case(
+            "truncated-gzip",
+            lambda o: tar_bytes([reg("a", os.urandom(50_000))], "gz")[:30_000],
+            IntegrityError,
+        ),
         Case(
             "gzip-missing-trailer",
             lambda o: tar_bytes([reg("a", b"hello")], "gz")[:-8],
@@ -301,11 +311,19 @@ def corpus() -> list[Case]:
         ),
         Case(
             "truncated-tar-at-member-boundary",
-            lambda o: tar_bytes([reg("a", b"A" * 512), reg("b", b"B" * 512)], fmt=tarfile.USTAR_FORMAT)[:1024],
+            lambda o: tar_bytes([reg("a", b"A" * 512), reg("b", b"B" * 512)], fmt=tarfile.USTAR_FORMAT)[
+                :1024
+            ],
             IntegrityError,
         ),
-        Case("truncated-xz", lambda o: tar_bytes([reg("a", os.urandom(20_000))], "xz")[:-100], IntegrityError),
-        Case("corrupt-bz2", lambda o: tar_bytes([reg("a", b"x" * 10_000)], "bz2")[:40] + bytes(200), IntegrityError),
+        Case(
+            "truncated-xz", lambda o: tar_bytes([reg("a", os.urandom(20_000))], "xz")[:-100], IntegrityError
+        ),
+        Case(
+            "corrupt-bz2",
+            lambda o: tar_bytes([reg("a", b"x" * 10_000)], "bz2")[:40] + bytes(200),
+            IntegrityError,
+        ),
         Case("truncated-zip", lambda o: zip_bytes([("a", os.urandom(10_000))])[:5000], IntegrityError),
     ]
 

@@ -39,19 +39,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.support.kube import free_port
+
 
 def nginx_binary() -> str | None:
     """Path of nginx (Debian puts it in /usr/sbin, often not on a user's PATH)."""
-    return shutil.which("nginx") or (
-        "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
-    )
-
-
-def free_port() -> int:
-    """A port that was free a moment ago on 127.0.0.1 (callers retry on a rare race)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
 
 
 @dataclass(frozen=True)
@@ -140,7 +133,7 @@ def _htpasswd_line(user: str, password: str) -> str:
     import base64
     import hashlib
 
-    digest = base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()  # noqa: S324
+    digest = base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()
     return f"{user}:{{SHA}}{digest}\n"
 
 
@@ -230,7 +223,7 @@ def _config(
     locations = [f"location / {{ root {srv.root}; {rate} }}"]
     if basic_auth:
         locations.append(
-            f"location /basic/ {{ alias {srv.root}/; auth_basic \"test\"; "
+            f'location /basic/ {{ alias {srv.root}/; auth_basic "test"; '
             f"auth_basic_user_file {srv.prefix}/htpasswd; {rate} }}"
         )
     if bearer_token is not None:
@@ -303,7 +296,10 @@ def start_nginx(
     last_error: Exception | None = None
     for _attempt in range(3):  # a free port can be taken between probe and bind
         srv = NginxServer(
-            root=root.resolve(), prefix=workdir.resolve(), port=free_port(), ca=ca,
+            root=root.resolve(),
+            prefix=workdir.resolve(),
+            port=free_port(),
+            ca=ca,
             tls_port=free_port() if tls else None,
         )
         conf = workdir / "nginx.conf"

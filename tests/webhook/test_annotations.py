@@ -220,4 +220,4 @@ def test_denial_carries_typo_warnings() -> None:
 )
 def test_bad_settings_fail_at_startup(field: str, value: object, expected: str) -> None:
     with pytest.raises(ValueError, match=expected):
-        Settings(**{field: value})
+        Settings.model_validate({field: value})

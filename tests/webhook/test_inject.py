@@ -25,8 +25,11 @@ def init_names(pod: dict[str, Any]) -> list[str]:
 
 
 def downloader(pod: dict[str, Any]) -> dict[str, Any]:
-    (c,) = [c for c in pod["spec"]["initContainers"] if c["name"] == contract.INIT_CONTAINER_NAME]
-    return c
+    found: list[dict[str, Any]] = [
+        c for c in pod["spec"]["initContainers"] if c["name"] == contract.INIT_CONTAINER_NAME
+    ]
+    assert len(found) == 1
+    return found[0]
 
 
 def env(pod: dict[str, Any]) -> dict[str, str]:

@@ -107,6 +107,8 @@ app.kubernetes.io/part-of: package-injector
   "metrics_port" .Values.containerPorts.metrics
   "log_level" .Values.logLevel
   "log_format" .Values.logFormat
+  "shutdown_delay" .Values.shutdownDelaySeconds
+  "shutdown_timeout" .Values.shutdownTimeoutSeconds
 }}
 {{- if $p.maxSizeLimit }}{{ $_ := set $s "max_size_limit" $p.maxSizeLimit }}{{ end }}
 {{- if $p.defaultSizeLimit }}{{ $_ := set $s "default_size_limit" $p.defaultSizeLimit }}{{ end }}
