@@ -29,5 +29,8 @@ push:
 e2e-assets:
 	bash scripts/kube-assets.sh
 
+bench: setup
+	bash bench/run.sh
+
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

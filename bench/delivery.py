@@ -17,7 +17,6 @@ import contextlib
 import os
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -41,34 +40,42 @@ class Target:
     isolated: bool  # True when the filesystem holds nothing but our runs
 
 
+MOUNT = Path("/tmp/pkgbench")
+"""Short on purpose: the real destination is /shared-data/diff-var-files (2 levels), and path depth is
+part of the per-member cost of realpath()-based checks."""
+
+
 @contextlib.contextmanager
-def scratch_fs(size_gb: int) -> Iterator[Target]:
-    """A fresh ext4 filesystem in a sparse loop-mounted image (root); a plain directory otherwise."""
-    base = WORK / "delivery"
-    base.mkdir(parents=True, exist_ok=True)
-    image, mnt = base / "fs.img", base / "mnt"
-    mnt.mkdir(exist_ok=True)
-    subprocess.run(["umount", str(mnt)], capture_output=True)
+def scratch_fs(size_gb: int, kind: str = "tmpfs") -> Iterator[Target]:
+    """A fresh, dedicated filesystem at MOUNT: tmpfs (default) or ext4 in a sparse loop-mounted image.
+
+    tmpfs by default: the machine's disk is shared with other jobs, whose write-back and journal
+    commits made file creation vary 10x from run to run on ext4; tmpfs keeps the comparison on what the
+    methods themselves do. It favours the seed, if anything (its extra archive copy costs only memory).
+    Without root (no mount), a plain directory on the shared filesystem, and disk figures are noisy.
+    """
+    image = WORK / "delivery" / "fs.img"
+    subprocess.run(["umount", str(MOUNT)], capture_output=True)
+    MOUNT.mkdir(parents=True, exist_ok=True)
     mounted = False
     if os.geteuid() == 0:
-        image.unlink(missing_ok=True)
-        with image.open("wb") as f:
-            f.truncate(size_gb * 1024**3)
-        mk = subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], capture_output=True, text=True)
-        if mk.returncode == 0:
-            mounted = (
-                subprocess.run(
-                    ["mount", "-o", "loop,noatime", str(image), str(mnt)], capture_output=True
-                ).returncode
-                == 0
-            )
+        if kind == "ext4":
+            image.parent.mkdir(parents=True, exist_ok=True)
+            image.unlink(missing_ok=True)
+            with image.open("wb") as f:
+                f.truncate(size_gb * 1024**3)
+            subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, capture_output=True)
+            cmd = ["mount", "-o", "loop,noatime", str(image), str(MOUNT)]
+        else:
+            cmd = ["mount", "-t", "tmpfs", "-o", f"size={size_gb}g,mode=0755", "tmpfs", str(MOUNT)]
+        mounted = subprocess.run(cmd, capture_output=True).returncode == 0
     if not mounted:
-        log("no loop mount (not root?): disk use is measured on the shared filesystem and is noisy")
+        log("no dedicated mount (not root?): disk use is measured on a shared filesystem and is noisy")
     try:
-        yield Target(mnt, mounted)
+        yield Target(MOUNT, mounted)
     finally:
         if mounted:
-            subprocess.run(["umount", str(mnt)], check=False)
+            subprocess.run(["umount", str(MOUNT)], check=False)
         image.unlink(missing_ok=True)
 
 
@@ -100,7 +107,7 @@ class DiskSampler(threading.Thread):
 
 def command(method: str, url: str, fmt: str, dest: Path, pkg: Package) -> tuple[list[str], dict[str, str]]:
     """The command line and environment of one method."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "HOME": str(dest.parent)}
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "HOME": str(WORK)}
     if method == "seed":
         # The seed (V1): download package.tar into the shared dir, `tar -xf` it in place (GNU tar sniffs
         # the compression), delete it.
@@ -110,15 +117,19 @@ def command(method: str, url: str, fmt: str, dest: Path, pkg: Package) -> tuple[
         z = "z" if fmt == "tar.gz" else ""
         script = f'set -o pipefail; curl -f -L -sS "$URL" | tar -x{z} -C "$DEST"'
         return ["bash", "-c", script], {**env, "DEST": str(dest), "URL": url}
-    if method == "contender":
+    if method.startswith("contender"):
+        # contender-EXPERIMENT: the same program with bench/experiments/site/sitecustomize.py loaded
+        experiment = method.partition("-")[2]
+        site = f"{REPO / 'bench' / 'experiments' / 'site'}:" if experiment else ""
         return [PYTHON, "-m", "initcontainer"], {
             **env,
-            "PYTHONPATH": str(REPO),
+            "PYTHONPATH": f"{site}{REPO}",
+            "BENCH_EXPERIMENT": experiment,
             "PACKAGE_URL": url,
             "PACKAGE_SHA256": str(pkg.archives[fmt]["sha256"]),
             "PACKAGE_DEST": str(dest),
             "PACKAGE_ALLOW_HTTP": "true",
-            "PACKAGE_TERMINATION_LOG": str(dest.parent / "termination-log"),
+            "PACKAGE_TERMINATION_LOG": str(WORK / "delivery" / "termination-log"),
             "PACKAGE_MAX_DOWNLOAD_BYTES": str(max(4 * 1024**3, int(pkg.archives[fmt]["bytes"]) + 1)),
             "PACKAGE_MAX_EXTRACTED_BYTES": str(max(16 * 1024**3, pkg.extracted_bytes + 1)),
             "PACKAGE_MAX_FILES": str(max(200_000, pkg.files + pkg.dirs + 10)),
@@ -142,8 +153,10 @@ def tree_stats(dest: Path) -> tuple[int, int]:
 
 def run_once(method: str, url: str, fmt: str, pkg: Package, target: Target, timeout: float) -> dict[str, Any]:
     """One timed run into an empty directory; the directory is removed afterwards."""
-    work = Path(tempfile.mkdtemp(prefix="run-", dir=target.mount))
-    dest = work / "dest"
+    work = WORK / "delivery"
+    work.mkdir(parents=True, exist_ok=True)
+    dest = target.mount / "dest"
+    shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir()
     timefile = work / "time.txt"
     argv, env = command(method, url, fmt, dest, pkg)
@@ -156,7 +169,7 @@ def run_once(method: str, url: str, fmt: str, pkg: Package, target: Target, time
     proc = subprocess.run(full, env=env, capture_output=True, timeout=timeout)
     wall = time.perf_counter() - t0
     peak = sampler.stop()
-    elapsed, user, system, maxrss = timefile.read_text().strip().splitlines()[-1].split()
+    _elapsed, user, system, maxrss = timefile.read_text().strip().splitlines()[-1].split()
     files, size = tree_stats(dest)
     ok = proc.returncode == 0 and files == pkg.files and size == pkg.extracted_bytes
     result = {
@@ -175,7 +188,7 @@ def run_once(method: str, url: str, fmt: str, pkg: Package, target: Target, time
         result["stderr_tail"] = proc.stderr.decode(errors="replace")[-2000:]
         result["found"] = {"files": files, "bytes": size}
         log(f"  {method} {fmt}: FAILED rc={proc.returncode} files={files}/{pkg.files}")
-    shutil.rmtree(work)
+    shutil.rmtree(dest)
     subprocess.run(["sync", "-f", str(target.mount)], check=False)
     return result
 
@@ -185,12 +198,18 @@ def _warm(url: str) -> None:
 
 
 def bench_delivery(
-    rounds: int, big: bool, methods: tuple[str, ...], formats: tuple[str, ...], throttled: bool
+    rounds: int,
+    big: bool,
+    methods: tuple[str, ...],
+    formats: tuple[str, ...],
+    throttled: bool,
+    fs: str = "tmpfs",
 ) -> dict[str, Any]:
     require("nginx", "curl", "tar", GNU_TIME)
     pkg = ensure_package(PackageSpec(name="p800", scale=1.0))
     big_pkg = ensure_package(PackageSpec(name="p4g", scale=5.3, formats=("tar.gz",))) if big else None
-    size_gb = 4 if big_pkg is None else 3 + (big_pkg.extracted_bytes + big_pkg.archives["tar.gz"]["bytes"]) // 1024**3
+    # The 800 MB seed run needs archive + tree (< 2 GB); the 4 GB case runs only methods that need the tree.
+    size_gb = 4 if big_pkg is None else 2 + big_pkg.extracted_bytes // 1024**3
     configs = [(fmt, False) for fmt in formats] + ([(fmt, True) for fmt in formats] if throttled else [])
     runs: list[dict[str, Any]] = []
     out: dict[str, Any] = {
@@ -204,10 +223,10 @@ def bench_delivery(
         "rounds": rounds,
     }
     with (
-        scratch_fs(int(size_gb)) as target,
+        scratch_fs(int(size_gb), fs) as target,
         serve(WORK / "packages", WORK / "nginx") as web,
     ):
-        out["isolated_fs"] = target.isolated
+        out["dest_fs"] = {"kind": fs if target.isolated else "shared", "mount": str(target.mount)}
         out["limit_rate"] = web.limit_rate
         for fmt in formats:
             _warm(f"{web.url}/p800/{pkg.archives[fmt]['file']}")
@@ -221,14 +240,15 @@ def bench_delivery(
                     runs.append(res)
                     log(
                         f"round {r} {fmt:6} {'100MB/s' if slow else 'unthrottled':11} {method:9} "
-                        f"{res['wall_s']:6.2f} s  {res['maxrss_mib']:6.1f} MiB  disk {res['peak_disk_mb']:7.1f} MB"
+                        f"{res['wall_s']:6.2f} s  {res['maxrss_mib']:6.1f} MiB  "
+                        f"disk {res['peak_disk_mb']:7.1f} MB"
                     )
         out["runs"] = runs
         out["table"] = _table(runs, configs, methods)
         if big_pkg is not None:
             _warm(f"{web.url}/p4g/package.tar.gz")
             big_runs = []
-            for method in ("contender", "seed"):
+            for method in ("contender", "stream"):
                 url = f"{web.url}/p4g/package.tar.gz"
                 res = run_once(method, url, "tar.gz", big_pkg, target, timeout=1800)
                 big_runs.append(res)
@@ -244,7 +264,9 @@ def bench_delivery(
     return out
 
 
-def _table(runs: list[dict[str, Any]], configs: list[tuple[str, bool]], methods: tuple[str, ...]) -> list[Any]:
+def _table(
+    runs: list[dict[str, Any]], configs: list[tuple[str, bool]], methods: tuple[str, ...]
+) -> list[Any]:
     rows = []
     for fmt, slow in configs:
         sel = [r for r in runs if r["format"] == fmt and r["throttled"] == slow]
@@ -283,6 +305,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--formats", default="tar.gz,tar")
     ap.add_argument("--no-throttled", action="store_true")
     ap.add_argument("--name", default="delivery")
+    ap.add_argument("--fs", choices=("tmpfs", "ext4"), default="tmpfs", help="destination filesystem")
     args = ap.parse_args(argv)
     out = bench_delivery(
         args.rounds,
@@ -290,14 +313,16 @@ def main(argv: list[str] | None = None) -> None:
         tuple(args.methods.split(",")),
         tuple(args.formats.split(",")),
         not args.no_throttled,
+        args.fs,
     )
     out["command"] = "python -m bench delivery " + " ".join(argv or [])
     write_result(args.name, out)
     for row in out["table"]:
+        med = {k: row[k].get("median", 0) for k in ("wall_s", "ratio_vs_seed", "maxrss_mib", "peak_disk_mb")}
         log(
             f"{row['format']:6} {'100MB/s' if row['throttled'] else 'fast':5} {row['method']:9} "
-            f"wall {row['wall_s'].get('median', 0):6.2f} s  ratio {row['ratio_vs_seed'].get('median', 0):5.2f} "
-            f"rss {row['maxrss_mib'].get('median', 0):6.1f} MiB  disk {row['peak_disk_mb'].get('median', 0):7.1f} MB"
+            f"wall {med['wall_s']:6.2f} s  ratio {med['ratio_vs_seed']:5.2f} "
+            f"rss {med['maxrss_mib']:6.1f} MiB  disk {med['peak_disk_mb']:7.1f} MB"
         )
 
 

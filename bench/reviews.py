@@ -29,19 +29,27 @@ def _container(i: int) -> dict[str, Any]:
         "env": [
             {"name": "APP_ENV", "value": "production"},
             {"name": "LOG_LEVEL", "value": "info"},
-            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
+            {
+                "name": "POD_NAME",
+                "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}},
+            },
             {
                 "name": "POD_NAMESPACE",
                 "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}},
             },
-            {"name": "NODE_IP", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.hostIP"}}},
+            {
+                "name": "NODE_IP",
+                "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.hostIP"}},
+            },
             {
                 "name": "DB_PASSWORD",
                 "valueFrom": {"secretKeyRef": {"name": "db-credentials", "key": "password"}},
             },
             {
                 "name": "CPU_LIMIT",
-                "valueFrom": {"resourceFieldRef": {"containerName": name, "resource": "limits.cpu", "divisor": "0"}},
+                "valueFrom": {
+                    "resourceFieldRef": {"containerName": name, "resource": "limits.cpu", "divisor": "0"}
+                },
             },
             {"name": "FEATURE_FLAGS", "value": "alpha=false,beta=true,gamma=true"},
         ],
@@ -145,13 +153,21 @@ def pod(containers: int, annotations: dict[str, str] | None = None) -> dict[str,
                     "projected": {
                         "sources": [
                             {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
-                            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                            {
+                                "configMap": {
+                                    "name": "kube-root-ca.crt",
+                                    "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                                }
+                            },
                             {
                                 "downwardAPI": {
                                     "items": [
                                         {
                                             "path": "namespace",
-                                            "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"},
+                                            "fieldRef": {
+                                                "apiVersion": "v1",
+                                                "fieldPath": "metadata.namespace",
+                                            },
                                         }
                                     ]
                                 }
@@ -194,8 +210,18 @@ def pod(containers: int, annotations: dict[str, str] | None = None) -> dict[str,
             },
             "schedulerName": "default-scheduler",
             "tolerations": [
-                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                {
+                    "key": "node.kubernetes.io/not-ready",
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": 300,
+                },
+                {
+                    "key": "node.kubernetes.io/unreachable",
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": 300,
+                },
             ],
             "priority": 0,
             "enableServiceLinks": True,
@@ -221,7 +247,11 @@ def review(obj: dict[str, Any], uid: str = "705ab4f5-6393-11e8-b7cc-42010a800002
             "userInfo": {
                 "username": "system:serviceaccount:kube-system:replicaset-controller",
                 "uid": "b1d6c2a3-8e4f-4a5b-9c7d-2e1f3a4b5c6d",
-                "groups": ["system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"],
+                "groups": [
+                    "system:serviceaccounts",
+                    "system:serviceaccounts:kube-system",
+                    "system:authenticated",
+                ],
             },
             "object": obj,
             "oldObject": None,
@@ -235,7 +265,9 @@ BODIES: dict[str, Any] = {
     "pod3": lambda: review(pod(3)),
     "pod20": lambda: review(pod(20)),
     # A typo'd digest: denied with a message (the error path must not leak either).
-    "denied": lambda: review(pod(3, {"package-url": "https://packages.example.com/a.tar", "package-sha256": "abc"})),
+    "denied": lambda: review(
+        pod(3, {"package-url": "https://packages.example.com/a.tar", "package-sha256": "abc"})
+    ),
     # No package-url: the common case in a cluster where the webhook sees every Pod.
     "skip": lambda: review(pod(3, {"prometheus.io/scrape": "true"})),
 }

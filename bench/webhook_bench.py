@@ -170,7 +170,20 @@ def hey(url: str, body: Path, seconds: float, workers: int, qps_per_worker: floa
 
 def hey_count(url: str, body: Path, n: int, workers: int) -> None:
     out = subprocess.run(
-        ["hey", "-n", str(n), "-c", str(workers), "-m", "POST", "-T", "application/json", "-D", str(body), url],
+        [
+            "hey",
+            "-n",
+            str(n),
+            "-c",
+            str(workers),
+            "-m",
+            "POST",
+            "-T",
+            "application/json",
+            "-D",
+            str(body),
+            url,
+        ],
         capture_output=True,
         text=True,
         timeout=600,
@@ -338,7 +351,20 @@ def profile(srv: Server, bodies: dict[str, Path], lua: Path, seconds: int, out_d
     for name in ("pod3", "pod20"):
         raw = out_dir / f"py-spy-{name}.txt"
         spy_proc = subprocess.Popen(
-            [spy, "record", "-p", str(srv.proc.pid), "-d", str(seconds), "-r", "250", "-f", "raw", "-o", str(raw)],
+            [
+                spy,
+                "record",
+                "-p",
+                str(srv.proc.pid),
+                "-d",
+                str(seconds),
+                "-r",
+                "250",
+                "-f",
+                "raw",
+                "-o",
+                str(raw),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
@@ -434,7 +460,9 @@ def main(argv: list[str] | None = None) -> None:
     with bench_server(workdir / "server", exp_env) as srv:
         out["check"] = _check_bodies(srv, bodies)
         if "throughput" not in skip:
-            out["throughput"] = bench_throughput(srv, bodies, lua, args.rounds, args.seconds, args.connections)
+            out["throughput"] = bench_throughput(
+                srv, bodies, lua, args.rounds, args.seconds, args.connections
+            )
             if "halfload" not in skip:
                 out["half_load"] = bench_half_load(
                     srv, bodies, out["throughput"]["table"], args.rounds, args.seconds, args.hey_workers

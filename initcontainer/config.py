@@ -147,6 +147,9 @@ def check_url(raw: str, *, allow_http: bool) -> str:
         raise ConfigError(f"{contract.ENV_URL} is required: the URL of the package to install")
     if any(c.isspace() for c in url):
         raise ConfigError(f"{contract.ENV_URL} contains whitespace; percent-encode it")
+    if not url.isascii() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        # http.client refuses them anyway, quoting the whole request target (token included).
+        raise ConfigError(f"{contract.ENV_URL} contains control or non-ASCII characters; percent-encode them")
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port

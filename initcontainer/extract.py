@@ -4,7 +4,8 @@ The archive is the adversary. Every member goes through our own checks first
 (`_Tree`), then through `tarfile.data_filter` as a second, independent opinion,
 and only then touches the disk. The rules, and why:
 
-- Names: no absolute paths, no `..` component anywhere, no NUL. Leading
+- Names: no absolute paths, no `..` component anywhere, no NUL, at most
+  MAX_DEPTH components (a deeper tree could not be removed again). Leading
   components are stripped like GNU tar (`./` counts as a component); a member
   left with no name is skipped, as tar does. Top-level names reserved for the
   init container (the marker, `.package-staging-*`) are refused.
@@ -80,6 +81,10 @@ INPUT_CHUNK: Final = 256 << 10
 META_HEADER_LIMIT: Final = 1 << 20
 """Largest pax or GNU long-name header accepted (tarfile reads them into memory)."""
 SYMLINK_TARGET_LIMIT: Final = 4096
+MAX_DEPTH: Final = 256
+"""Most path components a member may have after stripping. Linux allows ~2000
+(PATH_MAX), but Python's tree removal (shutil.rmtree, fwalk) recurses once per
+level and fails past ~1000: a deeper tree could never be cleaned up again."""
 SPOOL_SUFFIX: Final = "-spool.zip"
 _STREAM_OVERHEAD_PER_ENTRY: Final = 4096
 _STREAM_OVERHEAD: Final = 64 << 20
@@ -221,6 +226,8 @@ class _Tree:
         parts = [p for p in parts[self.strip :] if p != "."]
         if not parts:
             return None
+        if len(parts) > MAX_DEPTH:
+            raise UnsafeArchiveError(f"{what} {raw[:200]!r}... is nested deeper than {MAX_DEPTH} directories")
         top = parts[0]
         if top == contract.MARKER_NAME or top.startswith(contract.STAGING_PREFIX):
             raise UnsafeArchiveError(f"{what} {raw!r} uses a name reserved for the init container")

@@ -33,7 +33,7 @@ from typing import Any
 from initcontainer import contract
 from initcontainer.config import Config
 from initcontainer.errors import HTTPClientError, IntegrityError, PackageError, TransportError
-from initcontainer.log import Logger, Progress, redact_url
+from initcontainer.log import Logger, Progress, redact_url, scrub
 
 CHUNK_SIZE = 256 * 1024
 """Bytes per socket read: large enough that per-chunk Python work is noise."""
@@ -208,9 +208,12 @@ class _Requester:
             try:
                 conn.request("GET", target, headers=headers)
                 resp = conn.getresponse()
+            except http.client.InvalidURL as exc:
+                conn.close()
+                raise HTTPClientError(f"cannot request {redact_url(url)}: {_describe(exc, url)}") from None
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
-                raise _Transient(f"request to {redact_url(url)} failed: {_describe(exc)}") from None
+                raise _Transient(f"request to {redact_url(url)} failed: {_describe(exc, url)}") from None
             status = resp.status
             if status in _REDIRECTS:
                 location = resp.getheader("Location")
@@ -227,7 +230,7 @@ class _Requester:
     def _follow(self, url: str, location: str | None, status: int) -> str:
         if not location:
             raise HTTPClientError(f"HTTP {status} redirect without a Location header from {redact_url(url)}")
-        new = urllib.parse.urljoin(url, location.strip())
+        new = urllib.parse.urljoin(url, _requote(location.strip()))
         old_scheme = urllib.parse.urlsplit(url).scheme.lower()
         new_scheme = urllib.parse.urlsplit(new).scheme.lower()
         if new_scheme not in ("http", "https"):
@@ -279,8 +282,27 @@ class _Requester:
         raise HTTPClientError(f"HTTP {status} {reason} from {where}")
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
+_URL_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
+
+
+def _requote(location: str) -> str:
+    """Percent-encode spaces, controls and raw non-ASCII bytes of a Location header, as browsers do.
+
+    http.client decodes header bytes as latin-1 and refuses such characters in the
+    request line with an error that quotes the whole target (query token included).
+    """
+    if all(0x21 <= ord(c) < 0x7F for c in location):
+        return location
+    return urllib.parse.quote(location.encode("latin-1", "replace"), safe=_URL_SAFE)
+
+
+def _describe(exc: BaseException, url: str | None = None) -> str:
+    """Class and text of an exception, without the query string or userinfo of `url`.
+
+    Some exceptions quote the request target (http.client.InvalidURL does), and a
+    pre-signed URL carries its token there.
+    """
+    text = scrub(str(exc), url) if url else str(exc)
     return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
 
 
@@ -309,6 +331,7 @@ class PackageStream:
         self.total: int | None = None
         self.content_type = ""
         self.validator: str | None = None
+        self._validator_header = "ETag"
         self.resumes = 0
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_DEPTH)
         self._stop = threading.Event()
@@ -357,7 +380,9 @@ class PackageStream:
         self._expected_end = self.total
         etag = resp.getheader("ETag")
         # A weak ETag cannot be used with If-Range (RFC 9110 13.1.5); fall back to the date.
-        self.validator = etag if etag and not etag.startswith("W/") else resp.getheader("Last-Modified")
+        strong = bool(etag) and not (etag or "").startswith("W/")
+        self._validator_header = "ETag" if strong else "Last-Modified"
+        self.validator = resp.getheader(self._validator_header)
         if self.total == 0:
             self._close_conn()
             raise IntegrityError(f"the server returned an empty body (Content-Length: 0) for {self.url}")
@@ -408,13 +433,13 @@ class PackageStream:
                 try:
                     chunk = self._resp.read(CHUNK_SIZE)
                 except (OSError, http.client.HTTPException) as exc:
-                    self._resume(_describe(exc))
+                    self._resume(_describe(exc, self.cfg.url))
                     continue
                 if not chunk:
-                    if self._expected_end is not None and self._received < self._expected_end:
-                        self._resume(
-                            f"connection closed after {self._received} of {self._expected_end} bytes"
-                        )
+                    # A 206 may cover less than asked (RFC 9110 14.2): go on to the total.
+                    expected = self.total if self.total is not None else self._expected_end
+                    if expected is not None and self._received < expected:
+                        self._resume(f"connection closed after {self._received} of {expected} bytes")
                         continue
                     break
                 self._failures = 0
@@ -482,6 +507,7 @@ class PackageStream:
                 continue
             if resp.status == 206:
                 self._check_content_range(resp.getheader("Content-Range"), conn)
+                self._check_validator(resp, conn)
                 self._conn, self._resp = conn, resp
                 self.resumes += 1
                 self.log.info(
@@ -497,6 +523,16 @@ class PackageStream:
                     "(changed since, or no Range support)"
                 )
             raise RestartDownload(f"{reason}; the server refused to resume (HTTP {resp.status})")
+
+    def _check_validator(self, resp: http.client.HTTPResponse, conn: http.client.HTTPConnection) -> None:
+        """A 206 must be a part of the same file: servers and caches that ignore If-Range exist."""
+        now = resp.getheader(self._validator_header)
+        if now is not None and now != self.validator:
+            conn.close()
+            raise RestartDownload(
+                f"the file changed during the download (validator {self.validator!r} -> {now!r}); "
+                "the server sent a part of the new version despite If-Range"
+            )
 
     def _check_content_range(self, header: str | None, conn: http.client.HTTPConnection) -> None:
         m = _CONTENT_RANGE_RE.fullmatch((header or "").strip())

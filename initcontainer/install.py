@@ -61,9 +61,33 @@ def _remove(path: Path) -> None:
     except FileNotFoundError:
         return
     if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(path)
+        try:
+            shutil.rmtree(path)
+        except RecursionError:
+            # shutil.rmtree recurses once per level (Python < 3.14); a tree deeper than
+            # the recursion limit would otherwise stay forever and fail every restart.
+            _remove_deep(path)
     else:
         path.unlink()
+
+
+def _remove_deep(top: Path) -> None:
+    """Iterative, depth-unlimited tree removal; never follows a link (lstat-based)."""
+    stack = [os.fspath(top)]
+    while stack:
+        current = stack[-1]
+        subdirs: list[str] = []
+        with os.scandir(current) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    subdirs.append(entry.path)
+                else:
+                    os.unlink(entry.path)
+        if subdirs:
+            stack.extend(subdirs)
+        else:
+            os.rmdir(current)
+            stack.pop()
 
 
 def _is_ours(name: str) -> bool:
@@ -116,6 +140,20 @@ def prepare_staging(dest: Path) -> Path:
     except OSError as exc:
         raise _io_error("prepare the destination", exc) from exc
     return staging
+
+
+def remove_leftovers(dest: Path) -> None:
+    """Remove what crashed runs left (staging dirs, zip spools, marker temp files) and nothing else.
+
+    For the already-installed path: a run killed while replacing this package with
+    another one leaves a staging directory next to the complete install.
+    """
+    try:
+        for entry in os.scandir(dest):
+            if entry.name.startswith(contract.STAGING_PREFIX):
+                _remove(Path(entry.path))
+    except OSError as exc:
+        raise _io_error("clean the destination", exc) from exc
 
 
 def discard(staging: Path) -> None:

@@ -34,6 +34,19 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}{suffix}"
 
 
+def scrub(text: str, url: str) -> str:
+    """`text` without the query string, fragment or password of `url` (for exception texts)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return text
+    secrets = [parts.query, parts.fragment, parts.password or ""]
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        for form in {secret, repr(secret)[1:-1]}:  # repr() escapes control characters
+            text = text.replace(form, "<redacted>")
+    return text
+
+
 class Logger:
     """Thread-safe line logger: the download thread and the main thread both log."""
 

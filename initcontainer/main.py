@@ -140,7 +140,7 @@ def _install_once(cfg: Config, log: Logger, deadline: float) -> dict[str, Any]:
 
 def run(cfg: Config, log: Logger) -> dict[str, Any] | None:
     """Install the package unless already there; return the marker written (None if skipped)."""
-    from initcontainer.install import installed_marker
+    from initcontainer.install import installed_marker, remove_leftovers
 
     check_python()
     try:
@@ -148,6 +148,7 @@ def run(cfg: Config, log: Logger) -> dict[str, Any] | None:
     except OSError as exc:
         raise LocalIOError(f"cannot read {cfg.dest}: {exc.strerror or exc}") from None
     if already_installed(cfg, marker):
+        remove_leftovers(cfg.dest)  # of a run killed while switching to another package
         log.info(
             "already_installed",
             f"{redact_url(cfg.url)} (sha256 {cfg.sha256}) is already installed in {cfg.dest}; nothing to do",

@@ -25,7 +25,7 @@ from webhook.settings import Settings
 
 API_VERSIONS: Final = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 
-Result = Literal["injected", "skipped", "validated", "warned", "denied", "error"]
+Result = Literal["injected", "removed", "skipped", "validated", "warned", "denied", "error"]
 
 
 class BadReview(ValueError):
@@ -57,6 +57,9 @@ class Outcome:
     dry_run: bool
     warnings: tuple[str, ...] = ()
     message: str = ""
+    """The denial message the user sees; it may quote annotation values, so it is never logged."""
+    detail: str = ""
+    """What the log may say about a denial: annotation keys, container and volume names, no values."""
     error: BaseException | None = field(default=None, compare=False)
 
 
@@ -143,7 +146,11 @@ def _decide(request: dict[str, Any], settings: Settings, api_version: str, base:
     if not isinstance(obj, dict):
         message = f"package-injector: {operation} of a {kind} without an object"
         return outcome(
-            _denial(api_version, uid, 400, message, ()), "denied", "malformed-object", message=message
+            _denial(api_version, uid, 400, message, ()),
+            "denied",
+            "malformed-object",
+            message=message,
+            detail="no object",
         )
 
     try:
@@ -164,14 +171,23 @@ def _decide(request: dict[str, Any], settings: Settings, api_version: str, base:
         result = inject(obj, settings, namespace)
     except Denied as denied:
         review = _denial(api_version, uid, denied.code, denied.message, denied.warnings)
-        return outcome(review, "denied", denied.reason, message=denied.message, warnings=denied.warnings)
+        return outcome(
+            review,
+            "denied",
+            denied.reason,
+            message=denied.message,
+            detail=denied.detail,
+            warnings=denied.warnings,
+        )
 
-    if not result.requested:
-        return allow("skipped", "no-package-url", result.warnings)
     if not result.changed:
-        return allow("skipped", "already-injected", result.warnings)
+        reason = "already-injected" if result.requested else "no-package-url"
+        return allow("skipped", reason, result.warnings)
     patch = jsonpatch.make_patch(obj, result.pod).patch
     review = _response(api_version, uid, allowed=True, warnings=result.warnings, patch=patch)
+    if not result.requested:
+        # package-url removed from a pod that carries our status: what we injected is taken out.
+        return outcome(review, "removed", "no-package-url", warnings=result.warnings)
     return outcome(review, "injected", "package-url", warnings=result.warnings)
 
 
@@ -191,9 +207,9 @@ def review(body: Any, settings: Settings) -> Outcome:
     kind_ref = request.get("kind")
     kind = str(kind_ref.get("kind", "")) if isinstance(kind_ref, dict) else ""
     obj = request.get("object")
+    # Always the request's namespace: pods made by controllers arrive with generateName and often without
+    # metadata.namespace, and the apiserver has already checked that a given one matches the request.
     ns = request.get("namespace")
-    if not ns and isinstance(obj, dict) and isinstance(obj.get("metadata"), dict):
-        ns = obj["metadata"].get("namespace")
     base: dict[str, Any] = {
         "uid": uid,
         "kind": kind,

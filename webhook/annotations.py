@@ -80,7 +80,11 @@ class Problem:
 
 
 class Denied(Exception):
-    """The object must be refused; `message` is shown to the user by kubectl, so it says what to fix."""
+    """The object must be refused; `message` is shown to the user by kubectl, so it says what to fix.
+
+    `detail` is what the webhook's own log may say about it: annotation keys, container and volume names,
+    never annotation values (a user may paste a token into the wrong annotation). It defaults to `reason`.
+    """
 
     def __init__(
         self,
@@ -88,19 +92,28 @@ class Denied(Exception):
         code: int = 400,
         reason: str = "invalid-annotation",
         warnings: tuple[str, ...] = (),
+        detail: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.reason = reason
         self.warnings = warnings
+        self.detail = detail or reason
 
     @classmethod
     def from_problems(cls, problems: list[Problem], warnings: list[str]) -> Denied:
         """One denial listing every problem; 403 only when all of them are policy refusals."""
         code = 403 if all(p.code == 403 for p in problems) else 400
         reason = "policy" if code == 403 else "invalid-annotation"
-        return cls("package-injector: " + "; ".join(str(p) for p in problems), code, reason, tuple(warnings))
+        keys = ", ".join(dict.fromkeys(p.key for p in problems))
+        return cls(
+            "package-injector: " + "; ".join(str(p) for p in problems),
+            code,
+            reason,
+            tuple(warnings),
+            detail=f"invalid annotations: {keys}",
+        )
 
 
 @dataclass(frozen=True)
@@ -150,9 +163,10 @@ def _check_url(value: str, settings: Settings, key: str) -> tuple[str | None, bo
         host = parts.hostname
         parts.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError:
-        return None, False, [*problems, Problem(key, "has an invalid port")]
+        port_problem = Problem(key, "has an invalid port; use a number from 1 to 65535 or none")
+        return None, False, [*problems, port_problem]
     if not host:
-        problems.append(Problem(key, "has no host name"))
+        problems.append(Problem(key, "has no host name; write it as https://HOST/PATH"))
     elif settings.allowed_hosts and not host_allowed(host, settings.allowed_hosts):
         hosts = ", ".join(settings.allowed_hosts)
         problems.append(Problem(key, f'host "{host}" is not in the cluster allow-list ({hosts})', 403))
@@ -188,7 +202,13 @@ def _check_containers(value: str, key: str) -> tuple[tuple[str, ...] | None, lis
         return None, [Problem(key, "names no container; list main container names separated by commas")]
     bad = [n for n in names if not DNS_LABEL.match(n) or len(n) > 63]
     if bad:
-        return None, [Problem(key, f"{', '.join(repr(b) for b in bad)} is not a valid container name")]
+        return None, [
+            Problem(
+                key,
+                f"{', '.join(repr(b) for b in bad)} is not a valid container name; "
+                "list main container names separated by commas",
+            )
+        ]
     return tuple(dict.fromkeys(names)), []
 
 
@@ -245,8 +265,11 @@ def unknown_key_warnings(annotations: Mapping[str, Any], settings: Settings) -> 
     return warnings
 
 
-def parse(annotations: Mapping[str, Any] | None, settings: Settings) -> Parsed:
-    """Validate the annotations; raise Denied listing every invalid value."""
+def parse(annotations: Mapping[str, Any] | None, settings: Settings, namespace: str | None = None) -> Parsed:
+    """Validate the annotations; raise Denied listing every invalid value.
+
+    `namespace` is the admission request's namespace (or `inject -n`); it only appears in messages.
+    """
     annotations = annotations or {}
     warnings = unknown_key_warnings(annotations, settings)
     problems: list[Problem] = []
@@ -256,7 +279,7 @@ def parse(annotations: Mapping[str, Any] | None, settings: Settings) -> Parsed:
         if value is None:
             return None
         if not isinstance(value, str):
-            problems.append(Problem(settings.key(short), "must be a string"))
+            problems.append(Problem(settings.key(short), "must be a string; quote the value in YAML"))
             return None
         return value
 
@@ -315,7 +338,15 @@ def parse(annotations: Mapping[str, Any] | None, settings: Settings) -> Parsed:
     if secret is not None:
         secret = secret.strip()
         if not DNS_SUBDOMAIN.match(secret) or len(secret) > 253:
-            msg = f"{secret!r} is not a valid Secret name (lowercase letters, digits, '-' and '.')"
+            # The value is not echoed: a user who confuses the Secret's name with its content pastes a token.
+            where = f' ("{namespace}")' if namespace else ""
+            if "/" in secret:
+                msg = f"must name a Secret in the pod's namespace{where}: write its name without namespace/"
+            else:
+                msg = (
+                    f"is not a valid Secret name; write the name of a Secret in the pod's namespace{where} "
+                    "(lowercase letters, digits, '-' and '.'), never the credential itself"
+                )
             problems.append(Problem(settings.key(SECRET), msg))
 
     size_limit = default_size_limit(settings)
@@ -381,7 +412,8 @@ def read_status(annotations: Mapping[str, Any] | None, settings: Settings) -> di
         return None
     if not isinstance(value, dict) or value.get("version") != STATUS_VERSION:
         return None
-    containers = value.get("containers")
-    if not isinstance(containers, list) or not all(isinstance(c, str) for c in containers):
-        return None
+    for field in ("containers", "volumes"):
+        names = value.get(field)
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            return None
     return value

@@ -67,7 +67,8 @@ def _log(outcome: admission.Outcome, duration: float) -> None:
     if outcome.error is not None:
         LOG.error("admission internal error", extra=fields, exc_info=outcome.error)
     elif outcome.decision.result == "denied":
-        LOG.info("admission denied: %s", outcome.message, extra=fields)
+        # The detail, not the user's message: that one may quote annotation values.
+        LOG.info("admission denied: %s", outcome.detail or outcome.decision.reason, extra=fields)
     else:
         LOG.info("admission %s", outcome.decision, extra=fields)
 

@@ -78,7 +78,7 @@ def inject_document(obj: Any, settings: Settings, namespace: str | None, report:
             return out
     except Denied as denied:
         report.warnings += [f"{where}: {w}" for w in denied.warnings]
-        raise Denied(f"{where}: {denied.message}", denied.code, denied.reason) from None
+        raise Denied(f"{where}: {denied.message}", denied.code, denied.reason, (), denied.detail) from None
     return obj
 
 

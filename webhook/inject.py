@@ -7,35 +7,34 @@ the apiserver defaulted), a piece of ours that differs is replaced, and a foreig
 piece with one of our names is a conflict and denied. So running it on its own
 output is a no-op, and under `reinvocationPolicy: IfNeeded` a container added
 by a later webhook gets its mount.
+
+A piece counts as ours only when the status annotation lists it *and* it has the
+shape we inject (an emptyDir, a Secret volume, a read-only mount without subPath,
+an init container that only runs the downloader): a hand-written status
+annotation cannot turn a user's hostPath volume or own init container into
+something we silently overwrite. When `package-url` is removed from a pod that
+carries our status (a dump of an injected pod, a manifest fed to `inject`),
+our pieces and the status are removed: the output converges either way.
 """
 
 from __future__ import annotations
 
 import copy
+import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final
 
 from initcontainer import contract
 from webhook import annotations as ann
 from webhook.annotations import Denied, PackageRequest
 from webhook.quantity import same_quantity
-from webhook.settings import Settings
+from webhook.settings import PROXY_ENV, RESERVED_INIT_ENV, Settings
 
 __all__ = ["CREDENTIALS_VOLUME", "Denied", "InjectionResult", "inject"]
 
 CREDENTIALS_VOLUME: Final = "package-credentials"
-# Variables the webhook computes from annotations; settings may not override them.
-CONTROLLED_ENV: Final = frozenset(
-    {
-        contract.ENV_URL,
-        contract.ENV_SHA256,
-        contract.ENV_DEST,
-        contract.ENV_STRIP_COMPONENTS,
-        contract.ENV_CREDENTIALS_DIR,
-        contract.ENV_ALLOW_HTTP,
-    }
-)
 # Fields whose values are quantities: the apiserver re-serializes them (1024Mi -> 1Gi).
 _QUANTITY_FIELDS: Final = frozenset({"resources", "sizeLimit"})
 
@@ -90,13 +89,17 @@ def _env(request: PackageRequest, settings: Settings) -> list[Obj]:
         env.append((contract.ENV_CREDENTIALS_DIR, contract.DEFAULT_CREDENTIALS_DIR))
     if request.allow_http:
         env.append((contract.ENV_ALLOW_HTTP, "true"))
-    env += sorted((k, v) for k, v in settings.init_env.items() if k not in CONTROLLED_ENV)
+    env += sorted((k, v) for k, v in settings.init_env.items() if k not in RESERVED_INIT_ENV)
     env += sorted(settings.init_proxy_env.items())
     return [{"name": k, "value": v} for k, v in env]
 
 
 def _security_context(spec: Obj, settings: Settings) -> tuple[Obj, list[str]]:
-    """PSS-restricted; the UID/GID from settings only when the pod sets none (or runs as root)."""
+    """PSS-restricted; the UID/GID from settings only when the pod sets none (or runs as root).
+
+    Pod-level runAsUser, runAsGroup, runAsNonRoot and fsGroup apply to this container unchanged, so a pod
+    that sets them keeps its identity; ours always says runAsNonRoot, so PSS `restricted` holds either way.
+    """
     sc: Obj = {
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
@@ -106,12 +109,13 @@ def _security_context(spec: Obj, settings: Settings) -> tuple[Obj, list[str]]:
     }
     pod_sc = spec.get("securityContext") if isinstance(spec.get("securityContext"), dict) else {}
     assert isinstance(pod_sc, dict)
-    pod_uid = pod_sc.get("runAsUser")
+    pod_uid, pod_gid = pod_sc.get("runAsUser"), pod_sc.get("runAsGroup")
     warnings = []
     if pod_uid is None or pod_uid == 0:
         if settings.init_run_as_user is not None:
             sc["runAsUser"] = settings.init_run_as_user
-        if settings.init_run_as_group is not None:
+        # A group the pod chose (other than root's) is kept, like its UID: it may own the app's files.
+        if settings.init_run_as_group is not None and (pod_gid is None or pod_gid == 0):
             sc["runAsGroup"] = settings.init_run_as_group
         if pod_uid == 0:
             uid = settings.init_run_as_user
@@ -157,11 +161,50 @@ def _volume_covers(existing: Obj, desired: Obj) -> bool:
     return sources == {k for k in desired if k != "name"} and covers(existing, desired)
 
 
+# --- what counts as ours -------------------------------------------------------------------------------
+
+_VOLUME_SOURCES: Final = {contract.VOLUME_NAME: "emptyDir", CREDENTIALS_VOLUME: "secret"}
+_INIT_MOUNTS: Final = frozenset({contract.VOLUME_NAME, CREDENTIALS_VOLUME})
+
+
+@dataclass(frozen=True)
+class _Owner:
+    """What the status annotation says a previous run injected; each piece must also look like ours."""
+
+    status: dict[str, Any] | None
+
+    def volume(self, volume: Obj) -> bool:
+        name = volume.get("name")
+        listed = self.status is not None and name in self.status.get("volumes", [])
+        return listed and {k for k in volume if k != "name"} == {_VOLUME_SOURCES.get(str(name))}
+
+    def init_container(self, container: Obj) -> bool:
+        if self.status is None or self.status.get("initContainer") != container.get("name"):
+            return False
+        if any(k in container for k in ("command", "args", "ports", "restartPolicy")):
+            return False
+        env = container.get("env") or []
+        names = {e.get("name") for e in env if isinstance(e, dict)}
+        known = names <= contract.KNOWN_ENV | PROXY_ENV
+        mounts = container.get("volumeMounts") or []
+        mounted = {m.get("name") for m in mounts if isinstance(m, dict)}
+        return contract.ENV_URL in names and known and mounted <= _INIT_MOUNTS
+
+    def mount(self, container_name: Any, mount: Obj) -> bool:
+        return (
+            self.status is not None
+            and container_name in self.status["containers"]
+            and mount.get("name") == contract.VOLUME_NAME
+            and mount.get("readOnly") is True
+            and not {"subPath", "subPathExpr", "mountPropagation"} & set(mount)
+        )
+
+
 def _ensure(
     items: list[Any],
     desired: Obj,
-    ours: bool,
-    conflict: str,
+    owned: Callable[[Obj], bool],
+    conflict: Denied,
     same: Callable[[Obj, Obj], bool] = covers,
 ) -> bool:
     """Make the item named like `desired` say what it should; True when the list changed."""
@@ -170,8 +213,8 @@ def _ensure(
             continue
         if same(item, desired):
             return False
-        if not ours:
-            raise Denied(conflict, 400, "conflict")
+        if not owned(item):
+            raise conflict
         items[i] = desired
         return True
     items.append(desired)
@@ -189,17 +232,18 @@ def _init_index(init_containers: list[Obj], position: str) -> int:
     return index
 
 
-def _place_init_container(init_containers: list[Obj], desired: Obj, position: str, ours: bool) -> bool:
+def _place_init_container(init_containers: list[Obj], desired: Obj, position: str, owner: _Owner) -> bool:
     names = [c.get("name") for c in init_containers]
     if contract.INIT_CONTAINER_NAME in names:
         index = names.index(contract.INIT_CONTAINER_NAME)
         existing = init_containers[index]
-        if not ours and not covers(existing, desired):
+        if not covers(existing, desired) and not owner.init_container(existing):
             raise Denied(
                 "package-injector: the pod already has an init container named "
                 f'"{contract.INIT_CONTAINER_NAME}" that package-injector did not inject; rename it',
                 400,
                 "conflict",
+                detail=f'foreign init container "{contract.INIT_CONTAINER_NAME}"',
             )
         rest = init_containers[:index] + init_containers[index + 1 :]
         target = _init_index(rest, position)
@@ -213,8 +257,45 @@ def _place_init_container(init_containers: list[Obj], desired: Obj, position: st
     return True
 
 
+def _normal_path(value: Any) -> str:
+    path = posixpath.normpath(str(value or "")) if value else ""
+    return "/" + path.lstrip("/") if path.startswith("//") else path
+
+
+def _check_mount_paths(name: Any, mounts: list[Obj], request: PackageRequest, settings: Settings) -> None:
+    """Deny another volume at the package mount path or below it.
+
+    Nested mounts are legal in Kubernetes, but one *below* the package path hides those package files (and
+    needs its mount point inside the read-only package volume). One *above* it (an emptyDir at /app with the
+    package at /app/config) is fine: the package hides only that subdirectory of the other volume.
+    """
+    mount_path = request.mount_path
+    key = settings.key(ann.MOUNT_PATH)
+    for mount in mounts:
+        if mount.get("name") == contract.VOLUME_NAME:
+            continue
+        path, volume = _normal_path(mount.get("mountPath")), mount.get("name")
+        if path == mount_path:
+            raise Denied(
+                f'package-injector: container "{name}" already mounts volume "{volume}" at '
+                f'{mount_path}; set the "{key}" annotation to another directory',
+                400,
+                "conflict",
+                detail=f'container "{name}" mounts volume "{volume}" at the package mount path',
+            )
+        if path.startswith(mount_path + "/"):
+            raise Denied(
+                f'package-injector: container "{name}" mounts volume "{volume}" at {path}, inside the '
+                f"package mount path {mount_path}, where it would hide package files; move that volumeMount "
+                f'out of {mount_path} or set the "{key}" annotation to another directory',
+                400,
+                "conflict",
+                detail=f'container "{name}" mounts volume "{volume}" inside the package mount path',
+            )
+
+
 def _mount_containers(
-    containers: list[Obj], targets: set[str], request: PackageRequest, previous: list[str], ours: bool
+    containers: list[Obj], targets: set[str], request: PackageRequest, owner: _Owner, settings: Settings
 ) -> bool:
     desired: Obj = {"name": contract.VOLUME_NAME, "mountPath": request.mount_path, "readOnly": True}
     changed = False
@@ -223,37 +304,70 @@ def _mount_containers(
         mounts = _as_list(container, "volumeMounts", f"containers[{name}].volumeMounts")
         if name not in targets:
             # A container we mounted into before but that is no longer a target loses our mount.
-            if ours and name in previous and any(m.get("name") == contract.VOLUME_NAME for m in mounts):
-                container["volumeMounts"] = [m for m in mounts if m.get("name") != contract.VOLUME_NAME]
+            kept = [m for m in mounts if not owner.mount(name, m)]
+            if len(kept) != len(mounts):
+                container["volumeMounts"] = kept
                 changed = True
             continue
-        for mount in mounts:
-            path = str(mount.get("mountPath", "")).rstrip("/") or "/"
-            if path == request.mount_path and mount.get("name") != contract.VOLUME_NAME:
-                raise Denied(
-                    f'package-injector: container "{name}" already mounts volume "{mount.get("name")}" at '
-                    f"{request.mount_path}; set the package-mount-path annotation to another directory",
-                    400,
-                    "conflict",
-                )
-        conflict = (
+        _check_mount_paths(name, mounts, request, settings)
+        conflict = Denied(
             f'package-injector: container "{name}" already mounts "{contract.VOLUME_NAME}" differently; '
-            "remove that volumeMount, package-injector adds it"
+            "remove that volumeMount, package-injector adds it",
+            400,
+            "conflict",
+            detail=f'container "{name}" mounts "{contract.VOLUME_NAME}" differently',
         )
-        if _ensure(mounts, desired, ours, conflict):
+        if _ensure(mounts, desired, partial(owner.mount, name), conflict):
             container["volumeMounts"] = mounts
             changed = True
     return changed
+
+
+def _drop(parent: Obj, key: str, ours: Callable[[Obj], bool]) -> bool:
+    """Remove our items from the list `parent[key]`; drop the key once the list is empty."""
+    items = parent.get(key)
+    if not isinstance(items, list):
+        return False
+    kept = [i for i in items if not (isinstance(i, dict) and ours(i))]
+    if len(kept) == len(items):
+        return False
+    if kept:
+        parent[key] = kept
+    else:
+        del parent[key]
+    return True
+
+
+def _remove(out: Obj, metadata: Obj, owner: _Owner, settings: Settings) -> tuple[bool, list[str]]:
+    """`package-url` is gone but our status is there: take out what we injected (and only that)."""
+    spec = out.get("spec")
+    removed: list[str] = []
+    if isinstance(spec, dict):
+        if _drop(spec, "initContainers", owner.init_container):
+            removed.append(f"init container {contract.INIT_CONTAINER_NAME}")
+        if _drop(spec, "volumes", owner.volume):
+            removed.append("volumes")
+        for container in spec.get("containers") or []:
+            if isinstance(container, dict):
+                name = container.get("name")
+                if _drop(container, "volumeMounts", partial(owner.mount, name)):
+                    removed.append(f"mount in {name}")
+    del metadata["annotations"][settings.key(ann.STATUS)]
+    what = f"removed what it injected before ({', '.join(removed)})" if removed else "removed its status"
+    return True, [
+        f'package-injector: "{settings.key(ann.URL)}" is not set but "{settings.key(ann.STATUS)}" is; '
+        f"package-injector {what}"
+    ]
 
 
 def inject(pod: Obj, settings: Settings, namespace: str | None = None) -> InjectionResult:
     """Inject the package into a copy of `pod` (a Pod or a pod template: metadata + spec).
 
     Raises Denied with a user-facing message on invalid annotations and conflicts.
-    `namespace` is the admission request's namespace (pods made by controllers often
-    carry none); it is accepted here so per-namespace policy needs no new callers.
+    `namespace` is the admission request's namespace (never the object's: pods made by
+    controllers often carry none), or `inject -n`; it is named in messages about the
+    Secret, which must live in that namespace. The result does not depend on it.
     """
-    del namespace  # no per-namespace policy yet
     if not isinstance(pod, dict):
         raise Denied("package-injector: the object is not a JSON object", 400, "malformed-object")
     out = copy.deepcopy(pod)
@@ -265,8 +379,13 @@ def inject(pod: Obj, settings: Settings, namespace: str | None = None) -> Inject
     annotations = metadata.get("annotations")
     if annotations is not None and not isinstance(annotations, dict):
         raise Denied("package-injector: metadata.annotations must be an object", 400, "malformed-object")
-    parsed = ann.parse(annotations, settings)
+    parsed = ann.parse(annotations, settings, namespace)
+    key = settings.key
+    owner = _Owner(ann.read_status(annotations, settings))
     if parsed.request is None:
+        if annotations is not None and key(ann.STATUS) in annotations:
+            changed, removal = _remove(out, metadata, owner, settings)
+            return InjectionResult(out, (*parsed.warnings, *removal), requested=False, changed=changed)
         return InjectionResult(out, parsed.warnings, requested=False, changed=False)
     request = parsed.request
     warnings = list(parsed.warnings)
@@ -286,9 +405,9 @@ def inject(pod: Obj, settings: Settings, namespace: str | None = None) -> Inject
             "the injected init container; rename it",
             400,
             "conflict",
+            detail=f'container named "{contract.INIT_CONTAINER_NAME}"',
         )
 
-    key = settings.key
     if request.containers is not None:
         missing = [c for c in request.containers if c not in names]
         if missing:
@@ -298,41 +417,40 @@ def inject(pod: Obj, settings: Settings, namespace: str | None = None) -> Inject
                 f"{', '.join(repr(m) for m in missing)} (it has: {have})",
                 400,
                 "invalid-annotation",
+                detail=f"invalid annotations: {key(ann.CONTAINERS)}",
             )
         targets = set(request.containers)
     else:
         targets = {str(n) for n in names}
 
-    status = ann.read_status(annotations, settings)
-    ours = status is not None
-    previous: list[str] = status["containers"] if status else []
-
     changed = False
     for volume in _volumes(request):
-        conflict = (
+        conflict = Denied(
             f'package-injector: the pod already has a volume named "{volume["name"]}" that package-injector '
-            "did not add; rename that volume"
+            "did not add; rename that volume",
+            400,
+            "conflict",
+            detail=f'foreign volume "{volume["name"]}"',
         )
-        changed |= _ensure(volumes, volume, ours, conflict, _volume_covers)
-    if not request.secret and ours:
+        changed |= _ensure(volumes, volume, owner.volume, conflict, _volume_covers)
+    if not request.secret:
         # The Secret annotation was removed since the last injection: drop its volume.
-        kept = [v for v in volumes if v.get("name") != CREDENTIALS_VOLUME]
+        kept = [v for v in volumes if not (v.get("name") == CREDENTIALS_VOLUME and owner.volume(v))]
         changed |= len(kept) != len(volumes)
         volumes[:] = kept
     spec["volumes"] = volumes
 
     desired_init, sc_warnings = _init_container(spec, request, settings)
     warnings += sc_warnings
-    changed |= _place_init_container(init_containers, desired_init, request.init_position, ours)
+    changed |= _place_init_container(init_containers, desired_init, request.init_position, owner)
     spec["initContainers"] = init_containers
 
-    changed |= _mount_containers(containers, targets, request, previous, ours)
+    changed |= _mount_containers(containers, targets, request, owner, settings)
 
     mounted = [str(n) for n in names if n in targets]
     used_volumes = [v["name"] for v in _volumes(request)]
     new_status = ann.status_value(mounted, used_volumes)
-    current = ann.read_status(annotations, settings)
-    if current is None or current != ann.read_status({key(ann.STATUS): new_status}, settings):
+    if owner.status is None or owner.status != ann.read_status({key(ann.STATUS): new_status}, settings):
         if metadata.get("annotations") is None:
             metadata["annotations"] = {}
         metadata["annotations"][key(ann.STATUS)] = new_status

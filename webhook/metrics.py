@@ -2,8 +2,9 @@
 
 A dedicated `CollectorRegistry` keeps the metrics port free of the process
 collectors' defaults of other libraries and lets tests build fresh instances.
-The server exposes `METRICS.registry` on the metrics port and sets
-`METRICS.certificate_expiry` whenever it (re)loads the serving certificate.
+The server exposes `METRICS.registry` on the metrics port, sets
+`METRICS.certificate_expiry` whenever it (re)loads the serving certificate and
+counts every load attempt's outcome in `METRICS.certificate_reloads`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,15 @@ class Metrics:
             "notAfter of the serving certificate currently loaded, as a Unix timestamp.",
             registry=self.registry,
         )
+        self.certificate_reloads = Counter(
+            "package_injector_certificate_reloads_total",
+            "Loads of the serving certificate files: success (a new pair is served) or failure (the "
+            "previous pair keeps serving; counted once per distinct broken content or error).",
+            ("result",),
+            registry=self.registry,
+        )
+        for result in ("success", "failure"):
+            self.certificate_reloads.labels(result=result)  # export 0 from the start, for alert rules
 
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type, for the metrics endpoint."""

@@ -53,7 +53,10 @@ class Runtime:
         self.settings = settings
         self.metrics = metrics
         self.cert = ReloadingCertificate(
-            settings.tls_cert_file, settings.tls_key_file, on_change=self._cert_changed
+            settings.tls_cert_file,
+            settings.tls_key_file,
+            on_change=self._cert_changed,
+            on_result=self._cert_loaded,
         )
         self.draining = False
         self.stop_watching = asyncio.Event()
@@ -63,6 +66,9 @@ class Runtime:
 
     def _cert_changed(self, info: CertInfo) -> None:
         self.metrics.certificate_expiry.set(info.not_after.timestamp())
+
+    def _cert_loaded(self, ok: bool) -> None:
+        self.metrics.certificate_reloads.labels(result="success" if ok else "failure").inc()
 
     def readiness(self) -> tuple[bool, str]:
         """Ready to take reviews: serving, not draining, with a certificate valid now."""

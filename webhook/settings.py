@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import yaml
 from pydantic import Field, field_validator
@@ -22,8 +22,9 @@ from webhook.hosts import pattern_problem
 from webhook.quantity import parse_quantity
 
 ENV_PREFIX = "PACKAGE_INJECTOR_"
-# Init container variables the webhook derives from annotations, or that weaken security.
-_ANNOTATION_ENV = frozenset(
+# Init container variables the webhook derives from annotations, or that weaken security: never taken from
+# `init_env` (refused when settings load; `webhook.inject` filters them again). Defined once, here.
+RESERVED_INIT_ENV: Final = frozenset(
     {
         contract.ENV_URL,
         contract.ENV_SHA256,
@@ -36,7 +37,9 @@ _ANNOTATION_ENV = frozenset(
         contract.ENV_PASSWORD,
     }
 )
-_PROXY_ENV = frozenset({"HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy"})
+PROXY_ENV: Final = frozenset(
+    {"HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy"}
+)
 CONFIG_FILE_ENV = "PACKAGE_INJECTOR_CONFIG_FILE"
 
 
@@ -98,9 +101,9 @@ class Settings(BaseSettings):
         """Only PACKAGE_* names the init container knows, and none the webhook derives from annotations."""
         for name in value:
             if name not in contract.KNOWN_ENV:
-                known = ", ".join(sorted(contract.KNOWN_ENV - _ANNOTATION_ENV))
+                known = ", ".join(sorted(contract.KNOWN_ENV - RESERVED_INIT_ENV))
                 raise ValueError(f"{name!r} is not a variable of the init container; known: {known}")
-            if name in _ANNOTATION_ENV:
+            if name in RESERVED_INIT_ENV:
                 raise ValueError(
                     f"{name!r} is set per pod from annotations or is unsafe; remove it from init_env"
                 )
@@ -111,10 +114,8 @@ class Settings(BaseSettings):
     def _proxy_env_only(cls, value: dict[str, str]) -> dict[str, str]:
         """Proxies only: PACKAGE_* variables belong in init_env, anything else has no use here."""
         for name in value:
-            if name not in _PROXY_ENV:
-                raise ValueError(
-                    f"{name!r} is not a proxy variable; allowed: {', '.join(sorted(_PROXY_ENV))}"
-                )
+            if name not in PROXY_ENV:
+                raise ValueError(f"{name!r} is not a proxy variable; allowed: {', '.join(sorted(PROXY_ENV))}")
         return value
 
     @field_validator("max_size_limit", "default_size_limit")

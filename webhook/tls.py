@@ -9,7 +9,9 @@ keep theirs, so no request fails during a rotation (linkerd2#5888 is the bug thi
 Kubernetes updates Secret volumes by swapping a `..data` symlink, which leaves the paths the same and changes
 what they resolve to, so the watcher compares file *content*, not names or mtimes. A new pair is validated
 (parseable, key matches certificate, both files stable while loading) before the swap; a broken pair is
-logged and the previous certificate keeps serving.
+logged and the previous certificate keeps serving. Every swap and every distinct failure is reported to
+`on_result` (the server counts them in `package_injector_certificate_reloads_total{result}`), so a
+rotation that keeps failing can be alerted on before the old certificate expires.
 """
 
 from __future__ import annotations
@@ -136,10 +138,13 @@ class ReloadingCertificate:
         key_file: Path,
         *,
         on_change: Callable[[CertInfo], None] | None = None,
+        on_result: Callable[[bool], None] | None = None,
     ) -> None:
         self.cert_file = Path(cert_file)
         self.key_file = Path(key_file)
         self._on_change = on_change
+        self._on_result = on_result
+        self._last_failure: tuple[str | None, str] | None = None
         self._current: ssl.SSLContext | None = None
         self._digest: str | None = None
         self._failed_digest: str | None = None
@@ -175,7 +180,7 @@ class ReloadingCertificate:
             return False
         first = self._current is None
         self._current, self._digest, self.info = ctx, digest, info
-        self._failed_digest, self.last_error = None, None
+        self._failed_digest, self.last_error, self._last_failure = None, None, None
         self.reloads += 0 if first else 1
         log.info(
             "serving certificate loaded" if first else "serving certificate reloaded",
@@ -195,11 +200,18 @@ class ReloadingCertificate:
             )
         if self._on_change is not None:
             self._on_change(info)
+        if self._on_result is not None:
+            self._on_result(True)
         return True
 
     def _failed(self, error: str, digest: str | None) -> None:
         self._failed_digest = digest
         self.last_error = error
+        if self._last_failure == (digest, error):
+            return  # the same failure as at the last poll (e.g. a file still missing): said once
+        self._last_failure = (digest, error)
+        if self._on_result is not None:
+            self._on_result(False)
         keeping = "keeping the previous certificate" if self._current else "no certificate loaded yet"
         log.error(
             f"cannot load the serving certificate: {error}; {keeping}",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from webhook import annotations as ann
-from webhook.inject import inject
+from webhook.inject import Denied, inject
 from webhook.settings import Settings
 
 # kind -> (API groups, path from the object to its pod template)
@@ -82,5 +82,15 @@ def validate(
     warnings = misplaced_warnings(obj, template, settings)
     if template is None:
         return Validation(tuple(warnings), requested=False)
-    result = inject(template, settings, namespace)
+    try:
+        result = inject(template, settings, namespace)
+    except Denied as denied:
+        # Say where: the user edits the workload, and the keys live in its pod template.
+        kind = kind or str(obj.get("kind") or "workload")
+        path = ".".join(WORKLOADS[kind][1]) if kind in WORKLOADS else "pod template"
+        prefix = "package-injector: "
+        text = denied.message.removeprefix(prefix)
+        raise Denied(
+            f"{prefix}{kind} {path}: {text}", denied.code, denied.reason, denied.warnings, denied.detail
+        ) from None
     return Validation((*result.warnings, *warnings), requested=result.requested)

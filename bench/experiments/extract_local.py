@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.common import WORK, log, rotate, summary
+from bench.common import log, rotate, summary
 from bench.package import PackageSpec, ensure_package
 from initcontainer import extract as ex
 
@@ -66,9 +66,12 @@ def main(argv: list[str] | None = None) -> None:
     pkg = ensure_package(PackageSpec(name="p800"))
     archive = pkg.archive(args.format)
     fmt = "tar.gz" if args.format == "tar.gz" else "tar"
-    base = WORK / "extract-local"
+    base = Path("/tmp/pkgbench-x")  # shallow, like /shared-data/diff-var-files
+    subprocess.run(["umount", str(base)], capture_output=True)
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir(parents=True)
+    # tmpfs: the shared disk's contention (other jobs, write-back) must not dominate a CPU comparison
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4g", "tmpfs", str(base)], check=True)
     subprocess.run(["cat", str(archive)], stdout=subprocess.DEVNULL, check=True)  # page cache
     contenders: dict[str, tuple[Callable[[Path, str, Path, str], float], str]] = {
         "tar -xf": (run_tar, ""),
@@ -80,7 +83,6 @@ def main(argv: list[str] | None = None) -> None:
         for name in rotate(list(contenders), r):
             fn, variant = contenders[name]
             dest = base / "d"
-            subprocess.run(["sync"], check=False)
             times[name].append(fn(archive, fmt, dest, variant))
             shutil.rmtree(dest)
             log(f"round {r} {name:26} {times[name][-1]:6.2f} s")
@@ -88,8 +90,11 @@ def main(argv: list[str] | None = None) -> None:
     dest = base / "d"
     dest.mkdir()
     with archive.open("rb") as f:
-        prof.runcall(ex.extract, f, dest, fmt=fmt, limits=ex.Limits(max_files=10**6, max_extracted_bytes=1 << 40))
-    shutil.rmtree(base)
+        prof.runcall(
+            ex.extract, f, dest, fmt=fmt, limits=ex.Limits(max_files=10**6, max_extracted_bytes=1 << 40)
+        )
+    shutil.rmtree(dest)
+    subprocess.run(["umount", str(base)], check=True)
     s = io.StringIO()
     pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(18)
     out: dict[str, Any] = {k: summary(v) for k, v in times.items()}

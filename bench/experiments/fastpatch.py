@@ -8,11 +8,9 @@ annotation) to a copy of the object, so a diff that prunes equal subtrees with C
 lists by common prefix/suffix gives the same kind of patch (adds at the right indices) in a small
 fraction of the time.
 
-Correctness: the patch applied to `src` must give exactly `dst` (checked with jsonpatch.apply_patch and a
-type-exact comparison in `check()`); `==` treats True as 1, so subtrees that differ only by a bool <->
-number swap are additionally caught by `_exact`, which is run only on the subtrees `==` calls equal
-while they are not the same object... which would cost a full walk; instead the diff is exact for
-every value the injector writes, and `check()` proves it on the golden cases.
+Correctness: the patch applied to `src` must give exactly `dst`, types included (`check()`, run on the
+golden injection cases and 3,000 random edits of Pods, including bool <-> number swaps and keys with
+`/` and `~`). `_equal` prunes with C-speed `==`, except that a bool never equals a number.
 """
 
 from __future__ import annotations
@@ -72,7 +70,7 @@ def _diff(src: Any, dst: Any, path: str, ops: list[dict[str, Any]]) -> None:
         for _ in range(mid_dst, mid_src):
             ops.append({"op": "remove", "path": f"{path}/{p + paired}"})
         return
-    ops.append({"op": "replace", "path": path, "value": dst} if path else {"op": "replace", "path": "", "value": dst})
+    ops.append({"op": "replace", "path": path, "value": dst})
 
 
 class _Patch:
@@ -81,7 +79,7 @@ class _Patch:
 
 
 class JsonpatchShim:
-    """Stands in for the `jsonpatch` module inside webhook.admission (only `make_patch(...).patch` is used)."""
+    """Stands in for the `jsonpatch` module in webhook.admission (which uses only `make_patch(...).patch`)."""
 
     @staticmethod
     def make_patch(src: Any, dst: Any) -> _Patch:
@@ -97,3 +95,77 @@ def check(src: Any, dst: Any) -> None:
     got = jsonpatch.apply_patch(src, make_patch(src, dst))
     if json.dumps(got, sort_keys=True) != json.dumps(dst, sort_keys=True):
         raise AssertionError("patch does not reproduce dst")
+
+
+def selftest(fuzz: int = 3000) -> dict[str, Any]:
+    """Golden injection cases (same number of operations as jsonpatch) and random edits of Pods."""
+    import copy
+    import random
+
+    import jsonpatch
+
+    from bench.reviews import pod
+    from webhook.inject import inject
+    from webhook.settings import Settings
+
+    settings = Settings()
+    cases: dict[str, Any] = {"pod3": pod(3), "pod20": pod(20)}
+    p = pod(3)
+    p["spec"].pop("initContainers")
+    p["metadata"]["annotations"] = {"package-url": "https://x.example/a.tar"}
+    cases["no-init-containers-no-other-annotations"] = p
+    for key, value in (
+        ("package-init-position", "last"),
+        ("package-containers", "app,log-shipper"),
+        ("package-secret", "creds"),
+    ):
+        p = pod(3)
+        p["metadata"]["annotations"][key] = value
+        cases[key] = p
+    reinvoked = copy.deepcopy(inject(pod(3), settings).pod)
+    reinvoked["spec"]["containers"].append({"name": "late-sidecar", "image": "x"})
+    cases["reinvocation"] = reinvoked
+    report: dict[str, Any] = {}
+    for name, obj in cases.items():
+        dst = inject(obj, settings).pod
+        check(obj, dst)
+        report[name] = {
+            "ops": len(make_patch(obj, dst)),
+            "jsonpatch_ops": len(jsonpatch.make_patch(obj, dst).patch),
+        }
+    rng = random.Random(7)
+
+    def edit(o: Any) -> None:
+        if isinstance(o, dict) and o:
+            k = rng.choice(list(o))
+            r = rng.random()
+            if r < 0.2:
+                o.pop(k)
+            elif r < 0.4:
+                o[f"new/{rng.randint(0, 9)}~x"] = rng.choice([1, True, "s", [1, 2], {"a": None}])
+            else:
+                edit(o[k])
+        elif isinstance(o, list) and o:
+            i = rng.randrange(len(o))
+            r = rng.random()
+            if r < 0.25:
+                o.pop(i)
+            elif r < 0.5:
+                o.insert(i, rng.choice([0, False, "x", {"k": 1}]))
+            else:
+                edit(o[i])
+
+    for _ in range(fuzz):
+        a = pod(rng.choice([1, 3]))
+        b = copy.deepcopy(a)
+        for _ in range(rng.randint(1, 5)):
+            edit(b)
+        check(a, b)
+    report["fuzz_cases_ok"] = fuzz
+    return report
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(selftest(), indent=2))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
+import secrets
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -10,8 +10,6 @@ import pytest
 
 from tests.support.kube import Cluster
 from tests.support.webhook import WebhookProcess
-
-_names = itertools.count()
 
 WORKLOAD_RULES = [
     {
@@ -24,7 +22,13 @@ WORKLOAD_RULES = [
         "apiGroups": ["batch"],
         "apiVersions": ["v1"],
         "operations": ["CREATE", "UPDATE"],
-        "resources": ["jobs", "cronjobs"],
+        "resources": ["jobs"],
+    },
+    {
+        "apiGroups": ["batch"],
+        "apiVersions": ["v1", "v1beta1"],
+        "operations": ["CREATE", "UPDATE"],
+        "resources": ["cronjobs"],
     },
 ]
 
@@ -77,7 +81,7 @@ def pod(name: str, annotations: dict[str, str] | None = None, containers: int = 
 
 
 def namespace_for(cluster: Cluster, label: str) -> str:
-    name = f"e2e-{next(_names)}"
+    name = f"e2e-{secrets.token_hex(4)}"
     cluster.create_namespace(name, {label: "enabled"})
     return name
 
@@ -106,7 +110,7 @@ def namespace(cluster: Cluster) -> Callable[..., str]:
 @pytest.fixture
 def registered(cluster: Cluster, webhook_server: WebhookProcess) -> Iterator[str]:
     """Register the running webhook for namespaces labelled with a per-test label; yield that label."""
-    label = f"package-injector-e2e-{next(_names)}"
+    label = f"package-injector-e2e-{secrets.token_hex(4)}"
     mwc = webhook_configuration(
         f"a-package-injector-{label}", webhook_server.url, webhook_server.ca_bundle_b64, label
     )

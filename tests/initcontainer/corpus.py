@@ -161,6 +161,32 @@ def zip_lying_size() -> bytes:
     return bytes(patched)
 
 
+def negative_size(members: list[Member], offset: int = 0) -> bytes:
+    """A GNU tar whose header at `offset` has a base-256 size of -1 (CVE-2025-8194 class)."""
+    raw = bytearray(tar_bytes(members, fmt=tarfile.GNU_FORMAT))
+    block = raw[offset : offset + 512]
+    block[124:136] = b"\xff" * 12
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\x00 " % sum(block)
+    raw[offset : offset + 512] = block
+    return bytes(raw)
+
+
+def long_name(name: str, data: bytes = b"x") -> Member:
+    """A regular member whose name needs a pax or GNU long-name header."""
+    info, _ = reg("placeholder", data)
+    info.name = name
+    return info, data
+
+
+def zip_local_name_differs(local: bytes) -> bytes:
+    """The central directory says `aaaaaaaa.txt`, the local header says `local` (same length)."""
+    data = bytearray(zip_bytes([("a" * (len(local) - 4) + ".txt", b"x" * 50)], method=zipfile.ZIP_STORED))
+    at = data.index(b"PK\x03\x04") + 30
+    data[at : at + len(local)] = local
+    return bytes(data)
+
+
 # ------------------------------------------------------------------ the corpus
 
 
@@ -171,6 +197,15 @@ class Case:
     error: type[PackageError]
     strip: int = 0
     limits: Limits = field(default_factory=Limits)
+    match: str = ""
+    """A regex the error message must contain: the case is refused for the intended reason."""
+
+
+def _pax_named(placeholder: str, name: str) -> tarfile.TarInfo:
+    """A member whose pax `path` record holds `name` verbatim (NUL included)."""
+    info, _ = reg(placeholder, b"x")
+    info.pax_headers = {"path": name}
+    return info
 
 
 def _gz(members: list[Member]) -> Callable[[Path], bytes]:
@@ -267,7 +302,121 @@ def corpus() -> list[Case]:
         Case("header-claims-huge-size", lying_huge, UnsafeArchiveError, limits=small),
         Case("header-claims-less-than-data", lying_small, IntegrityError),
         Case("header-claims-more-than-data", lying_large, IntegrityError),
+        # -- names and nesting
+        Case(
+            "pax-long-name-dotdot",
+            _gz([long_name("a/" * 60 + "../" * 61 + "pwned")]),
+            UnsafeArchiveError,
+            match="'\\.\\.' component",
+        ),
+        Case(
+            "gnu-long-name-dotdot",
+            lambda o: tar_bytes([long_name("a/" * 60 + "../" * 61 + "pwned")], "gz", fmt=tarfile.GNU_FORMAT),
+            UnsafeArchiveError,
+            match="'\\.\\.' component",
+        ),
+        Case(
+            "gnu-long-link-escape",
+            lambda o: tar_bytes(
+                [dir_("d/"), sym("d/l", "../" * 80 + "etc"), reg("ok")], fmt=tarfile.GNU_FORMAT
+            ),
+            UnsafeArchiveError,
+            match="points outside",
+        ),
+        Case(
+            "pax-name-with-nul",
+            _gz([(_pax_named("ok", "a\x00/../../pwned"), b"x")]),
+            UnsafeArchiveError,
+            match="NUL byte",
+        ),
+        # Deeper than Python's recursion limit: such a tree could never be removed again (crash loop).
+        Case("deep-nesting", _gz([reg("a/" * 1500 + "f")]), UnsafeArchiveError, match="nested deeper"),
+        Case(
+            "deep-nesting-just-over", _gz([reg("d/" * 256 + "f")]), UnsafeArchiveError, match="nested deeper"
+        ),
+        # -- links and replacements
+        Case(
+            "symlink-is-parent-after-strip",
+            _gz([sym("p/x", "."), reg("q/x/f")]),
+            UnsafeArchiveError,
+            strip=1,
+            match="goes through the symlink",
+        ),
+        Case(
+            "dir-replaced-by-symlink",
+            _gz([dir_("d/"), sym("d", "."), reg("d/f")]),
+            UnsafeArchiveError,
+            match="replace a directory",
+        ),
+        Case(
+            "implicit-dir-replaced-by-symlink",
+            _gz([reg("d/f"), sym("d", "."), reg("d/g")]),
+            UnsafeArchiveError,
+            match="replace a directory",
+        ),
+        Case(
+            "hardlink-target-replaced-by-symlink",
+            _gz([reg("a", b"1"), hard("b", "a"), sym("a", "b"), hard("c", "a")]),
+            UnsafeArchiveError,
+            match="not a regular file",
+        ),
+        Case(
+            "hardlink-to-directory",
+            _gz([dir_("d/"), reg("d/f"), hard("h", "d")]),
+            UnsafeArchiveError,
+            match="not a regular file",
+        ),
+        Case(
+            "hardlink-through-symlink",
+            _gz([dir_("d/"), reg("d/f"), sym("l", "d"), hard("h", "l/f")]),
+            UnsafeArchiveError,
+            match="not a regular file",
+        ),
+        Case(
+            "hardlink-dotdot-after-strip",
+            _gz([reg("p/f"), hard("p/h", "p/../../outside/victim.txt")]),
+            UnsafeArchiveError,
+            strip=1,
+            match="'\\.\\.' component",
+        ),
+        # -- lying headers
+        Case(
+            "negative-size",
+            lambda o: negative_size([reg("a", b"A" * 600), reg("b")]),
+            IntegrityError,
+            match="declares -1 bytes",
+        ),
+        Case(
+            "negative-size-second-member",
+            lambda o: compress_bytes(negative_size([reg("z", b"z"), reg("a", b"A" * 600)], 1024), "gz"),
+            IntegrityError,
+            match="declares -1 bytes",
+        ),
         Case("zip-slip", lambda o: zip_bytes([("../pwned", b"x")]), UnsafeArchiveError),
+        Case(
+            "zip-mixed-separators",
+            lambda o: zip_bytes([("a/b\\c", b"x"), ("a\\..\\../pwned", b"y")]),
+            UnsafeArchiveError,
+            match="'\\.\\.' component",
+        ),
+        Case(
+            "zip-local-header-traversal",
+            lambda o: zip_local_name_differs(b"../../pwned1"),
+            IntegrityError,
+            match="differ",
+        ),
+        Case(
+            "zip-symlink-then-file-under-it",
+            lambda o: zip_bytes([(zip_info("l", stat.S_IFLNK | 0o777), b"."), ("l/f", b"x")]),
+            UnsafeArchiveError,
+            match="goes through the symlink",
+        ),
+        Case(
+            "zip-deep-nesting",
+            lambda o: zip_bytes([("a/" * 1500 + "f", b"x")]),
+            UnsafeArchiveError,
+            match="nested deeper",
+        ),
         Case("zip-slip-backslash", lambda o: zip_bytes([("..\\..\\pwned", b"x")]), UnsafeArchiveError),
         Case("zip-absolute", zip_abs, UnsafeArchiveError),
         Case(

@@ -125,6 +125,14 @@ def test_url_error_never_echoes_the_url() -> None:
     assert "zzz" not in str(info.value)
 
 
+@pytest.mark.parametrize("bad", ["\x01", "\x7f", "\u00e9", "\x00"])
+def test_url_with_control_or_non_ascii_characters(bad: str) -> None:
+    """http.client would refuse them later, quoting the whole target (token included) in its error."""
+    with pytest.raises(ConfigError, match="percent-encode") as info:
+        load_config(env(**{contract.ENV_URL: f"https://h/p{bad}.tar?X-Amz-Signature=zzz"}))
+    assert "zzz" not in str(info.value)
+
+
 def test_unknown_variable_names_the_closest_known_one() -> None:
     with pytest.raises(ConfigError) as info:
         load_config(env(PACKAGE_SHA265=SHA))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -65,6 +66,7 @@ def test_corpus_is_refused_without_side_effects(tmp_path: Path, case: Case) -> N
         finally:
             discard(staging)
     assert type(raised.value) is case.error, raised.value
+    assert re.search(case.match, raised.value.message), raised.value.message
     expected_code = {
         UnsafeArchiveError: contract.EXIT_UNSAFE_ARCHIVE,
         IntegrityError: contract.EXIT_INTEGRITY,
@@ -347,3 +349,130 @@ def test_many_small_files_and_a_large_one_fast(tmp_path: Path) -> None:
     assert stats.files == 3001
     assert elapsed < 20, f"extraction took {elapsed:.1f}s"
     shutil.rmtree(staging)
+
+
+# ------------------------------------------------- odd but harmless archives
+
+
+def _tree_summary(root: Path) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        if path.is_symlink():
+            out[rel] = ("link", os.readlink(path))
+        elif path.is_dir():
+            out[rel] = ("dir", stat.S_IMODE(path.stat().st_mode))
+        else:
+            out[rel] = ("file", stat.S_IMODE(path.stat().st_mode), path.read_bytes())
+    return out
+
+
+def test_odd_tar_members_extract_like_gnu_tar(tmp_path: Path) -> None:
+    """Trailing-slash twins, '.' entries, a directory after a same-named symlink, mode 0,
+    a 0o000 directory with files inside, newline names: all land readable by any UID."""
+    _, dest, _ = _layout(tmp_path)
+    staging = prepare_staging(dest)
+    data = tar_bytes(
+        [
+            dir_("./"),
+            reg(".", b"dot"),
+            reg("twin", b"file first"),
+            dir_("twin/"),
+            reg("twin/inner", b"in"),
+            sym("was-link", "."),
+            dir_("was-link/"),
+            reg("was-link/f", b"f"),
+            reg("mode0", b"zero", mode=0),
+            dir_("locked/", mode=0),
+            reg("locked/secret", b"s", mode=0o600),
+            dir_("locked/sub/", mode=0o700),
+            reg("locked/sub/run", b"#!", mode=0o100),
+            reg("new\nline", b"nl"),
+            reg("dup", b"1"),
+            reg("./dup", b"2"),
+        ],
+        "gz",
+    )
+    _run(data, staging)
+    assert _tree_summary(staging) == {
+        "dup": ("file", 0o644, b"2"),
+        "locked": ("dir", 0o755),
+        "locked/secret": ("file", 0o644, b"s"),
+        "locked/sub": ("dir", 0o755),
+        "locked/sub/run": ("file", 0o755, b"#!"),
+        "mode0": ("file", 0o644, b"zero"),
+        "new\nline": ("file", 0o644, b"nl"),
+        "twin": ("dir", 0o755),
+        "twin/inner": ("file", 0o644, b"in"),
+        "was-link": ("dir", 0o755),
+        "was-link/f": ("file", 0o644, b"f"),
+    }
+
+
+def test_odd_zip_entries(tmp_path: Path) -> None:
+    """Mixed separators, a directory entry carrying data, a 0o000 directory, duplicates."""
+    _, dest, _ = _layout(tmp_path)
+    staging = prepare_staging(dest)
+    with pytest.warns(UserWarning, match="Duplicate name"):  # zipfile warns only when writing them
+        data = zip_bytes(
+            [
+                ("a/b\\c.txt", b"mixed"),
+                ("withdata/", b"ignored bytes of a directory entry"),
+                (zip_info("locked/", stat.S_IFDIR), b""),
+                (zip_info("locked/f", stat.S_IFREG), b"x"),
+                ("dup", b"1"),
+                ("dup", b"2"),
+            ]
+        )
+    _run(data, staging)
+    assert _tree_summary(staging) == {
+        "a": ("dir", 0o755),
+        "a/b": ("dir", 0o755),
+        "a/b/c.txt": ("file", 0o644, b"mixed"),
+        "dup": ("file", 0o644, b"2"),
+        "locked": ("dir", 0o755),
+        "locked/f": ("file", 0o644, b"x"),
+        "withdata": ("dir", 0o755),
+    }
+
+
+def test_gzip_trailing_garbage_is_left_to_the_caller(tmp_path: Path) -> None:
+    """Bytes after the last gzip member are not tar data: not extracted, but hashed by the caller."""
+    _, dest, _ = _layout(tmp_path)
+    staging = prepare_staging(dest)
+    data = tar_bytes([reg("a", b"x")], "gz") + b"\x00garbage that is not gzip"
+    stream = NonSeekable(data)
+    assert extract(stream, staging, fmt=formats.TAR_GZ).files == 1
+    assert stream.consumed + len(stream.read(-1)) == len(data)
+
+
+def test_garbage_between_gzip_members_is_corrupt(tmp_path: Path) -> None:
+    _, dest, _ = _layout(tmp_path)
+    staging = prepare_staging(dest)
+    raw = tar_bytes([reg("a", os.urandom(2000)), reg("b", b"y")])
+    data = gzip.compress(raw[:1024]) + b"JUNK" + gzip.compress(raw[1024:])
+    with pytest.raises(IntegrityError, match="corrupt"):
+        _run(data, staging)
+
+
+def test_gnu_sparse_member_counts_its_real_size(tmp_path: Path) -> None:
+    """A sparse member holds a few data blocks but expands to its real size: that is what counts."""
+    src = tmp_path / "src"
+    src.mkdir()
+    with open(src / "sparse", "wb") as f:
+        f.seek(20_000_000)
+        f.write(b"end")
+    out = tmp_path / "s.tar"
+    subprocess.run(["tar", "-C", str(src), "--sparse", "--format=gnu", "-cf", str(out), "sparse"], check=True)
+    data = out.read_bytes()
+    assert len(data) < 100_000
+    _, dest, _ = _layout(tmp_path)
+    staging = prepare_staging(dest)
+    with pytest.raises(UnsafeArchiveError, match="decompression bomb"):
+        _run(data, staging, limits=Limits(max_extracted_bytes=1_000_000))
+    discard(staging)
+    staging = prepare_staging(dest)
+    assert _run(data, staging).bytes == 20_000_003
+    with open(staging / "sparse", "rb") as f:
+        f.seek(20_000_000)
+        assert f.read() == b"end"

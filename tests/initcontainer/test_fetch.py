@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -14,8 +16,15 @@ import pytest
 from initcontainer import contract
 from initcontainer.config import Config, load_config
 from initcontainer.errors import HTTPClientError, IntegrityError, TransportError
-from initcontainer.fetch import CHUNK_SIZE, PackageStream, RestartDownload, open_package, parse_retry_after
-from initcontainer.log import Logger, Progress
+from initcontainer.fetch import (
+    CHUNK_SIZE,
+    PackageStream,
+    RestartDownload,
+    _describe,
+    open_package,
+    parse_retry_after,
+)
+from initcontainer.log import Logger, Progress, scrub
 from tests.support.faults import FaultServer, Respond
 from tests.support.nginx import NginxServer, run_nginx
 
@@ -255,7 +264,57 @@ def test_stalled_server_times_out(faults: FaultServer, tmp_path: Path) -> None:
     started = time.monotonic()
     with pytest.raises(TransportError, match=r"giving up.*(timed out|TimeoutError)"):
         fetch_all(cfg)
-    assert time.monotonic() - started < 5
+    # The read timeout fired (not an earlier error, not the 20 s stall ending).
+    assert 0.9 <= time.monotonic() - started < 3
+
+
+def test_bytes_beyond_content_length_are_not_part_of_the_body(faults: FaultServer, tmp_path: Path) -> None:
+    faults.script("/pkg", Respond(body=PAYLOAD, extra=b"SMUGGLED" * 5000))
+    check(*fetch_all(make_cfg(faults.url("/pkg"), tmp_path)))
+
+
+def test_resume_answered_with_another_version_restarts(faults: FaultServer, tmp_path: Path) -> None:
+    """A cache that ignores If-Range serves a 206 of the new version: never spliced onto the old bytes."""
+    other = PAYLOAD[::-1]
+    faults.script(
+        "/pkg",
+        Respond(body=PAYLOAD, cut_after=CHUNK_SIZE),
+        Respond(body=other, etag='"v2"', honour_if_range=False),
+    )
+    with pytest.raises(RestartDownload, match="changed during the download"):
+        fetch_all(make_cfg(faults.url("/pkg"), tmp_path))
+    second = faults.requests_to("/pkg")[1]
+    assert second.header("If-Range") == '"v1"' and second.header("Range") == f"bytes={CHUNK_SIZE}-"
+
+
+def test_short_206_is_continued_to_the_end(faults: FaultServer, tmp_path: Path) -> None:
+    """A 206 may cover less than asked for: keep asking until the whole file is there."""
+    faults.script(
+        "/pkg", Respond(body=PAYLOAD, cut_after=CHUNK_SIZE), Respond(body=PAYLOAD, max_range_bytes=300_000)
+    )
+    data, stream = fetch_all(make_cfg(faults.url("/pkg"), tmp_path, **{contract.ENV_RETRIES: "5"}))
+    check(data, stream)
+    assert stream.resumes == 2  # 1 chunk, then two 300000-byte parts cover the rest
+
+
+def test_retry_after_is_capped(faults: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import initcontainer.fetch as fetch_mod
+
+    monkeypatch.setattr(fetch_mod, "RETRY_AFTER_MAX", 0.5)
+    faults.script("/pkg", Respond(status=503, headers={"Retry-After": "86400"}), Respond(body=PAYLOAD))
+    started = time.monotonic()
+    check(*fetch_all(make_cfg(faults.url("/pkg"), tmp_path)))
+    assert 0.45 <= time.monotonic() - started < 3
+
+
+def test_retry_after_past_the_total_timeout_fails_now(faults: FaultServer, tmp_path: Path) -> None:
+    faults.script("/pkg", Respond(status=429, headers={"Retry-After": "3600"}), Respond(body=PAYLOAD))
+    cfg = make_cfg(faults.url("/pkg"), tmp_path, **{contract.ENV_TOTAL_TIMEOUT: "20"})
+    started = time.monotonic()
+    with pytest.raises(TransportError, match="PACKAGE_TOTAL_TIMEOUT=20s would be exceeded"):
+        open_package(cfg, Logger(stream=io.StringIO()), deadline=time.monotonic() + 20)
+    assert time.monotonic() - started < 2
+    assert len(faults.requests_to("/pkg")) == 1
 
 
 def test_500_then_success(faults: FaultServer, tmp_path: Path) -> None:
@@ -329,12 +388,80 @@ def test_redirect_loop_is_bounded(faults: FaultServer, tmp_path: Path) -> None:
 
 
 def test_https_to_http_redirect_is_refused(nginx: NginxServer, tmp_path: Path) -> None:
-    # nginx answers plain HTTP on its TLS port with 400; build the downgrade with the fault server instead.
-    from initcontainer.fetch import _Requester
-
-    req = _Requester(make_cfg(nginx.https_url("pkg.bin"), tmp_path), Logger(stream=io.StringIO()), None)
+    """nginx on its TLS port answers 302 to its own plain-http port: never followed, even with
+    PACKAGE_ALLOW_HTTP=true, and the credentials never go out in clear."""
+    nginx.clear_requests()
+    cfg = make_cfg(
+        nginx.https_url("to-http/basic/pkg.bin"),
+        tmp_path,
+        {"username": USER, "password": PASSWORD, "ca.crt": nginx.ca_pem},
+    )
     with pytest.raises(HTTPClientError, match="plain http"):
-        req._follow(nginx.https_url("pkg.bin"), nginx.url("pkg.bin"), 302)
+        fetch_all(cfg)
+    seen = nginx.requests()
+    assert [(r["uri"], r["status"], r["server_port"]) for r in seen] == [
+        ("/to-http/basic/pkg.bin", 302, nginx.tls_port)
+    ]
+
+
+def test_credentials_do_not_follow_a_scheme_and_port_change(nginx: NginxServer, tmp_path: Path) -> None:
+    """http://host:P -> https://host:Q (same host): another origin, so no bearer token there."""
+    nginx.clear_requests()
+    cfg = make_cfg(nginx.url("to-https/bearer/pkg.bin"), tmp_path, {"token": TOKEN, "ca.crt": nginx.ca_pem})
+    with pytest.raises(HTTPClientError, match="only sent to the host"):
+        fetch_all(cfg)
+    seen = [(r["uri"], r["status"], r["auth"]) for r in nginx.requests()]
+    assert seen == [("/to-https/bearer/pkg.bin", 302, f"Bearer {TOKEN}"), ("/bearer/pkg.bin", 401, "")]
+
+
+@pytest.mark.parametrize("creds", [{"token": TOKEN}, {"username": USER, "password": PASSWORD}])
+def test_no_credentials_to_the_same_host_on_another_port(tmp_path: Path, creds: dict[str, str]) -> None:
+    with FaultServer() as first, FaultServer() as second:
+        second.script("/pkg", Respond(body=PAYLOAD))
+        first.script("/pkg", Respond(status=308, headers={"Location": second.url("/pkg")}))
+        check(*fetch_all(make_cfg(first.url("/pkg"), tmp_path, creds)))
+        assert first.requests_to("/pkg")[0].header("Authorization") is not None
+        seen = second.requests_to("/pkg")[0]
+        assert seen.header("Authorization") is None
+        assert all(secret not in repr(seen.headers) for secret in creds.values())
+
+
+def test_redirect_with_control_characters_is_encoded_without_leaking(
+    faults: FaultServer, tmp_path: Path
+) -> None:
+    """http.client refuses controls in the request line and quotes the whole target in its error."""
+    faults.script("/pkg", Respond(status=302, headers={"Location": "/next?sig=SECRET\x01 x"}))
+    out = io.StringIO()
+    with pytest.raises(HTTPClientError, match="404") as raised:
+        fetch_all(make_cfg(faults.url("/pkg"), tmp_path), Logger(stream=out))
+    assert faults.requests[-1].path == "/next?sig=SECRET%01%20x"
+    assert "SECRET" not in raised.value.message
+    assert "SECRET" not in out.getvalue()
+
+
+def test_redirect_to_a_non_ascii_path_is_percent_encoded(faults: FaultServer, tmp_path: Path) -> None:
+    """A server's raw UTF-8 Location (read by http.client as latin-1) is requested percent-encoded."""
+    faults.script("/pkg", Respond(status=302, headers={"Location": "/päck.bin".encode().decode("latin-1")}))
+    faults.script("/p%C3%A4ck.bin", Respond(body=PAYLOAD))
+    check(*fetch_all(make_cfg(faults.url("/pkg"), tmp_path)))
+
+
+def test_query_string_redacted_in_every_line_and_error(faults: FaultServer, tmp_path: Path) -> None:
+    """Retries, a redirect carrying its own token, a reset and a resume: no token anywhere."""
+    faults.script(
+        "/pkg", Respond(status=503), Respond(status=302, headers={"Location": "/real?X-Sig=TOKEN2"})
+    )
+    faults.script("/real", Respond(body=PAYLOAD, cut_after=CHUNK_SIZE), Respond(body=PAYLOAD))
+    out = io.StringIO()
+    check(*fetch_all(make_cfg(faults.url("/pkg") + "?X-Sig=TOKEN1", tmp_path), Logger(stream=out)))
+    events = [json.loads(line)["event"] for line in out.getvalue().splitlines()]
+    assert {"retry", "redirect", "download_resumed"} <= set(events)
+    assert "TOKEN" not in out.getvalue()
+    faults.script("/gone", Respond(status=302, headers={"Location": "/missing?X-Sig=TOKEN3"}))
+    with pytest.raises(HTTPClientError) as raised:
+        fetch_all(make_cfg(faults.url("/gone") + "?X-Sig=TOKEN4", tmp_path), Logger(stream=out))
+    assert "404" in raised.value.message and "?<redacted>" in raised.value.message
+    assert "TOKEN" not in raised.value.message + out.getvalue()
 
 
 def test_chunked_body_over_limit(faults: FaultServer, tmp_path: Path) -> None:
@@ -372,6 +499,14 @@ def test_peek_does_not_consume(faults: FaultServer, tmp_path: Path) -> None:
         rest = s.read(-1)
         assert PAYLOAD[:10] + rest == PAYLOAD
         assert s.read(100) == b""
+
+
+def test_exception_texts_are_scrubbed_of_url_secrets() -> None:
+    url = "https://h/p.tgz?X-Sig=SECRET1&b=2#SECRET2"
+    exc = http.client.InvalidURL("URL can't contain control characters. '/p.tgz?X-Sig=SECRET1&b=2\\x01'")
+    text = _describe(exc, url)
+    assert text.startswith("InvalidURL: ") and "SECRET" not in text
+    assert scrub("at SECRET2 X-Sig=SECRET1&b=2", url) == "at <redacted> <redacted>"
 
 
 def test_parse_retry_after() -> None:

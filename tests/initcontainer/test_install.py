@@ -6,6 +6,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from corpus import NonSeekable, reg, tar_bytes
@@ -129,3 +130,100 @@ def test_refuses_root_as_destination() -> None:
 
 def test_discard_is_quiet_when_nothing_is_there(tmp_path: Path) -> None:
     discard(tmp_path / f"{contract.STAGING_PREFIX}missing")
+
+
+def _deep_tree(top: Path, depth: int) -> Path:
+    """`depth` nested directories made one by one (os.makedirs would recurse), with a file and a link."""
+    current = os.fspath(top)
+    for _ in range(depth):
+        current = os.path.join(current, "d")
+        os.mkdir(current)
+    Path(current, "f").write_bytes(b"x")
+    os.symlink("/etc", os.path.join(current, "link"))
+    return Path(current)
+
+
+def test_leftover_deeper_than_the_recursion_limit_is_removed(tmp_path: Path) -> None:
+    """shutil.rmtree recurses per level: a 1500-deep leftover used to fail every restart."""
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    crashed = prepare_staging(dest)
+    _deep_tree(crashed, 1500)
+    discard(crashed)
+    assert _visible(dest) == []
+    leftover = prepare_staging(dest)
+    _deep_tree(leftover, 1500)
+    (dest / "half-promoted").mkdir()
+    _deep_tree(dest / "half-promoted", 1500)
+    fresh = prepare_staging(dest)
+    assert _visible(dest) == [fresh.name]
+    assert os.path.isdir("/etc"), "links are removed, never followed"
+
+
+def test_remove_leftovers_keeps_the_install(tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    _install(dest, {"app.txt": b"v1"})
+    killed = prepare_staging(dest)  # a switch to another package, killed before promote
+    (killed / "half.txt").write_bytes(b"half")
+    (dest / f"{killed.name}-spool.zip").write_bytes(b"PK")
+    install.remove_leftovers(dest)
+    assert _visible(dest) == [contract.MARKER_NAME, "app.txt"]
+    assert installed_marker(dest) is not None
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs (not even `finally` cleanup in our code)."""
+
+
+def _view(dest: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(dest)): p.read_bytes()
+        for p in dest.rglob("*")
+        if p.is_file()
+        and not str(p.relative_to(dest)).startswith(contract.STAGING_PREFIX)
+        and p.name != contract.MARKER_NAME
+    }
+
+
+def test_killed_at_every_step_of_promote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Crash promote after each of its removals and renames: a marker is only ever present over
+    exactly the package it describes, and the next run starts clean."""
+    old = {f"t{i}/f": b"old %d" % i for i in range(6)} | {"old-only": b"o"}
+    new = {f"t{i}/f": b"new %d" % i for i in range(4)} | {"new-only": b"n"}
+    steps = 0
+    while True:
+        dest = tmp_path / f"dest{steps}"
+        _install(dest, old, {**MARKER, "sha256": "old"})
+        calls = 0
+
+        def counting(real: Any, allowed: int = steps) -> Any:
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                nonlocal calls
+                calls += 1
+                if calls > allowed:
+                    raise _Killed
+                return real(*args, **kwargs)
+
+            return wrapper
+
+        monkeypatch.setattr(install, "_remove", counting(install._remove))
+        monkeypatch.setattr(install.os, "rename", counting(os.rename))
+        monkeypatch.setattr(install, "_write_marker", counting(install._write_marker))
+        try:
+            _install(dest, new, {**MARKER, "sha256": "new"})
+            killed = False
+        except _Killed:
+            killed = True
+        monkeypatch.undo()
+        marker = installed_marker(dest)
+        if marker is not None:
+            assert _view(dest) == {"old": old, "new": new}[marker["sha256"]], f"mixed after step {steps}"
+        if not killed:
+            assert marker is not None and marker["sha256"] == "new"
+            break
+        fresh = prepare_staging(dest)
+        if marker is None:
+            assert _visible(dest) == [fresh.name]
+        discard(fresh)
+        steps += 1
+    assert steps >= 10  # removals of 7 old entries, 5 renames, the marker

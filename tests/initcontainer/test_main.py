@@ -6,7 +6,9 @@ import hashlib
 import io
 import json
 import os
+import random
 import signal
+import stat
 import subprocess
 import sys
 import tarfile
@@ -423,3 +425,194 @@ def test_console_script_and_text_logs(nginx: NginxServer, tmp_path: Path) -> Non
     assert r.code == 0, r.stderr
     assert "installed 2 files" in r.stderr
     assert not r.stderr.lstrip().startswith("{")
+
+
+# ---- transport security, end to end -------------------------------------------------
+
+
+def test_https_to_http_redirect_refused_end_to_end(nginx: NginxServer, tmp_path: Path) -> None:
+    """The TLS server redirects to its own plain-http port; http is even allowed: still refused."""
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "username").write_text(USER)
+    (creds / "password").write_text(PASSWORD)
+    (creds / "ca.crt").write_text(nginx.ca_pem)
+    nginx.clear_requests()
+    url = nginx.https_url("to-http/basic/a.tgz") + f"?sig={QUERY_SECRET}"
+    r = run(base_env(tmp_path, url, **{contract.ENV_ALLOW_HTTP: "true"}))
+    assert_failed_cleanly(r, tmp_path / "dest", contract.EXIT_HTTP_CLIENT, "HTTPClientError")
+    assert "plain http" in r.reason["message"]
+    assert [q["server_port"] for q in nginx.requests()] == [nginx.tls_port]
+    for secret in (PASSWORD, QUERY_SECRET):
+        assert secret not in r.stderr + r.termination
+
+
+def test_no_secret_on_the_command_line(nginx: NginxServer, tmp_path: Path) -> None:
+    """/proc/PID/cmdline of the running program (and of any child) holds no credential or token."""
+    (tmp_path / "creds").mkdir()
+    (tmp_path / "creds" / "token").write_text(TOKEN)
+    dest = tmp_path / "dest"
+    with _slow_server(tmp_path, nginx.root) as slow:
+        url = slow.url("a.tgz") + f"?sig={QUERY_SECRET}"
+        env = base_env(tmp_path, url)
+        proc = subprocess.Popen([PYTHON, "-m", "initcontainer"], env=env, cwd=REPO, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 20
+            while not leftovers(dest) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert leftovers(dest), "the download never started"
+            pids = [proc.pid]
+            for task in Path(f"/proc/{proc.pid}/task").iterdir():
+                pids += [int(p) for p in (task / "children").read_text().split()]
+            assert pids == [proc.pid], "the init container must not run helper processes"
+            cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+            assert cmdline.split(b"\0")[1:3] == [b"-m", b"initcontainer"]
+            for secret in (TOKEN, QUERY_SECRET, USER):
+                assert secret.encode() not in cmdline
+        finally:
+            proc.kill()
+            proc.wait(timeout=10)
+            assert proc.stderr is not None
+            proc.stderr.close()
+
+
+def make_tar(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_resume_answered_with_another_version_starts_over(faults: FaultServer, tmp_path: Path) -> None:
+    """The file changes mid-download (same size) and the server ignores If-Range: the 206 of the
+    new version is caught by its ETag and the download starts over. Spliced, the two versions
+    would make a valid tar whose blob is half old, half new."""
+    v1 = make_tar({"app/version": b"1", "app/blob.bin": BIG})
+    new_blob = os.urandom(len(BIG))
+    v2 = make_tar({"app/version": b"2", "app/blob.bin": new_blob})
+    assert len(v1) == len(v2)
+    faults.script(
+        "/p.tar",
+        Respond(body=v1, cut_after=700_000),
+        Respond(body=v2, etag='"v2"', honour_if_range=False),
+    )
+    r = run(base_env(tmp_path, faults.url("/p.tar")))
+    assert r.code == 0, r.stderr
+    assert "restart" in r.events()
+    dest = tmp_path / "dest"
+    assert visible(dest) == {"app/version", "app/blob.bin"}
+    assert (dest / "app/version").read_bytes() == b"2"
+    assert (dest / "app/blob.bin").read_bytes() == new_blob
+    marker = json.loads((dest / contract.MARKER_NAME).read_text())
+    assert marker["sha256"] == hashlib.sha256(v2).hexdigest()
+    ranges = [s.header("Range") for s in faults.requests_to("/p.tar")]
+    assert ranges[0] is None and ranges[1] and ranges[-1] is None
+
+
+def test_content_type_and_name_are_ignored(faults: FaultServer, tmp_path: Path) -> None:
+    """kserve#2938: a valid tar.gz served as text/html under a .zip name still installs."""
+    faults.script("/package.zip", Respond(body=PKG_A, content_type="text/html; charset=utf-8"))
+    r = run(base_env(tmp_path, faults.url("/package.zip"), **{contract.ENV_SHA256: SHA_A}))
+    assert r.code == 0, r.stderr
+    assert_package_a(tmp_path / "dest")
+
+
+def test_already_installed_run_removes_a_killed_switch_leftover(nginx: NginxServer, tmp_path: Path) -> None:
+    env = base_env(tmp_path, nginx.url("a.tgz"), **{contract.ENV_SHA256: SHA_A})
+    assert run(env).code == 0
+    dest = tmp_path / "dest"
+    leftover = dest / f"{contract.STAGING_PREFIX}0123456789abcdef"
+    (leftover / "app").mkdir(parents=True)
+    (leftover / "app" / "half.bin").write_bytes(b"x" * 1000)
+    r = run(env)
+    assert r.code == 0, r.stderr
+    assert "already_installed" in r.events()
+    assert_package_a(dest)
+
+
+# ---- kill -9 anywhere: never a mix of two packages under a marker -------------------------
+
+
+def _many_files_tgz(tag: str, seed: int) -> tuple[bytes, dict[str, bytes]]:
+    """~2000 files under 150 top-level entries (so promote has many renames), some shared names."""
+    rnd = random.Random(seed)
+    files: dict[str, bytes] = {}
+    for top in range(150):
+        for i in range(12):
+            files[f"t{top:03}/f{i}.txt"] = f"{tag} {top} {i} ".encode() + rnd.randbytes(700)
+    files[f"only-{tag}/blob.bin"] = rnd.randbytes(3 * 1024 * 1024)
+    return make_tgz(files), files
+
+
+def _app_view(dest: Path) -> dict[str, bytes]:
+    """What a main container sees: every file but the marker and hidden staging leftovers."""
+    out: dict[str, bytes] = {}
+    for path in dest.rglob("*"):
+        rel = path.relative_to(dest)
+        if rel.parts[0].startswith(contract.STAGING_PREFIX) or rel.parts[0] == contract.MARKER_NAME:
+            continue
+        if path.is_file():
+            out[str(rel)] = path.read_bytes()
+    return out
+
+
+def test_kill_9_at_random_points_never_exposes_a_mix(tmp_path: Path) -> None:
+    """Switch A -> B and SIGKILL the run after N ms, for N spread over a whole run (download,
+    extraction, promote). After every kill: a marker means exactly the package it names; then a
+    re-run installs exactly B with no leftovers."""
+    www = tmp_path / "www"
+    www.mkdir()
+    pkgs: dict[str, tuple[str, dict[str, bytes]]] = {}
+    for tag, seed in (("A", 1), ("B", 2)):
+        data, files = _many_files_tgz(tag, seed)
+        (www / f"{tag}.tgz").write_bytes(data)
+        pkgs[tag] = (hashlib.sha256(data).hexdigest(), files)
+    by_digest = {sha: files for sha, files in pkgs.values()}
+    dest = tmp_path / "dest"
+    with run_nginx(www, tmp_path / "nginx") as srv:
+
+        def env(tag: str) -> dict[str, str]:
+            return base_env(tmp_path, srv.url(f"{tag}.tgz"), **{contract.ENV_SHA256: pkgs[tag][0]})
+
+        def check_invariant(when: str) -> str | None:
+            for name in leftovers(dest):  # hidden and private: no other UID can look inside
+                mode = stat.S_IMODE((dest / name).lstat().st_mode)
+                assert mode & 0o077 == 0 or not (dest / name).is_dir(), (name, oct(mode))
+            marker_path = dest / contract.MARKER_NAME
+            if not marker_path.exists():
+                return None
+            sha = json.loads(marker_path.read_text())["sha256"]
+            assert _app_view(dest) == by_digest[sha], f"mixed content under the marker {when}"
+            return str(sha)
+
+        started = time.monotonic()
+        assert run(env("A")).code == 0
+        full_run = time.monotonic() - started
+        rnd = random.Random(int(time.time()))
+        delays = sorted(
+            f * full_run + rnd.uniform(-0.03, 0.03) for f in (0.15, 0.35, 0.55, 0.7, 0.8, 0.9, 0.97)
+        )
+        outcomes = []
+        for delay in delays:
+            if check_invariant("before the run") != pkgs["A"][0]:
+                assert run(env("A")).code == 0
+            proc = subprocess.Popen(
+                [PYTHON, "-m", "initcontainer"], env=env("B"), cwd=REPO, stderr=subprocess.DEVNULL
+            )
+            time.sleep(max(delay, 0.01))
+            proc.send_signal(signal.SIGKILL)
+            code = proc.wait(timeout=20)
+            outcomes.append((round(delay, 3), code, check_invariant(f"after a kill at {delay:.3f}s")))
+        r = run(env("B"))
+        assert r.code == 0, r.stderr
+        assert _app_view(dest) == pkgs["B"][1]
+        assert check_invariant("after the re-run") == pkgs["B"][0]
+        assert leftovers(dest) == [] and sorted(os.listdir(dest)) == sorted(
+            {contract.MARKER_NAME, "only-B", *(f"t{i:03}" for i in range(150))}
+        )
+    # At least the early kills hit a running process (otherwise nothing was tested).
+    assert any(code == -signal.SIGKILL for _, code, _ in outcomes), outcomes

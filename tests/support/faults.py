@@ -44,6 +44,12 @@ class Respond:
     stall_seconds: float = 30.0
     chunked: bool = False
     send_length: bool = True
+    extra: bytes = b""
+    """Sent after the body, beyond its Content-Length (a broken server or a smuggling attempt)."""
+    honour_if_range: bool = True
+    """False: serve a 206 even when If-Range does not match (a broken cache mixing versions)."""
+    max_range_bytes: int | None = None
+    """Serve at most this many bytes in a 206 (a shorter range than asked, as RFC 9110 allows)."""
 
 
 @dataclass(frozen=True)
@@ -108,14 +114,21 @@ class _Handler(BaseHTTPRequestHandler):
         if status == 200 and spec.ranges and rng:
             headers["Accept-Ranges"] = "bytes"
             m = _RANGE_RE.match(rng.strip())
-            validator_ok = if_range is None or if_range in (spec.etag, spec.last_modified)
+            validator_ok = (
+                if_range is None or if_range in (spec.etag, spec.last_modified) or not spec.honour_if_range
+            )
             if m and validator_ok:
                 start = int(m.group(1))
                 if start >= len(body):
                     self._simple(416, b"", {"Content-Range": f"bytes */{len(body)}"})
                     return
-                headers["Content-Range"] = f"bytes {start}-{len(body) - 1}/{len(body)}"
-                body = body[start:]
+                end = (
+                    len(body)
+                    if spec.max_range_bytes is None
+                    else min(len(body), start + spec.max_range_bytes)
+                )
+                headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(body)}"
+                body = body[start:end]
                 status = 206
         self.send_response(status)
         for k, v in headers.items():
@@ -127,6 +140,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         limit = len(body) if spec.cut_after is None else min(spec.cut_after, len(body))
         self._write_body(body[:limit], chunked=spec.chunked)
+        if spec.cut_after is None and spec.extra:
+            self.wfile.write(spec.extra)
         self.wfile.flush()
         if spec.cut_after is not None and spec.cut_after < len(body):
             self._cut(spec)

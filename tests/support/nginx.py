@@ -13,14 +13,15 @@ against the real thing.
         srv.requests()                     # access log entries: method, uri, status, range, auth...
 
 Locations: `/` serves `root`; `/basic/` and `/bearer/` serve the same files behind
-auth. `limit_rate` (e.g. "200k") throttles every response, for slow-download tests.
+auth; `/to-http/X` redirects (302) to `http://127.0.0.1:PORT/X` and, with tls,
+`/to-https/X` to `https://127.0.0.1:TLSPORT/X` (same host, other scheme and port).
+`limit_rate` (e.g. "200k") throttles every response, for slow-download tests.
 `nginx_binary()` is None when nginx is not installed (`scripts/setup.sh` installs it).
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
 import ipaddress
 import json
 import os
@@ -34,12 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from tests.support.kube import free_port
+from webhook import certs
 
 
 def nginx_binary() -> str | None:
@@ -58,74 +55,23 @@ class TestCA:
 
 
 def make_test_ca(directory: Path, *, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> TestCA:
-    """Write ca.crt, server.crt and server.key into `directory`."""
-    directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "package-injector test CA")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = []
-    for h in hosts:
+    """Write ca.crt, tls.crt and tls.key (and ca.key) into `directory`, made by `webhook.certs`."""
+    ips, dns = [], []
+    for host in hosts:
         try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(h)))
+            ipaddress.ip_address(host)
         except ValueError:
-            sans.append(x509.DNSName(h))
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
+            dns.append(host)
+        else:
+            ips.append(host)
+    bundle = certs.generate("package-repo", "test", ips=ips, dns=dns, days=1, ca_days=2)
+    certs.write_bundle(bundle, directory)
+    return TestCA(
+        ca_pem=bundle.ca_cert.decode("ascii"),
+        cert_path=directory / certs.TLS_CERT,
+        key_path=directory / certs.TLS_KEY,
+        ca_path=directory / certs.CA_CERT,
     )
-    ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM).decode()
-    ca_path = directory / "ca.crt"
-    ca_path.write_text(ca_pem)
-    cert_path = directory / "server.crt"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path = directory / "server.key"
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return TestCA(ca_pem=ca_pem, cert_path=cert_path, key_path=key_path, ca_path=ca_path)
 
 
 def _htpasswd_line(user: str, password: str) -> str:
@@ -221,6 +167,10 @@ def _config(
         ]
     rate = f"limit_rate {limit_rate};" if limit_rate else ""
     locations = [f"location / {{ root {srv.root}; {rate} }}"]
+    # Scheme switches on the same host (other port): /to-http/X -> http://.../X, /to-https/X -> https://.../X.
+    locations.append(f"location ~ ^/to-http/(.*)$ {{ return 302 http://127.0.0.1:{srv.port}/$1; }}")
+    if srv.tls_port is not None:
+        locations.append(f"location ~ ^/to-https/(.*)$ {{ return 302 https://127.0.0.1:{srv.tls_port}/$1; }}")
     if basic_auth:
         locations.append(
             f'location /basic/ {{ alias {srv.root}/; auth_basic "test"; '

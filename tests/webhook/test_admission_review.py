@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -62,7 +64,8 @@ def test_namespace_comes_from_the_request(make_pod: PodFactory, settings: Settin
     pod = make_pod({"package-url": URL})
     pod["metadata"]["namespace"] = "elsewhere"
     assert admission.review(review(pod, namespace="shop"), settings).namespace == "shop"
-    assert admission.review(review(pod, namespace=""), settings).namespace == "elsewhere"
+    # Never the object's: a review without a namespace is logged without one.
+    assert admission.review(review(pod, namespace=""), settings).namespace == ""
 
 
 def test_pod_without_url_gets_no_patch(make_pod: PodFactory, settings: Settings) -> None:
@@ -227,3 +230,86 @@ def test_internal_error_denies_with_500(
         },
     }
     assert str(out.decision) == "error:internal" and isinstance(out.error, RuntimeError)
+
+
+def patch_of(out: admission.Outcome) -> list[dict[str, Any]]:
+    return json.loads(base64.b64decode(out.review["response"]["patch"]))  # type: ignore[no-any-return]
+
+
+def test_patch_for_a_bare_pod_adds_the_missing_arrays_whole() -> None:
+    """No initContainers, volumes or volumeMounts keys: `add .../-` would fail, whole arrays are added."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "bare", "annotations": {"example.com/package-url": URL, "a~b/c": "x"}},
+        "spec": {"containers": [{"name": "app", "image": "app:1"}]},
+    }
+    settings = Settings(annotation_prefix="example.com/")
+    out = admission.review(review(pod), settings)
+    ops = {(op["op"], op["path"]) for op in patch_of(out)}
+    assert ops == {
+        ("add", "/metadata/annotations/example.com~1package-status"),
+        ("add", "/spec/initContainers"),
+        ("add", "/spec/volumes"),
+        ("add", "/spec/containers/0/volumeMounts"),
+    }
+    assert apply_response(pod, out.review["response"]) == inject(pod, settings, "shop").pod
+
+
+def test_patch_touches_only_what_changes(make_pod: PodFactory, settings: Settings) -> None:
+    """Existing arrays get appended or inserted items; nothing we do not own is replaced or removed."""
+    pod = make_pod({"package-url": URL}, init_containers=[{"name": "migrate", "image": "m"}])
+    ops = patch_of(admission.review(review(pod), settings))
+    assert all(op["op"] == "add" for op in ops), ops
+    assert {op["path"] for op in ops} == {
+        "/metadata/annotations/package-status",
+        "/spec/initContainers/0",
+        "/spec/volumes/1",
+        "/spec/containers/0/volumeMounts/1",
+    }
+
+
+def test_removed_package_url_gets_a_patch_that_takes_our_pieces_out(
+    make_pod: PodFactory, settings: Settings
+) -> None:
+    original = make_pod({"package-url": URL})
+    injected = inject(original, settings).pod
+    del injected["metadata"]["annotations"]["package-url"]
+    out = admission.review(review(injected), settings)
+    assert str(out.decision) == "removed:no-package-url"
+    restored = apply_response(injected, out.review["response"])
+    del original["metadata"]["annotations"]["package-url"]
+    assert restored == original
+    assert "removed what it injected" in out.review["response"]["warnings"][0]
+
+
+def test_workload_denial_names_the_template(settings: Settings) -> None:
+    out = admission.review(
+        review(deployment({"package-url": URL, "package-sha256": "x"}), kind="Deployment"), settings
+    )
+    assert out.review["response"]["status"]["message"] == (
+        'package-injector: Deployment spec.template: annotation "package-sha256": must be 64 hex digits '
+        "(sha256sum output)"
+    )
+    assert out.detail == "invalid annotations: package-sha256"
+
+
+def test_denial_detail_for_logs_has_no_annotation_values(make_pod: PodFactory, settings: Settings) -> None:
+    pod = make_pod({"package-url": URL, "package-mount-path": "/opt/secret-project"})
+    pod["spec"]["containers"][0]["volumeMounts"].append({"name": "d", "mountPath": "/opt/secret-project"})
+    out = admission.review(review(pod), settings)
+    assert str(out.decision) == "denied:conflict"
+    assert "/opt/secret-project" in out.message and "secret-project" not in out.detail
+    assert out.detail == 'container "app" mounts volume "d" at the package mount path'
+
+
+def test_dry_run_decides_exactly_like_a_real_request(make_pod: PodFactory, settings: Settings) -> None:
+    for given in ({"package-url": URL}, {"package-url": "ftp://x"}, {"team": "a"}):
+        pod = make_pod(given)
+        wet, dry = (
+            admission.review(review(pod), settings),
+            admission.review(review(pod, dry_run=True), settings),
+        )
+        wet_response = {k: v for k, v in wet.review["response"].items() if k != "uid"}
+        dry_response = {k: v for k, v in dry.review["response"].items() if k != "uid"}
+        assert wet_response == dry_response and wet.decision == dry.decision

@@ -108,6 +108,27 @@ def test_credentials_in_url_are_denied_without_echoing_them() -> None:
     assert "X-Amz-Signature" not in denied.message
 
 
+def test_a_credential_pasted_into_package_secret_is_not_echoed() -> None:
+    denied = denial({"package-url": URL, "package-secret": "ghp_Tok3nValue"})
+    assert "ghp_Tok3nValue" not in denied.message and "ghp_Tok3nValue" not in denied.detail
+    assert "never the credential itself" in denied.message
+
+
+def test_secret_in_another_namespace_names_the_pods_namespace() -> None:
+    with pytest.raises(Denied) as info:
+        parse({"package-url": URL, "package-secret": "vault/creds"}, Settings(), namespace="shop")
+    assert info.value.message == (
+        'package-injector: annotation "package-secret": must name a Secret in the pod\'s namespace ("shop"): '
+        "write its name without namespace/"
+    )
+
+
+def test_denial_detail_names_keys_but_no_values() -> None:
+    denied = denial({"package-url": URL, "package-mount-path": "/etc/private-thing", "package-sha256": "zz"})
+    assert denied.detail == "invalid annotations: package-sha256, package-mount-path"
+    assert "private-thing" in denied.message and "private-thing" not in denied.detail
+
+
 def test_every_problem_is_reported_at_once() -> None:
     denied = denial({"package-url": URL, "package-sha256": "x", "package-init-position": "middle"})
     assert '"package-sha256"' in denied.message and '"package-init-position"' in denied.message

@@ -116,3 +116,21 @@ def test_help_lists_the_subcommands() -> None:
     assert result.returncode == 0
     for command in ("serve", "inject", "certs", "check"):
         assert command in result.stdout
+
+
+def test_an_injected_manifest_without_package_url_is_cleaned() -> None:
+    """GitOps: the injected Deployment was committed, then package-url was deleted from it."""
+    injected = cli("inject", "-f", str(EXAMPLES / "deployment.yaml"))
+    assert injected.returncode == 0, injected.stderr
+    (deployment,) = yaml.safe_load_all(injected.stdout)
+    del deployment["spec"]["template"]["metadata"]["annotations"]["package-url"]
+    result = cli("inject", "-f", "-", stdin=yaml.safe_dump(deployment))
+    assert result.returncode == 0, result.stderr
+    assert "removed what it injected before" in result.stderr
+    (cleaned,) = yaml.safe_load_all(result.stdout)
+    template = cleaned["spec"]["template"]
+    assert "package-status" not in template["metadata"]["annotations"]
+    assert "initContainers" not in template["spec"]
+    assert all(v["name"] != "package-shared-volume" for v in template["spec"].get("volumes", []))
+    for container in template["spec"]["containers"]:
+        assert all(m["name"] != "package-shared-volume" for m in container.get("volumeMounts", []))

@@ -321,7 +321,7 @@ def test_conflict_other_volume_at_mount_path(make_pod: PodFactory, settings: Set
     pod["spec"]["containers"][0]["volumeMounts"].append({"name": "data", "mountPath": "/srv/data/"})
     assert deny(pod, settings).message == (
         'package-injector: container "app" already mounts volume "data" at /srv/data; '
-        "set the package-mount-path annotation to another directory"
+        'set the "package-mount-path" annotation to another directory'
     )
 
 
@@ -376,3 +376,219 @@ def test_covers_allows_defaulted_extras_but_not_missing_fields() -> None:
 def test_pure_same_input_same_output(make_pod: PodFactory, settings: Settings) -> None:
     pod = make_pod({"package-url": URL, "package-secret": "s"})
     assert inject(pod, settings).pod == inject(pod, settings).pod
+
+
+# --- nested mount paths ---------------------------------------------------------------------------------
+
+
+def test_another_volume_inside_the_mount_path_is_denied(make_pod: PodFactory, settings: Settings) -> None:
+    pod = make_pod({"package-url": URL, "package-mount-path": "/srv/data"})
+    pod["spec"]["containers"][0]["volumeMounts"].append({"name": "conf", "mountPath": "/srv/data/conf/"})
+    denied = deny(pod, settings)
+    assert denied.reason == "conflict"
+    assert denied.message == (
+        'package-injector: container "app" mounts volume "conf" at /srv/data/conf, inside the package mount '
+        "path /srv/data, where it would hide package files; move that volumeMount out of /srv/data or set "
+        'the "package-mount-path" annotation to another directory'
+    )
+
+
+@pytest.mark.parametrize("other", ["/srv", "/srv/", "/srv/dat", "/srv/data-old", "/srv/database/x"])
+def test_a_volume_above_or_beside_the_mount_path_is_allowed(
+    make_pod: PodFactory, settings: Settings, other: str
+) -> None:
+    """Kubernetes nests mounts: the package hides only /srv/data of a volume at /srv."""
+    pod = make_pod({"package-url": URL, "package-mount-path": "/srv/data"})
+    pod["spec"]["containers"][0]["volumeMounts"].append({"name": "work", "mountPath": other})
+    mounts = inject(pod, settings).pod["spec"]["containers"][0]["volumeMounts"]
+    assert {"name": contract.VOLUME_NAME, "mountPath": "/srv/data", "readOnly": True} in mounts
+
+
+def test_nested_mounts_in_non_target_containers_are_not_our_business(
+    make_pod: PodFactory, settings: Settings
+) -> None:
+    pod = make_pod({"package-url": URL, "package-containers": "app"}, containers=("app", "other"))
+    pod["spec"]["containers"][1]["volumeMounts"].append(
+        {"name": "x", "mountPath": contract.DEFAULT_DEST + "/x"}
+    )
+    assert inject(pod, settings).changed
+
+
+def test_conflict_messages_use_the_prefixed_key(make_pod: PodFactory) -> None:
+    settings = Settings(annotation_prefix="example.com/")
+    pod = make_pod({"example.com/package-url": URL})
+    pod["spec"]["containers"][0]["volumeMounts"].append({"name": "d", "mountPath": contract.DEFAULT_DEST})
+    assert '"example.com/package-mount-path" annotation' in deny(pod, settings).message
+
+
+# --- package-url removed from an injected pod -----------------------------------------------------------
+
+
+def test_removing_package_url_removes_what_was_injected(make_pod: PodFactory, settings: Settings) -> None:
+    original = make_pod(
+        {"package-url": URL, "package-secret": "creds", "team": "a"},
+        containers=("app", "b"),
+        init_containers=[SIDECAR],
+    )
+    injected = inject(original, settings).pod
+    edited = copy.deepcopy(injected)
+    del edited["metadata"]["annotations"]["package-url"]
+    result = inject(edited, settings)
+    assert result.changed and not result.requested
+    expected = copy.deepcopy(original)
+    del expected["metadata"]["annotations"]["package-url"]
+    assert result.pod == expected
+    assert result.warnings[-1].startswith(
+        'package-injector: "package-url" is not set but "package-status" is; package-injector removed'
+    )
+    again = inject(result.pod, settings)
+    assert not again.changed and again.pod == result.pod
+    assert again.warnings == result.warnings[:-1]  # "package-secret set without package-url" stays
+
+
+def test_removal_drops_lists_that_become_empty(make_pod: PodFactory, settings: Settings) -> None:
+    bare = {
+        "metadata": {"name": "p", "annotations": {"package-url": URL}},
+        "spec": {"containers": [{"name": "a"}]},
+    }
+    injected = inject(bare, settings).pod
+    del injected["metadata"]["annotations"]["package-url"]
+    assert inject(injected, settings).pod == {
+        "metadata": {"name": "p", "annotations": {}},
+        "spec": {"containers": [{"name": "a"}]},
+    }
+
+
+def test_removal_keeps_foreign_pieces(make_pod: PodFactory, settings: Settings) -> None:
+    """Only pieces with our shape go; a hand-made init container with our name stays."""
+    pod = make_pod({"package-status": ann_status(["app"])})
+    foreign = {"name": contract.INIT_CONTAINER_NAME, "image": "wget", "command": ["wget", "x"]}
+    pod["spec"]["initContainers"] = [foreign]
+    pod["spec"]["volumes"].append({"name": contract.VOLUME_NAME, "hostPath": {"path": "/data"}})
+    result = inject(pod, settings).pod
+    assert result["spec"]["initContainers"] == [foreign]
+    assert {"name": contract.VOLUME_NAME, "hostPath": {"path": "/data"}} in result["spec"]["volumes"]
+    assert "package-status" not in result["metadata"]["annotations"]
+
+
+# --- a hand-written status annotation -------------------------------------------------------------------
+
+
+def ann_status(containers: list[str], volumes: tuple[str, ...] = (contract.VOLUME_NAME,)) -> str:
+    return json.dumps(
+        {
+            "version": 1,
+            "initContainer": contract.INIT_CONTAINER_NAME,
+            "volumes": list(volumes),
+            "containers": containers,
+        }
+    )
+
+
+def test_forged_status_does_not_make_a_foreign_volume_ours(make_pod: PodFactory, settings: Settings) -> None:
+    pod = make_pod({"package-url": URL, "package-status": ann_status(["app"])})
+    pod["spec"]["volumes"].append({"name": contract.VOLUME_NAME, "hostPath": {"path": "/data"}})
+    assert "did not add" in deny(pod, settings).message
+
+
+def test_forged_status_does_not_make_a_foreign_init_container_ours(
+    make_pod: PodFactory, settings: Settings
+) -> None:
+    foreign = {"name": contract.INIT_CONTAINER_NAME, "image": "wget", "command": ["sh", "-c", "wget $URL"]}
+    pod = make_pod({"package-url": URL, "package-status": ann_status(["app"])}, init_containers=[foreign])
+    assert "did not inject" in deny(pod, settings).message
+
+
+def test_forged_status_does_not_make_a_foreign_mount_ours(make_pod: PodFactory, settings: Settings) -> None:
+    pod = make_pod({"package-url": URL, "package-status": ann_status(["app"])})
+    pod["spec"]["containers"][0]["volumeMounts"].append(
+        {"name": contract.VOLUME_NAME, "mountPath": "/data", "subPath": "x"}
+    )
+    assert "differently" in deny(pod, settings).message
+
+
+def test_our_own_output_with_an_old_image_is_still_ours(make_pod: PodFactory, settings: Settings) -> None:
+    """An upgrade of the webhook (new image, new resources) replaces what the old version injected."""
+    old = inject(make_pod({"package-url": URL}), Settings(init_image="old:1")).pod
+    new = inject(old, settings)
+    assert new.changed and downloader(new.pod)["image"] == settings.init_image
+
+
+# --- Pod Security Standards "restricted" with pod-level settings ----------------------------------------
+
+
+def restricted_violations(spec: dict[str, Any], container: dict[str, Any]) -> list[str]:
+    """The container-level checks of PSS restricted (v1.25+), pod-level fields applied as the kubelet does."""
+    pod_sc, sc = spec.get("securityContext") or {}, container.get("securityContext") or {}
+    problems = []
+    if sc.get("privileged"):
+        problems.append("privileged")
+    if sc.get("allowPrivilegeEscalation") is not False:
+        problems.append("allowPrivilegeEscalation")
+    caps = sc.get("capabilities") or {}
+    if "ALL" not in (caps.get("drop") or []) or set(caps.get("add") or []) - {"NET_BIND_SERVICE"}:
+        problems.append("capabilities")
+    if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is not True:
+        problems.append("runAsNonRoot")
+    if sc.get("runAsUser", pod_sc.get("runAsUser")) == 0:
+        problems.append("runAsUser")
+    seccomp = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
+    if seccomp not in ("RuntimeDefault", "Localhost"):
+        problems.append("seccompProfile")
+    return problems
+
+
+@pytest.mark.parametrize(
+    ("pod_sc", "uid", "gid"),
+    [
+        ({}, 65532, 65532),
+        ({"runAsUser": 1000}, 1000, None),
+        ({"runAsUser": 1000, "runAsGroup": 3000}, 1000, 3000),
+        ({"runAsGroup": 3000}, 65532, 3000),
+        ({"runAsNonRoot": True}, 65532, 65532),
+        ({"runAsNonRoot": False}, 65532, 65532),
+        ({"fsGroup": 2000}, 65532, 65532),
+        (
+            {
+                "runAsUser": 1000,
+                "runAsNonRoot": True,
+                "fsGroup": 2000,
+                "seccompProfile": {"type": "Localhost"},
+            },
+            1000,
+            None,
+        ),
+        ({"seccompProfile": {"type": "Unconfined"}}, 65532, 65532),
+        ({"runAsUser": 0, "runAsGroup": 0}, 65532, 65532),
+    ],
+)
+def test_downloader_passes_restricted_and_keeps_the_pods_identity(
+    make_pod: PodFactory, settings: Settings, pod_sc: dict[str, Any], uid: int, gid: int | None
+) -> None:
+    pod = inject(make_pod({"package-url": URL}, securityContext=pod_sc), settings).pod
+    init = downloader(pod)
+    assert restricted_violations(pod["spec"], init) == []
+    sc, effective = init["securityContext"], pod["spec"]["securityContext"]
+    assert sc.get("runAsUser", effective.get("runAsUser")) == uid
+    assert sc.get("runAsGroup", effective.get("runAsGroup")) == gid
+    assert pod["spec"]["securityContext"] == pod_sc, "the pod's own securityContext is never changed"
+
+
+def test_status_with_volumes_that_are_not_a_list_owns_nothing(
+    make_pod: PodFactory, settings: Settings
+) -> None:
+    forged = json.dumps(
+        {
+            "version": 1,
+            "initContainer": contract.INIT_CONTAINER_NAME,
+            "volumes": "package-shared-volume-x",
+            "containers": [],
+        }
+    )
+    pod = make_pod({"package-url": URL, "package-status": forged, "package-size-limit": "1Gi"})
+    pod["spec"]["volumes"].append({"name": contract.VOLUME_NAME, "emptyDir": {"sizeLimit": "2Gi"}})
+    assert "did not add" in deny(pod, settings).message
+    # With a well-formed status the same volume is ours and gets the new size.
+    pod["metadata"]["annotations"]["package-status"] = ann_status([])
+    volumes = {v["name"]: v for v in inject(pod, settings).pod["spec"]["volumes"]}
+    assert volumes[contract.VOLUME_NAME] == {"name": contract.VOLUME_NAME, "emptyDir": {"sizeLimit": "1Gi"}}

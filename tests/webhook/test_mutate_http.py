@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import logging
 import socket
@@ -18,13 +16,10 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from prometheus_client import CollectorRegistry
 from reviews import apply_response, review
 
+from webhook import certs
 from webhook.app import create_app
 from webhook.inject import inject
 from webhook.metrics import Metrics
@@ -35,33 +30,11 @@ PodFactory = Callable[..., dict[str, Any]]
 MAX_BODY = 64 * 1024
 
 
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A self-signed serving certificate for 127.0.0.1, as a cert and key file."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "package-injector test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "tls.crt", directory / "tls.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_file, key_file
+def serving_files(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA and a serving certificate for 127.0.0.1, made by `package-injector certs`' own code."""
+    bundle = certs.generate("package-injector", "test", ips=["127.0.0.1"], days=1)
+    certs.write_bundle(bundle, directory)
+    return directory / certs.TLS_CERT, directory / certs.TLS_KEY, directory / certs.CA_CERT
 
 
 @dataclass
@@ -79,7 +52,7 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    cert_file, key_file = self_signed(tmp_path_factory.mktemp("tls"))
+    cert_file, key_file, ca_file = serving_files(tmp_path_factory.mktemp("tls"))
     metrics = Metrics(CollectorRegistry())
     app = create_app(Settings(max_body_bytes=MAX_BODY), metrics)
     with socket.socket() as sock:
@@ -101,7 +74,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     while not server.started:
         assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
         time.sleep(0.02)
-    context = ssl.create_default_context(cafile=str(cert_file))
+    context = ssl.create_default_context(cafile=str(ca_file))
     with httpx.Client(verify=context, timeout=10) as client:
         yield Served(f"https://127.0.0.1:{port}", client, metrics)
     server.should_exit = True
@@ -205,3 +178,24 @@ def test_other_paths_and_methods_are_json_4xx(served: Served) -> None:
     response = served.client.get(served.url + "/")
     assert response.status_code == 404 and response.headers["content-type"] == "application/json"
     assert served.client.get(served.url + "/docs").status_code == 404
+
+
+def test_denial_log_line_names_keys_not_values(
+    served: Served, make_pod: PodFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    annotations = {
+        "package-url": "https://files.example.com/a.tgz?token=topsecret",
+        "package-mount-path": "/etc/very-private",
+        "package-secret": "ghp_PastedTokenValue",
+    }
+    body = review(make_pod(annotations), namespace="shop")
+    with caplog.at_level(logging.INFO, logger="package_injector.admission"):
+        answer = served.post(body).json()
+    assert "very-private" in answer["response"]["status"]["message"]  # the user is told
+    (record,) = [r for r in caplog.records if r.name == "package_injector.admission"]
+    line = record.getMessage() + json.dumps({k: str(v) for k, v in vars(record).items()})
+    assert record.getMessage() == (
+        "admission denied: invalid annotations: package-mount-path, package-secret"
+    )
+    for value in ("topsecret", "very-private", "ghp_PastedTokenValue", "files.example.com"):
+        assert value not in line

@@ -107,6 +107,33 @@ def test_reload_only_when_content_changes_and_keeps_old_pair_when_new_is_broken(
     assert cert.reloads == 1 and cert.last_error is None
 
 
+def test_every_load_and_each_distinct_failure_is_reported_once(
+    tmp_path: Path, ca: tuple[bytes, bytes]
+) -> None:
+    volume = SecretVolume(tmp_path / "tls")
+    results: list[bool] = []
+    cert = ReloadingCertificate(volume.cert_file, volume.key_file, on_result=results.append)
+    cert.reload()  # no files yet
+    cert.reload()  # still none: the same failure is not reported again
+    assert results == [False]
+    good = leaf(ca)
+    volume.update({"tls.crt": good[0], "tls.key": good[1]})
+    cert.reload()
+    cert.reload()
+    assert results == [False, True]
+    volume.update({"tls.crt": leaf(ca)[0], "tls.key": good[1]})  # mismatched pair
+    cert.reload()
+    cert.reload()
+    assert results == [False, True, False]
+    volume.update({"tls.crt": leaf(ca)[0], "tls.key": good[1]})  # another broken pair: a new failure
+    cert.reload()
+    assert results == [False, True, False, False]
+    fixed = leaf(ca)
+    volume.update({"tls.crt": fixed[0], "tls.key": fixed[1]})
+    cert.reload()
+    assert results == [False, True, False, False, True] and cert.reloads == 1
+
+
 def test_ready_follows_the_clock(tmp_path: Path, ca: tuple[bytes, bytes]) -> None:
     now = datetime.now(UTC)
     volume = SecretVolume(tmp_path / "tls")
@@ -283,4 +310,7 @@ def test_broken_rotation_keeps_serving_the_old_certificate(tmp_path: Path, ca: t
         assert "key does not match the certificate; keeping the previous certificate" in server.logs()
         expiry = x509.load_pem_x509_certificate(good_cert).not_valid_after_utc
         assert server.metric("package_injector_certificate_expiry_timestamp_seconds") == expiry.timestamp()
+        reloads = "package_injector_certificate_reloads_total"
+        assert server.metric(reloads + '{result="success"}') == 1.0
+        assert server.metric(reloads + '{result="failure"}') == 1.0  # counted once, not at every poll
         assert server.terminate() == 0

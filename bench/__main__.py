@@ -1,0 +1,62 @@
+"""`python -m bench [all|delivery|webhook|apiserver|report] [options]` (see bench/README.md)."""
+
+from __future__ import annotations
+
+import sys
+
+from bench.common import log
+
+
+def _all(argv: list[str]) -> None:
+    from bench import apiserver, delivery, report, webhook_bench
+
+    quick = "--quick" in argv
+    rounds = ["--rounds", "2"] if quick else []
+    methods = ["--methods", "seed,stream,contender,contender-nofilter"]
+    delivery.main([*rounds, *methods] + ([] if quick else ["--big"]))
+    webhook_bench.main([*rounds] + (["--reviews", "20000"] if quick else []))
+    webhook_bench.main(
+        [*rounds, "--experiment", "fastpatch", "--name", "webhook-fastpatch", "--skip", "memory,profile"]
+    )
+    try:
+        apiserver.main(["--pods", "100"] if quick else [])
+        apiserver.main(
+            [
+                *(["--pods", "100"] if quick else []),
+                "--experiment",
+                "fastpatch",
+                "--name",
+                "apiserver-fastpatch",
+            ]
+        )
+    except Exception as exc:  # no kube-apiserver binaries: say so, keep the rest
+        log(f"apiserver benchmark skipped: {exc!r}")
+    report.main([])
+
+
+def main() -> None:
+    cmd, argv = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("all", [])
+    if cmd == "all":
+        _all(argv)
+    elif cmd == "delivery":
+        from bench import delivery
+
+        delivery.main(argv)
+    elif cmd == "webhook":
+        from bench import webhook_bench
+
+        webhook_bench.main(argv)
+    elif cmd == "apiserver":
+        from bench import apiserver
+
+        apiserver.main(argv)
+    elif cmd == "report":
+        from bench import report
+
+        report.main(argv)
+    else:
+        raise SystemExit(f"unknown command {cmd!r}: all, delivery, webhook, apiserver, report")
+
+
+if __name__ == "__main__":
+    main()
