@@ -17,10 +17,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-import jsonpatch
-
 from webhook import workloads
 from webhook.inject import Denied, inject
+from webhook.patch import make_patch
 from webhook.settings import Settings
 
 API_VERSIONS: Final = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
@@ -183,7 +182,7 @@ def _decide(request: dict[str, Any], settings: Settings, api_version: str, base:
     if not result.changed:
         reason = "already-injected" if result.requested else "no-package-url"
         return allow("skipped", reason, result.warnings)
-    patch = jsonpatch.make_patch(obj, result.pod).patch
+    patch = make_patch(obj, result.pod)
     review = _response(api_version, uid, allowed=True, warnings=result.warnings, patch=patch)
     if not result.requested:
         # package-url removed from a pod that carries our status: what we injected is taken out.
