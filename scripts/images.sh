@@ -122,7 +122,7 @@ cmd_lock() {
 import json, sys
 r = json.load(open(sys.argv[1]))
 for m in sorted((i["metadata"] for i in r["install"]), key=lambda m: m["name"].lower()):
-    print(f"{m[\"name\"]}=={m[\"version\"]}")' "$report"
+    print(m["name"] + "==" + m["version"])' "$report"
   } >"$deps.lock"
   mv "$deps.lock" requirements/runtime.lock
   rm -f "$deps" "$report"
