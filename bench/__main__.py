@@ -15,20 +15,8 @@ def _all(argv: list[str]) -> None:
     methods = ["--methods", "seed,stream,contender,contender-nofilter"]
     delivery.main([*rounds, *methods] + ([] if quick else ["--big"]))
     webhook_bench.main([*rounds] + (["--reviews", "20000"] if quick else []))
-    webhook_bench.main(
-        [*rounds, "--experiment", "fastpatch", "--name", "webhook-fastpatch", "--skip", "memory,profile"]
-    )
     try:
         apiserver.main(["--pods", "100"] if quick else [])
-        apiserver.main(
-            [
-                *(["--pods", "100"] if quick else []),
-                "--experiment",
-                "fastpatch",
-                "--name",
-                "apiserver-fastpatch",
-            ]
-        )
     except Exception as exc:  # no kube-apiserver binaries: say so, keep the rest
         log(f"apiserver benchmark skipped: {exc!r}")
     report.main([])

@@ -89,7 +89,7 @@ def webhook(lines: list[str]) -> None:
     if w is None:
         lines.append("_webhook: not run yet_\n")
         return
-    exp = _load("webhook-fastpatch")
+    runs = [x for x in (w, _load("webhook-fastpatch"), _load("webhook-head")) if x is not None]
     lines += [
         "### Webhook `/mutate` against `/bare` (same process, HTTPS, 127.0.0.1)",
         "",
@@ -106,8 +106,9 @@ def webhook(lines: list[str]) -> None:
         "| /mutate p50 / p99 ms |",
         "|---|---|---|---|---|---|---|",
     ]
-    for label, data in (("as committed", w), ("experiment: fastpatch", exp)):
-        if data is None or "throughput" not in data:
+    for data in runs:
+        label = _label(data)
+        if "throughput" not in data:
             continue
         for name, t in data["throughput"]["table"].items():
             lines.append(
@@ -124,8 +125,9 @@ def webhook(lines: list[str]) -> None:
         "| code | pod | offered req/s | /bare p50 / p99 ms | /mutate p50 / p99 ms | **p99 mutate / bare** |",
         "|---|---|---|---|---|---|",
     ]
-    for label, data in (("as committed", w), ("experiment: fastpatch", exp)):
-        if data is None or "half_load" not in data:
+    for data in runs:
+        label = _label(data)
+        if "half_load" not in data:
             continue
         for name, t in data["half_load"]["table"].items():
             lines.append(
@@ -148,11 +150,13 @@ def webhook(lines: list[str]) -> None:
             f"Growth from 10,000 to the last sample: {mem['growth_after_first_batch_mib']:+.2f} MiB "
             f"(max - min after the first batch: {mem['max_minus_min_after_first_batch_mib']:.2f} MiB).",
         ]
-    prof = w.get("profile")
+    prof = (_load("webhook-head") or {}).get("profile") or w.get("profile")
+    prof_label = _label(_load("webhook-head") or w)
     if prof and "pod3" in prof and "inclusive_share" in prof["pod3"]:
         lines += [
             "",
-            "Where the server's time goes under `/mutate` load (py-spy, share of samples, inclusive):",
+            f"Where the server's time goes under `/mutate` load ({prof_label}; py-spy, inclusive share "
+            "of the busy samples; buckets by frame name):",
             "",
             "| bucket | pod3 | pod20 |",
             "|---|---|---|",
@@ -169,7 +173,6 @@ def apiserver(lines: list[str]) -> None:
     if a is None:
         lines.append("_apiserver: not run yet_\n")
         return
-    exp = _load("apiserver-fastpatch")
     lines += [
         "### Pod creation through a real kube-apiserver, with and without the webhook",
         "",
@@ -178,19 +181,30 @@ def apiserver(lines: list[str]) -> None:
         "alternating with/without (ABBA), one keep-alive HTTPS client, kube-apiserver 1.20.2 + etcd.",
         "",
         "| code | without p50 / p99 ms | with p50 / p99 ms | **added p50** | added p99 "
-        "| p50 of each block, with (median, min..max) |",
-        "|---|---|---|---|---|---|",
+        "| p50 of each block, with (median, min..max) | mean time in the /mutate handler |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for label, data in (("as committed", a), ("experiment: fastpatch", exp)):
-        if data is None:
-            continue
+    for data in (a,):
+        label = _label(data)
         t = data["table"]
         lines.append(
             f"| {label} | {t['without']['p50_ms']:.2f} / {t['without']['p99_ms']:.2f} "
             f"| {t['with']['p50_ms']:.2f} / {t['with']['p99_ms']:.2f} | **{t['added_p50_ms']:.2f} ms** "
-            f"| {t['added_p99_ms']:.2f} ms | {_mmm(t['block_p50_ms']['with'])} |"
+            f"| {t['added_p99_ms']:.2f} ms | {_mmm(t['block_p50_ms']['with'])} "
+            f"| {_handler(t)} |"
         )
     lines.append("")
+
+
+def _label(data: dict[str, Any]) -> str:
+    """Which code was measured: the commit, and the in-process experiment if any."""
+    label = f"git {data['machine']['git_head']}"
+    return label + (f" + experiment {data['experiment']}" if data.get("experiment") else "")
+
+
+def _handler(t: dict[str, Any]) -> str:
+    v = t.get("webhook_handler_mean_ms")
+    return "-" if v is None else f"{v:.2f} ms"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -392,7 +392,9 @@ def _frame_label(frame: str) -> str:
 
 BUCKETS = [
     ("admission.review (inject + jsonpatch + response)", "review (webhook/admission.py)"),
-    ("  jsonpatch.make_patch", "make_patch (jsonpatch.py)"),
+    ("  jsonpatch.make_patch (up to b267add)", "make_patch (jsonpatch.py)"),
+    ("  webhook.patch.make_patch (from a33aff8)", "make_patch (webhook/patch.py)"),
+    ("  copy.deepcopy", "deepcopy (copy.py)"),
     ("  inject()", "inject (webhook/inject.py)"),
     ("json.loads of the request", "loads (json/__init__.py)"),
     ("JSONResponse render (json.dumps)", "render (starlette/responses.py)"),

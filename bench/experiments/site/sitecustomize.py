@@ -1,7 +1,8 @@
 """Loaded by Python at start-up when this directory is on PYTHONPATH (bench experiments only).
 
 BENCH_EXPERIMENT=fastpatch: the webhook builds its JSON Patch with bench/experiments/fastpatch.py
-instead of jsonpatch.make_patch. BENCH_EXPERIMENT=nofilter: the init container skips tarfile's
+instead of jsonpatch.make_patch (up to commit b267add; from a33aff8 on, webhook/patch.py does this and
+the experiment is a no-op). BENCH_EXPERIMENT=nofilter: the init container skips tarfile's
 data_filter second opinion for regular files and directories (links keep it); bigbuf: tarfile's
 stream buffer of 1 MiB instead of 64 KiB. Several: BENCH_EXPERIMENT=nofilter+bigbuf. Lets the benchmarks
 measure a proposed change on the real programs (`python -m webhook serve`, `python -m initcontainer`)
