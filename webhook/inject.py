@@ -360,6 +360,36 @@ def _remove(out: Obj, metadata: Obj, owner: _Owner, settings: Settings) -> tuple
     ]
 
 
+def _writable_copy(pod: Obj) -> Obj:
+    """Copy exactly the containers of what `inject` may change; share everything else with `pod`.
+
+    `inject` edits only the metadata and its annotations, the spec's volumes and init
+    containers lists, and each main container's volumeMounts. A deep copy of the rest
+    cost more than the injection itself, and shared subtrees let `webhook.patch` skip
+    them by identity. Neither the input nor the result may be mutated by callers.
+    """
+    out = dict(pod)
+    metadata = out.get("metadata")
+    if type(metadata) is dict:
+        metadata = out["metadata"] = dict(metadata)
+        if type(metadata.get("annotations")) is dict:
+            metadata["annotations"] = dict(metadata["annotations"])
+    spec = out.get("spec")
+    if type(spec) is dict:
+        spec = out["spec"] = dict(spec)
+        for key in ("volumes", "initContainers", "containers"):
+            if type(spec.get(key)) is list:
+                spec[key] = list(spec[key])
+        containers = spec.get("containers")
+        if type(containers) is list:
+            for i, container in enumerate(containers):
+                if type(container) is dict:
+                    container = containers[i] = dict(container)
+                    if type(container.get("volumeMounts")) is list:
+                        container["volumeMounts"] = list(container["volumeMounts"])
+    return out
+
+
 def inject(pod: Obj, settings: Settings, namespace: str | None = None) -> InjectionResult:
     """Inject the package into a copy of `pod` (a Pod or a pod template: metadata + spec).
 
@@ -370,7 +400,7 @@ def inject(pod: Obj, settings: Settings, namespace: str | None = None) -> Inject
     """
     if not isinstance(pod, dict):
         raise Denied("package-injector: the object is not a JSON object", 400, "malformed-object")
-    out = copy.deepcopy(pod)
+    out = _writable_copy(pod)
     metadata = out.get("metadata")
     if metadata is None:
         metadata = {}

@@ -592,3 +592,43 @@ def test_status_with_volumes_that_are_not_a_list_owns_nothing(
     pod["metadata"]["annotations"]["package-status"] = ann_status([])
     volumes = {v["name"]: v for v in inject(pod, settings).pod["spec"]["volumes"]}
     assert volumes[contract.VOLUME_NAME] == {"name": contract.VOLUME_NAME, "emptyDir": {"sizeLimit": "1Gi"}}
+
+
+# --- purity: the result shares untouched subtrees with the input, which must never change -------------
+
+
+def _purity_cases(settings: Settings) -> dict[str, dict[str, Any]]:
+    from conftest import build_pod
+
+    injected = inject(build_pod({"package-url": URL}, containers=("app", "log")), settings).pod
+    removed = json.loads(json.dumps(injected))
+    del removed["metadata"]["annotations"]["package-url"]
+    retarget = json.loads(json.dumps(injected))
+    retarget["metadata"]["annotations"]["package-containers"] = "log"
+    retarget["metadata"]["annotations"]["package-init-position"] = "last"
+    retarget["spec"]["initContainers"].append({"name": "migrate", "image": "m"})
+    reinvoked = json.loads(json.dumps(injected))
+    reinvoked["spec"]["containers"].append({"name": "late", "image": "x"})
+    secret_dropped = inject(build_pod({"package-url": URL, "package-secret": "s"}), settings).pod
+    secret_dropped = json.loads(json.dumps(secret_dropped))
+    del secret_dropped["metadata"]["annotations"]["package-secret"]
+    return {
+        "fresh": build_pod({"package-url": URL, "package-secret": "s"}, containers=("a", "b")),
+        "no-annotations-key": build_pod(None),
+        "removal": removed,
+        "retarget-and-move": retarget,
+        "reinvocation": reinvoked,
+        "secret-dropped": secret_dropped,
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["fresh", "no-annotations-key", "removal", "retarget-and-move", "reinvocation", "secret-dropped"]
+)
+def test_inject_never_changes_its_input(case: str, settings: Settings) -> None:
+    pod = _purity_cases(settings)[case]
+    before = json.dumps(pod, sort_keys=True)
+    result = inject(pod, settings)
+    assert json.dumps(pod, sort_keys=True) == before
+    again = inject(json.loads(before), settings)
+    assert json.dumps(result.pod, sort_keys=True) == json.dumps(again.pod, sort_keys=True)
