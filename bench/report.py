@@ -36,14 +36,19 @@ def _machine(m: dict[str, Any]) -> str:
 
 
 def delivery(lines: list[str]) -> None:
-    d = _load("delivery")
-    if d is None:
+    """One table per recorded run: `delivery` (the first full run) and `delivery-head` (the final code)."""
+    runs = [d for d in (_load("delivery"), _load("delivery-head")) if d is not None]
+    if not runs:
         lines.append("_delivery: not run yet_\n")
-        return
+    for d in runs:
+        _delivery_run(d, lines)
+
+
+def _delivery_run(d: dict[str, Any], lines: list[str]) -> None:
     pkg = d["package"]
     arch = pkg["archives"]
     lines += [
-        "### Package delivery (800 MB)",
+        f"### Package delivery (800 MB), {_label(d)}",
         "",
         f"Machine: {_machine(d['machine'])}.",
         f"Command: `{d['command'].strip()}`; {d['rounds']} rounds, methods interleaved with rotating order; "
@@ -136,11 +141,12 @@ def webhook(lines: list[str]) -> None:
                 f"| {t['mutate']['p50_ms']['median']:.2f} / {t['mutate']['p99_ms']['median']:.2f} "
                 f"| **{_mmm(t['p99_ratio_mutate_over_bare'])}** |"
             )
-    mem = w.get("memory")
+    mem_run = next((x for x in reversed(runs) if x.get("memory")), w)
+    mem = mem_run.get("memory")
     if mem:
         lines += [
             "",
-            "Memory of one worker (VmRSS, MiB) every 10,000 reviews "
+            f"Memory of one worker ({_label(mem_run)}; VmRSS, MiB) every 10,000 reviews "
             f"(mix {', '.join(f'{k} {v:.0%}' for k, v in mem['mix'].items())}; count checked on /metrics):",
             "",
             "| reviews | " + " | ".join(str(s["reviews"]) for s in mem["samples"]) + " |",
