@@ -37,10 +37,12 @@ need_pkgs=()
 for p in golang-go rsync etcd-server golang-github-modern-go-reflect2-dev golang-github-json-iterator-go-dev make; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing ${need_pkgs[*]}"
-  apt-get update -qq >&2
-  apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >&2
+  $SUDO apt-get update -qq >&2
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >&2
 fi
 
 work="$CACHE/kube-src"

@@ -12,6 +12,7 @@ APT_PACKAGES=(
   openssl            # test certificates for nginx
   zstd               # makes .tar.zst fixtures
   zip                # makes zip fixtures with the real zip tool
+  python3-venv       # `python3 -m venv` (Debian/Ubuntu split ensurepip out of python3)
 )
 
 SUDO=""
@@ -29,6 +30,13 @@ fi
 if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true; fi
 
 PYTHON="${PYTHON:-python3}"
+# The init container refuses Pythons without tarfile extraction filters (CPython < 3.11.4, e.g. Debian 12's
+# own python3 3.11.2): the tests and the demo run it with this interpreter.
+if ! "$PYTHON" -c 'import sys, tarfile; sys.exit(0 if sys.version_info >= (3, 11) and hasattr(tarfile, "data_filter") else 1)'; then
+  echo "setup: $("$PYTHON" --version 2>&1) at $(command -v "$PYTHON") has no tarfile extraction filters;" >&2
+  echo "setup: use CPython >= 3.11.4 (Debian 13 and Ubuntu 24.04 ship one): PYTHON=/path/to/python3.12 make ..." >&2
+  exit 2
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi

