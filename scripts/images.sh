@@ -43,6 +43,10 @@ libc, ver = platform.libc_ver()
 print(f"{sys.version_info[0]}.{sys.version_info[1]}", platform.machine(), ver if libc == "glibc" else "")'
 }
 
+wheel_stamp() {  # what the wheelhouse was made for: the lock, the base image and pip
+  printf '%s' "$(cat requirements/runtime.lock; echo "$BASE_IMAGE $PIP_VERSION")" | sha256sum | cut -c1-16
+}
+
 cmd_wheels() {
   local pyver arch glibc minor
   read -r pyver arch glibc < <(base_python)
@@ -59,6 +63,7 @@ cmd_wheels() {
     -r requirements/runtime.lock "pip==$PIP_VERSION"
   # The project itself (pure Python), from a clean build dir so removed modules do not linger.
   cmd_project_wheel
+  wheel_stamp >"$WHEELHOUSE/.stamp"
   log "$(find "$WHEELHOUSE" -name '*.whl' | wc -l) wheels, $(du -sh "$WHEELHOUSE" | cut -f1)"
 }
 
@@ -83,12 +88,8 @@ build_one() {  # dockerfile image
 cmd_build() {
   # Re-download only when the lock or the base image changed (a stamp), so a build with
   # a filled wheelhouse never touches the network.
-  local stamp
-  stamp="$(cat requirements/runtime.lock; echo "$BASE_IMAGE $PIP_VERSION")"
-  stamp="$(printf '%s' "$stamp" | sha256sum | cut -c1-16)"
-  if [ "$(cat "$WHEELHOUSE/.stamp" 2>/dev/null)" != "$stamp" ] || [ "${REFRESH_WHEELS:-0}" = 1 ]; then
+  if [ "$(cat "$WHEELHOUSE/.stamp" 2>/dev/null)" != "$(wheel_stamp)" ] || [ "${REFRESH_WHEELS:-0}" = 1 ]; then
     cmd_wheels
-    echo "$stamp" >"$WHEELHOUSE/.stamp"
   else
     cmd_project_wheel  # always from the current tree
   fi

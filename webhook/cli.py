@@ -26,7 +26,7 @@ from webhook.settings import Settings, load_settings
 # Subcommands implemented in their own modules: each has add_arguments(parser) and run(args) -> int.
 DELEGATED = {
     "certs": "create a CA and serving certificate for the webhook",
-    "check": "check a running installation or a configuration",
+    "check": "check a running installation in the current cluster",
 }
 
 

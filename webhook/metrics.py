@@ -25,7 +25,7 @@ class Metrics:
         self.admission_requests = Counter(
             "package_injector_admission_requests_total",
             "AdmissionReviews answered, by object kind, result (injected, skipped, validated, warned, "
-            "denied, error) and a low-cardinality reason.",
+            "denied, removed, error) and a low-cardinality reason.",
             ("kind", "result", "reason"),
             registry=self.registry,
         )

@@ -556,3 +556,11 @@ def test_existing_secret_mode() -> None:
     already_b64 = base64.b64encode(pem.encode()).decode()
     docs = render({"tls": {"mode": "secret", "secret": {"name": "my-tls", "caBundle": already_b64}}})
     assert mwc(docs)["webhooks"][0]["clientConfig"]["caBundle"] == already_b64
+
+
+def test_helm_test_passes_the_package_url_when_hosts_are_restricted() -> None:
+    default_pod = one(hooks(render()), "Pod")
+    assert not [a for a in default_pod["spec"]["containers"][0]["args"] if a.startswith("--package-url")]
+    url = "https://files.example.com/probe.tar"
+    pod = one(hooks(render({"tests": {"packageUrl": url}})), "Pod")
+    assert f"--package-url={url}" in pod["spec"]["containers"][0]["args"]
