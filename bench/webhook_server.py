@@ -11,7 +11,6 @@ Settings come from the usual PACKAGE_INJECTOR_* environment variables.
 from __future__ import annotations
 
 import json
-import os
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -32,20 +31,7 @@ def bench_app(settings: Settings) -> FastAPI:
     return app
 
 
-def _experiments() -> None:
-    """BENCH_EXPERIMENT=fastpatch: swap jsonpatch.make_patch for bench/experiments/fastpatch.py in-process.
-
-    Measures a proposed change without editing webhook/; production never sets this variable."""
-    wanted = set(filter(None, os.environ.get("BENCH_EXPERIMENT", "").split(",")))
-    if "fastpatch" in wanted:
-        from bench.experiments.fastpatch import JsonpatchShim
-        from webhook import admission
-
-        admission.jsonpatch = JsonpatchShim  # type: ignore[assignment]
-
-
 def main() -> None:
-    _experiments()
     settings = load_settings()
     serve_app(bench_app(settings), settings)
 

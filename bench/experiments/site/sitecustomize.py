@@ -1,8 +1,7 @@
 """Loaded by Python at start-up when this directory is on PYTHONPATH (bench experiments only).
 
-BENCH_EXPERIMENT=fastpatch: the webhook builds its JSON Patch with bench/experiments/fastpatch.py
-instead of jsonpatch.make_patch (up to commit b267add; from a33aff8 on, webhook/patch.py does this and
-the experiment is a no-op). BENCH_EXPERIMENT=nofilter: the init container skips tarfile's
+(The `fastpatch` experiment of the first runs was adopted as webhook/patch.py in a33aff8 and removed.)
+BENCH_EXPERIMENT=nofilter: the init container skips tarfile's
 data_filter second opinion for regular files and directories (links keep it); bigbuf: tarfile's
 stream buffer of 1 MiB instead of 64 KiB. Several: BENCH_EXPERIMENT=nofilter+bigbuf. Lets the benchmarks
 measure a proposed change on the real programs (`python -m webhook serve`, `python -m initcontainer`)
@@ -12,12 +11,6 @@ without editing them; production never has this directory on its path.
 import os
 
 _wanted = set(filter(None, os.environ.get("BENCH_EXPERIMENT", "").replace("+", ",").split(",")))
-
-if "fastpatch" in _wanted:
-    from bench.experiments.fastpatch import JsonpatchShim
-    from webhook import admission
-
-    admission.jsonpatch = JsonpatchShim  # type: ignore[assignment]
 
 if "nofilter" in _wanted:
     from initcontainer import extract as _ex
