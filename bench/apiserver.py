@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pods", type=int, default=500, help="pods per mode")
     ap.add_argument("--block", type=int, default=50)
     ap.add_argument("--name", default="apiserver")
-    ap.add_argument("--experiment", default="", help="BENCH_EXPERIMENT for the webhook (bench/experiments/site)")
+    ap.add_argument("--experiment", default="", help="see bench/experiments/site")
     args = ap.parse_args(argv)
     out = {
         "machine": machine(),

@@ -442,7 +442,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--every", type=int, default=10_000)
     ap.add_argument("--skip", default="", help="comma list of: throughput,halfload,memory,profile")
     ap.add_argument("--name", default="webhook")
-    ap.add_argument("--experiment", default="", help="BENCH_EXPERIMENT for the server (bench/experiments/site)")
+    ap.add_argument("--experiment", default="", help="see bench/experiments/site")
     args = ap.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     require("wrk", "hey")
