@@ -23,7 +23,6 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,6 @@ from bench.common import (
     PYTHON,
     REPO,
     WORK,
-    free_port,
     log,
     machine,
     percentile,
@@ -42,7 +40,7 @@ from bench.common import (
     write_result,
 )
 from bench.reviews import write_bodies
-from webhook import certs
+from tests.support.webhook import WebhookProcess, running_webhook
 
 LUA = """\
 local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
@@ -62,57 +60,15 @@ end
 """
 
 
-@dataclass
-class Server:
-    url: str
-    metrics_url: str
-    proc: subprocess.Popen[bytes]
-    log: Path
+Server = WebhookProcess
 
 
 @contextlib.contextmanager
 def bench_server(workdir: Path, extra_env: dict[str, str] | None = None) -> Iterator[Server]:
-    """Start `python -m bench.webhook_server` (production serve_app + /bare) with a fresh certificate."""
-    tls = workdir / "tls"
-    bundle = certs.generate("package-injector", "bench", ips=["127.0.0.1"], dns=["localhost"])
-    certs.write_bundle(bundle, tls)
-    port, mport = free_port(), free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "PACKAGE_INJECTOR_HOST": "127.0.0.1",
-        "PACKAGE_INJECTOR_PORT": str(port),
-        "PACKAGE_INJECTOR_METRICS_PORT": str(mport),
-        "PACKAGE_INJECTOR_TLS_CERT_FILE": str(tls / certs.TLS_CERT),
-        "PACKAGE_INJECTOR_TLS_KEY_FILE": str(tls / certs.TLS_KEY),
-        **(extra_env or {}),
-    }
-    logfile = workdir / "server.log"
-    with logfile.open("wb") as out:
-        proc = subprocess.Popen([PYTHON, "-m", "bench.webhook_server"], env=env, stdout=out, stderr=out)
-    murl = f"http://127.0.0.1:{mport}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"bench server exited:\n{logfile.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(murl + "/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(logfile.read_text()[-3000:])
-            time.sleep(0.1)
-        yield Server(f"https://127.0.0.1:{port}", murl, proc, logfile)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """`python -m bench.webhook_server` (production serve_app + /bare) with a fresh certificate."""
+    env = {"PYTHONPATH": str(REPO), **(extra_env or {})}
+    with running_webhook(workdir, env, command=[PYTHON, "-m", "bench.webhook_server"]) as server:
+        yield server
 
 
 def wrk(url: str, body: Path, lua: Path, seconds: float, connections: int) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,8 +47,11 @@ def _wait_ready(metrics_url: str, proc: subprocess.Popen[bytes], log: Path) -> N
 
 
 @contextlib.contextmanager
-def running_webhook(workdir: Path, settings_env: Mapping[str, str] | None = None) -> Iterator[WebhookProcess]:
-    """Start `package-injector serve` with a fresh certificate for 127.0.0.1; stop it on exit."""
+def running_webhook(
+    workdir: Path, settings_env: Mapping[str, str] | None = None, command: Sequence[str] | None = None
+) -> Iterator[WebhookProcess]:
+    """Start `package-injector serve` (or `command`, e.g. the benchmarks' server) with a fresh certificate
+    for 127.0.0.1, wait until /readyz answers, and stop it on exit."""
     tls_dir = workdir / "tls"
     bundle = certs.generate("package-injector", "e2e", ips=["127.0.0.1"], dns=["localhost"])
     certs.write_bundle(bundle, tls_dir)
@@ -65,7 +68,10 @@ def running_webhook(workdir: Path, settings_env: Mapping[str, str] | None = None
     log = workdir / "webhook.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "webhook", "serve"], env=env, stdout=out, stderr=subprocess.STDOUT
+            list(command or [sys.executable, "-m", "webhook", "serve"]),
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     metrics_url = f"http://127.0.0.1:{metrics_port}"
     try:
