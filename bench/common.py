@@ -7,7 +7,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,13 +45,6 @@ def rotate(items: Sequence[Any], n: int) -> list[Any]:
     """Items rotated by n, so run order changes from round to round (A B C, B C A, C A B...)."""
     k = n % len(items)
     return list(items[k:]) + list(items[:k])
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _tool_version(cmd: list[str]) -> str:

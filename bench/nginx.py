@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import free_port
+from tests.support.net import free_port
 
 CONF = """\
 worker_processes 1;

@@ -109,7 +109,7 @@ def registry_binary() -> str:
 @pytest.fixture
 def registry(registry_binary: str, tmp_path: Path) -> Iterator[str]:
     """A private docker-registry on 127.0.0.1 (plain HTTP: dockerd trusts 127.0.0.0/8 as insecure)."""
-    from tests.support.nginx import free_port
+    from tests.support.net import free_port, wait_http_ok
 
     port = free_port()
     config = tmp_path / "registry.yml"
@@ -122,18 +122,12 @@ def registry(registry_binary: str, tmp_path: Path) -> Iterator[str]:
     log = (tmp_path / "registry.log").open("wb")
     proc = subprocess.Popen([registry_binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
     try:
-        import urllib.request
-
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError((tmp_path / "registry.log").read_text()) from None
-                time.sleep(0.2)
+        wait_http_ok(
+            f"http://127.0.0.1:{port}/v2/",
+            timeout=20,
+            alive=lambda: proc.poll() is None,
+            context=lambda: (tmp_path / "registry.log").read_text(),
+        )
         yield f"127.0.0.1:{port}"
     finally:
         proc.terminate()

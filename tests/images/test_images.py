@@ -15,7 +15,6 @@ import os
 import ssl
 import subprocess
 import tarfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -26,7 +25,8 @@ import pytest
 
 from initcontainer import contract
 from tests.images.conftest import ROOT, Images
-from tests.support.nginx import free_port, run_nginx
+from tests.support.net import free_port, wait_http_ok
+from tests.support.nginx import run_nginx
 from webhook.inject import inject
 from webhook.settings import Settings
 
@@ -263,18 +263,15 @@ def test_webhook_image_answers_an_admission_review_over_tls(images: Images, tmp_
         images.webhook,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                state = images.engine.run("inspect", "-f", "{{.State.Running}}", name).stdout.strip()
-                if time.monotonic() > deadline or state != "true":
-                    logs = images.engine.run("logs", name, check=False)
-                    pytest.fail(f"webhook not ready (running={state}):\n{logs.stdout}\n{logs.stderr}")
-                time.sleep(0.3)
+
+        def running() -> bool:
+            return images.engine.run("inspect", "-f", "{{.State.Running}}", name).stdout.strip() == "true"
+
+        def logs() -> str:
+            out = images.engine.run("logs", name, check=False)
+            return f"{out.stdout}\n{out.stderr}"
+
+        wait_http_ok(f"http://127.0.0.1:{metrics_port}/readyz", timeout=30, alive=running, context=logs)
 
         pod = {
             "apiVersion": "v1",

@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import secrets
-import socket
 import ssl
 import subprocess
 import time
@@ -24,18 +23,13 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.support.net import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 
 
 class KubeAssetsMissing(RuntimeError):
     """The control-plane binaries are not there: run scripts/kube-assets.sh."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def assets_dir() -> Path:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support.kube import free_port
+from tests.support.net import free_port
 from webhook import certs
 
 

@@ -15,7 +15,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.kube import REPO, free_port
+from tests.support.kube import REPO
+from tests.support.net import free_port
 
 
 class SecretVolume:

@@ -6,13 +6,11 @@ import contextlib
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.kube import free_port
+from tests.support.net import free_port, wait_http_ok
 from webhook import certs
 
 
@@ -29,21 +27,6 @@ class WebhookProcess:
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace")
-
-
-def _wait_ready(metrics_url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"webhook exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(metrics_url + "/readyz", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"webhook not ready:\n{log.read_text()[-3000:]}")
 
 
 @contextlib.contextmanager
@@ -75,7 +58,12 @@ def running_webhook(
         )
     metrics_url = f"http://127.0.0.1:{metrics_port}"
     try:
-        _wait_ready(metrics_url, proc, log)
+        wait_http_ok(
+            metrics_url + "/readyz",
+            timeout=30,
+            alive=lambda: proc.poll() is None,
+            context=lambda: log.read_text(errors="replace")[-3000:],
+        )
         yield WebhookProcess(
             url=f"https://127.0.0.1:{port}",
             metrics_url=metrics_url,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from tests.support.kube import free_port
+from tests.support.net import free_port
 from tests.support.runtime import SecretVolume, server_process
 from webhook import certs
 
