@@ -61,7 +61,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 
 from initcontainer import contract, formats
 from initcontainer.errors import (
@@ -74,12 +74,10 @@ from initcontainer.errors import (
 
 COPY_CHUNK: Final = 1 << 20
 """Read and write size for file data: large copies keep Python out of the hot path."""
-TAR_BUFSIZE: Final = 64 << 10
-"""tarfile's stream buffer: every small read copies what is left of it, so keep it modest."""
 INPUT_CHUNK: Final = 256 << 10
 """Compressed bytes pulled from the source at a time."""
 META_HEADER_LIMIT: Final = 1 << 20
-"""Largest pax or GNU long-name header accepted (tarfile reads them into memory)."""
+"""Largest pax or GNU long-name header accepted (the parser holds them in memory)."""
 SYMLINK_TARGET_LIMIT: Final = 4096
 MAX_DEPTH: Final = 256
 """Most path components a member may have after stripping. Linux allows ~2000
@@ -88,15 +86,6 @@ level and fails past ~1000: a deeper tree could never be cleaned up again."""
 SPOOL_SUFFIX: Final = "-spool.zip"
 _STREAM_OVERHEAD_PER_ENTRY: Final = 4096
 _STREAM_OVERHEAD: Final = 64 << 20
-_META_TYPES: Final = frozenset(
-    {
-        tarfile.XHDTYPE,
-        tarfile.XGLTYPE,
-        tarfile.SOLARIS_XHDTYPE,
-        tarfile.GNUTYPE_LONGNAME,
-        tarfile.GNUTYPE_LONGLINK,
-    }
-)
 _GNU_VOLUME_LABEL: Final = b"V"
 
 
@@ -323,8 +312,10 @@ class _Tree:
         self.dirs.add(rel)
         self.stats.dirs += 1
 
-    def add_file(self, rel: str, src: Any, size: int, mode: int, mtime: float | None) -> None:
-        """Create `rel` from `src.read`, counting bytes as they are written."""
+    def add_file(
+        self, rel: str, size: int, mode: int, mtime: float | None, fill: Callable[[int], None]
+    ) -> None:
+        """Create `rel` with `fill(fd)`, which writes exactly `size` bytes or raises."""
         self._count_entry(rel)
         self.claim(rel, size)
         self._ensure_parent(rel)
@@ -338,9 +329,7 @@ class _Tree:
             self._make_room(rel, path)
             fd = os.open(path, flags, perm)
         try:
-            written = self._copy(rel, src, fd)
-            if written != size:
-                raise IntegrityError(f"member {rel!r} declares {size} bytes but holds {written}")
+            fill(fd)
             if perm & self.umask:
                 os.fchmod(fd, perm)
             if mtime is not None:
@@ -348,10 +337,12 @@ class _Tree:
                     os.utime(fd, (mtime, mtime))
         finally:
             os.close(fd)
+        self.stats.bytes += size
         self.regular.add(rel)
         self.stats.files += 1
 
-    def _copy(self, rel: str, src: Any, fd: int) -> int:
+    def copy_stream(self, rel: str, src: Any, fd: int, size: int) -> None:
+        """Copy a member whose data only `src.read` knows (zip): count, and check the declared size."""
         written = 0
         budget = self.remaining_bytes()
         while True:
@@ -372,8 +363,8 @@ class _Tree:
             view = memoryview(chunk)
             while view:
                 view = view[os.write(fd, view) :]
-        self.stats.bytes += written
-        return written
+        if written != size:
+            raise IntegrityError(f"member {rel!r} declares {size} bytes but holds {written}")
 
     def check_symlink_target(self, rel: str, target: str) -> None:
         """Prove the link resolves inside the root (see the module docstring)."""
@@ -602,59 +593,118 @@ class _TarSource:
             self._counted(self._step(codec, COPY_CHUNK))
 
 
-class _TarEnd:
-    """Why tarfile stopped: only an end-of-archive block means a complete archive."""
+_HEADER_ERRORS: Final = {  # tarfile's header errors, by name: typeshed does not list these classes
+    "EmptyHeaderError": "the data ends without the tar end-of-archive block (truncated)",
+    "TruncatedHeaderError": "the data ends inside a tar header (truncated)",
+    "InvalidHeaderError": "a member header is corrupt (a size field may be lying)",
+}
 
-    reason: str = ""
 
+class _TarReader:
+    """The tar stream as headers and member data, served straight from the source's chunks.
 
-def _checked_tarinfo(end: _TarEnd) -> type[tarfile.TarInfo]:
-    class CheckedTarInfo(tarfile.TarInfo):
-        @classmethod
-        def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> CheckedTarInfo:
-            info = super().frombuf(buf, encoding, errors)
-            if info.type in _META_TYPES and info.size > META_HEADER_LIMIT:
-                raise UnsafeArchiveError(
-                    f"a tar metadata header claims {info.size} bytes (limit {META_HEADER_LIMIT})"
-                )
-            return info
+    Headers are still parsed by the standard library (`TarInfo.fromtarfile`, which
+    handles pax, GNU long names and sparse maps and says where the next header
+    starts); this class stands in for the `TarFile` it reads from (`fileobj`,
+    `encoding`, `errors`, `pax_headers`, `offset` are what that parser uses). Member
+    data goes from the chunks to the file as memoryview slices: tarfile's stream
+    mode copied every byte twice and ran a Python loop per 64 KiB (bench/FINDINGS.md).
+    """
 
-        @classmethod
-        def fromtarfile(cls, tarfile: tarfile.TarFile) -> CheckedTarInfo:
-            try:
-                return super().fromtarfile(tarfile)
-            except Exception as exc:
-                end.reason = type(exc).__name__
-                raise
+    def __init__(self, source: _TarSource) -> None:
+        self._source = source
+        self._buf = b""
+        self._pos = 0
+        self._base = 0  # stream offset of self._buf[0]
+        self.fileobj = self
+        self.encoding = tarfile.ENCODING
+        self.errors = "surrogateescape"
+        self.pax_headers: dict[str, str] = {}
+        self.offset = 0  # set by the parser: where the next header starts
 
-    return CheckedTarInfo
+    def tell(self) -> int:
+        return self._base + self._pos
+
+    def _advance(self) -> bool:
+        """Replace the exhausted buffer with the next chunk; False at the end of the stream."""
+        chunk = self._source.read(COPY_CHUNK)
+        self._base += len(self._buf)
+        self._buf, self._pos = chunk, 0
+        return bool(chunk)
+
+    def read(self, size: int) -> bytes:
+        """Up to `size` bytes (fewer only at the end): what the header parser reads."""
+        if size > META_HEADER_LIMIT:
+            # Only headers are read this way; tarfile would hold a pax or long-name header in memory.
+            raise UnsafeArchiveError(f"a tar metadata header claims {size} bytes (limit {META_HEADER_LIMIT})")
+        end = self._pos + size
+        if end <= len(self._buf):
+            self._pos = end
+            return self._buf[end - size : end]
+        parts = [self._buf[self._pos :]]
+        missing = size - len(parts[0])
+        self._pos = len(self._buf)
+        while missing and self._advance():
+            take = min(missing, len(self._buf))
+            parts.append(self._buf[:take])
+            self._pos = take
+            missing -= take
+        return b"".join(parts)
+
+    def copy_to(self, fd: int, size: int, rel: str) -> None:
+        """Write the next `size` bytes of member data to `fd`."""
+        while size:
+            if self._pos == len(self._buf) and not self._advance():
+                raise IntegrityError(f"the tar archive is truncated inside member {rel!r}")
+            take = min(size, len(self._buf) - self._pos)
+            view = memoryview(self._buf)[self._pos : self._pos + take]
+            while view:
+                view = view[os.write(fd, view) :]
+            self._pos += take
+            size -= take
+
+    def skip_to(self, offset: int, rel: str) -> None:
+        """Discard data up to stream offset `offset` (padding, members not extracted)."""
+        while True:
+            missing = offset - self.tell()
+            if missing < 0:
+                raise IntegrityError(f"the tar headers around {rel!r} are inconsistent")
+            left = len(self._buf) - self._pos
+            if missing <= left:
+                self._pos += missing
+                return
+            self._pos = len(self._buf)
+            if not self._advance():
+                raise IntegrityError(f"the tar archive is truncated after member {rel!r}")
+
+    def next(self) -> tarfile.TarInfo | None:
+        """The next member, None at the end-of-archive block; IntegrityError for anything else."""
+        first = self.tell() == 0
+        try:
+            # The parser only needs the attributes this class provides (see the class docstring).
+            return tarfile.TarInfo.fromtarfile(self)  # type: ignore[arg-type]
+        except tarfile.TarError as exc:
+            if type(exc).__name__ == "EOFHeaderError":  # the end-of-archive block: complete
+                return None
+            if first:
+                raise IntegrityError(f"not a valid tar archive, or corrupt/truncated: {exc}") from exc
+            detail = _HEADER_ERRORS.get(type(exc).__name__, str(exc))
+            raise IntegrityError(f"the tar archive is incomplete or corrupt: {detail}") from exc
 
 
 def _extract_tar(source: _TarSource, tree: _Tree) -> None:
-    end = _TarEnd()
-    try:
-        with tarfile.open(
-            fileobj=source,  # type: ignore[call-overload]
-            mode="r|",
-            bufsize=TAR_BUFSIZE,
-            tarinfo=_checked_tarinfo(end),
-        ) as archive:
-            while (member := archive.next()) is not None:
-                archive.members.clear()  # stream mode needs no index; keep memory flat
-                _tar_member(archive, member, tree)
-    except tarfile.TarError as exc:
-        raise IntegrityError(f"not a valid tar archive, or corrupt/truncated: {exc}") from exc
-    if end.reason != "EOFHeaderError":
-        detail = {
-            "EmptyHeaderError": "the data ends without the tar end-of-archive block (truncated)",
-            "TruncatedHeaderError": "the data ends inside a tar header (truncated)",
-            "InvalidHeaderError": "a member header is corrupt (a size field may be lying)",
-        }.get(end.reason, f"tar parsing stopped early ({end.reason or 'unknown'})")
-        raise IntegrityError(f"the tar archive is incomplete or corrupt: {detail}")
+    reader = _TarReader(source)
+    while (member := reader.next()) is not None:
+        if reader.tell() != member.offset_data:
+            raise IntegrityError(f"the tar headers of member {member.name!r} are inconsistent")
+        _tar_member(reader, member, tree)
+        reader.skip_to(reader.offset, member.name)
     source.finish()
 
 
-def _tar_member(archive: tarfile.TarFile, member: tarfile.TarInfo, tree: _Tree) -> None:
+def _tar_member(reader: _TarReader, member: tarfile.TarInfo, tree: _Tree) -> None:
+    if member.size < 0:  # base-256 size fields can be negative
+        raise IntegrityError(f"member {member.name!r} declares {member.size} bytes")
     if member.type == _GNU_VOLUME_LABEL:
         return
     if member.ischr() or member.isblk():
@@ -684,12 +734,39 @@ def _tar_member(archive: tarfile.TarFile, member: tarfile.TarInfo, tree: _Tree) 
     elif member.isdir():
         tree.second_opinion(member.replace(name=rel, deep=False))
         tree.add_dir(rel)
+    elif member.sparse is not None:
+        write = _sparse_writer(reader, member, rel, stored=reader.offset - reader.tell())
+        tree.add_file(rel, member.size, member.mode, member.mtime, write)
     else:
-        tree.claim(rel, member.size)
-        src = archive.extractfile(member)
-        assert src is not None
-        with src:
-            tree.add_file(rel, src, member.size, member.mode, member.mtime)
+        size = member.size
+        tree.add_file(rel, size, member.mode, member.mtime, lambda fd: reader.copy_to(fd, size, rel))
+
+
+def _sparse_writer(
+    reader: _TarReader, member: tarfile.TarInfo, rel: str, stored: int
+) -> Callable[[int], None]:
+    """Write a sparse member's data segments at their offsets; the gaps stay holes (read as zeros).
+
+    The map must be ordered, inside the file's size, and describe no more data than the archive holds.
+    """
+    pairs = cast(list[tuple[int, int]], member.sparse)  # typeshed says bytes; tarfile makes pairs
+    # GNU maps end with a (size, 0) entry and may be padded with (0, 0): empty entries carry nothing.
+    segments = [(offset, length) for offset, length in pairs if length]
+    end = 0
+    for offset, length in segments:
+        if offset < end or length < 0 or offset + length > member.size:
+            raise IntegrityError(f"member {rel!r} has an invalid sparse map")
+        end = offset + length
+    if sum(length for _, length in segments) > stored:
+        raise IntegrityError(f"member {rel!r}: its sparse map describes more data than the archive holds")
+
+    def write(fd: int) -> None:
+        for offset, length in segments:
+            os.lseek(fd, offset, os.SEEK_SET)
+            reader.copy_to(fd, length, rel)
+        os.ftruncate(fd, member.size)
+
+    return write
 
 
 # --------------------------------------------------------------------------- zip
@@ -828,7 +905,14 @@ def _zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, tree: _Tree) ->
         except (zipfile.BadZipFile, NotImplementedError, EOFError) as exc:
             raise IntegrityError(f"zip entry {name!r} cannot be read: {exc}") from exc
         with src:
-            tree.add_file(rel, src, info.file_size, mode if kind else 0o644, _zip_mtime(info))
+            size = info.file_size
+            tree.add_file(
+                rel,
+                size,
+                mode if kind else 0o644,
+                _zip_mtime(info),
+                lambda fd: tree.copy_stream(rel, src, fd, size),
+            )
 
 
 def _zip_read_small(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import os
 import re
 import shutil
@@ -324,6 +325,87 @@ def test_pax_header_memory_bomb_refused(tmp_path: Path) -> None:
     info.pax_headers = {"comment": "x" * (2 << 20)}
     with pytest.raises(UnsafeArchiveError, match="metadata header"):
         _run(tar_bytes([(info, data)], "gz"), staging)
+
+
+class _Chunked:
+    """Hands the stream out in the given chunk sizes, cycled: network reads and decompressors
+    cut the tar stream anywhere, including inside headers and member data."""
+
+    def __init__(self, data: bytes, sizes: list[int]) -> None:
+        self._buf = io.BytesIO(data)
+        self._sizes = itertools.cycle(sizes)
+
+    def read(self, size: int = -1, /) -> bytes:
+        n = next(self._sizes)
+        return self._buf.read(n if size < 0 else min(size, n))
+
+
+def _varied_tar(fmt: int) -> tuple[bytes, dict[str, bytes]]:
+    """Members that exercise every header path: pax or GNU long names and link targets, a global pax
+    header, hard links, empty members and sizes on each side of the 512-byte block."""
+    files = {f"d/s{n}": os.urandom(n) for n in (0, 1, 511, 512, 513, 1024, 70_000)}
+    files["l/" + "n" * 150 + "/file"] = b"long name"
+    members = [dir_("d/")]
+    members += [reg(name, data) for name, data in files.items()]  # long names get pax/GNU headers
+    members += [sym("d/link", "s1"), sym("d/far", "./" * 60 + "s513"), hard("d/hard", "d/s513")]
+    buf = io.BytesIO()
+    headers = {"comment": "a global header"} if fmt == tarfile.PAX_FORMAT else {}
+    with tarfile.open(fileobj=buf, mode="w", format=fmt, pax_headers=headers) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue(), {**files, "d/hard": files["d/s513"]}
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT], ids=["pax", "gnu"])
+@pytest.mark.parametrize("sizes", [[1], [7], [511], [512, 1], [513], [100, 5000, 3], [1 << 20]], ids=str)
+def test_any_chunking_gives_the_same_tree(tmp_path: Path, fmt: int, sizes: list[int]) -> None:
+    data, files = _varied_tar(fmt)
+    staging = tmp_path / "out"
+    staging.mkdir()
+    stats = extract(_Chunked(data, sizes), staging, fmt=formats.TAR)
+    assert stats.files == len(files)
+    for name, content in files.items():
+        assert (staging / name).read_bytes() == content, name
+    assert os.readlink(staging / "d/link") == "s1"
+    assert (staging / "d/far").read_bytes() == files["d/s513"]
+    assert (staging / "d/hard").stat().st_ino == (staging / "d/s513").stat().st_ino
+
+
+@pytest.mark.parametrize("variant", ["gnu", "pax-0.0", "pax-0.1", "pax-1.0"])
+def test_sparse_formats_of_gnu_tar(tmp_path: Path, variant: str) -> None:
+    """Each sparse encoding GNU tar writes comes out byte-identical, holes included, read in odd chunks."""
+    src = tmp_path / "src"
+    src.mkdir()
+    with open(src / "sparse", "wb") as f:
+        f.write(b"head")
+        f.seek(3_000_000)
+        f.write(b"middle")
+        f.seek(9_000_000)
+        f.write(b"end")
+    fmt = ["--format=gnu"] if variant == "gnu" else ["--format=pax", f"--sparse-version={variant[4:]}"]
+    out = tmp_path / "s.tar"
+    subprocess.run(["tar", "-C", str(src), "--sparse", *fmt, "-cf", str(out), "sparse"], check=True)
+    staging = tmp_path / "out"
+    staging.mkdir()
+    extract(_Chunked(out.read_bytes(), [777]), staging, fmt=formats.TAR)
+    assert os.listdir(staging) == ["sparse"]
+    assert (staging / "sparse").read_bytes() == (src / "sparse").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("sparse_map", "real_size"),
+    [("0,999999", "10"), ("0,999999", "999999"), ("500,10,0,10", "999")],
+    ids=["past-the-end", "more-than-stored", "unordered"],
+)
+def test_bad_sparse_map_refused(tmp_path: Path, sparse_map: str, real_size: str) -> None:
+    """A sparse map must be ordered, stay inside the file and describe no more data than the archive holds."""
+    info, _ = reg("s", b"")
+    info.pax_headers = {"GNU.sparse.map": sparse_map, "GNU.sparse.size": real_size, "GNU.sparse.name": "s"}
+    data = tar_bytes([(info, b"")])
+    staging = tmp_path / "out"
+    staging.mkdir()
+    with pytest.raises(IntegrityError, match="sparse map"):
+        extract(NonSeekable(data), staging, fmt=formats.TAR)
 
 
 def test_many_small_files_and_a_large_one_fast(tmp_path: Path) -> None:

@@ -1,11 +1,11 @@
 """Loaded by Python at start-up when this directory is on PYTHONPATH (bench experiments only).
 
-(The `fastpatch` experiment of the first runs was adopted as webhook/patch.py in a33aff8 and removed.)
-BENCH_EXPERIMENT=nofilter: the init container skips tarfile's
-data_filter second opinion for regular files and directories (links keep it); bigbuf: tarfile's
-stream buffer of 1 MiB instead of 64 KiB. Several: BENCH_EXPERIMENT=nofilter+bigbuf. Lets the benchmarks
-measure a proposed change on the real programs (`python -m webhook serve`, `python -m initcontainer`)
-without editing them; production never has this directory on its path.
+(The `fastpatch` experiment of the first runs was adopted as webhook/patch.py in a33aff8 and removed;
+`bigbuf`, tarfile's stream buffer of 1 MiB, measured no gain and went away with tarfile's stream mode.)
+BENCH_EXPERIMENT=nofilter: the init container skips tarfile's data_filter second opinion for directories
+too (links keep it; regular files skip it since 652e919). Several: BENCH_EXPERIMENT=a+b. Lets the
+benchmarks measure a proposed change on the real programs (`python -m webhook serve`, `python -m
+initcontainer`) without editing them; production never has this directory on its path.
 """
 
 import os
@@ -22,9 +22,3 @@ if "nofilter" in _wanted:
             _orig(self, info)
 
     _ex._Tree.second_opinion = _links_only  # type: ignore[method-assign]
-
-if "bigbuf" in _wanted:
-    # tarfile's stream buffer 64 KiB -> 1 MiB: fewer trips through tarfile._Stream.__read per big member
-    from initcontainer import extract as _ex2
-
-    _ex2.TAR_BUFSIZE = 1 << 20  # type: ignore[misc]
