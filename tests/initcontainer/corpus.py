@@ -384,13 +384,15 @@ def corpus() -> list[Case]:
             "negative-size",
             lambda o: negative_size([reg("a", b"A" * 600), reg("b")]),
             IntegrityError,
-            match="declares -1 bytes",
+            # Ours, or the header parser's own refusal on Pythons with the 2025 tarfile fixes (3.13.4+).
+            match="declares -1 bytes|invalid offset|member header is corrupt",
         ),
         Case(
             "negative-size-second-member",
             lambda o: compress_bytes(negative_size([reg("z", b"z"), reg("a", b"A" * 600)], 1024), "gz"),
             IntegrityError,
-            match="declares -1 bytes",
+            # Ours, or the header parser's own refusal on Pythons with the 2025 tarfile fixes (3.13.4+).
+            match="declares -1 bytes|invalid offset|member header is corrupt",
         ),
         Case("zip-slip", lambda o: zip_bytes([("../pwned", b"x")]), UnsafeArchiveError),
         Case(
