@@ -24,6 +24,9 @@ from webhook.settings import Settings
 
 API_VERSIONS: Final = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 
+# json.dumps(patch, separators=(",", ":")) without building an encoder for every review.
+_PATCH_JSON: Final = json.JSONEncoder(separators=(",", ":"))
+
 Result = Literal["injected", "removed", "skipped", "validated", "warned", "denied", "error"]
 
 
@@ -99,9 +102,7 @@ def _response(
     response: dict[str, Any] = {"uid": uid, "allowed": allowed}
     if patch:
         response["patchType"] = "JSONPatch"
-        response["patch"] = base64.b64encode(json.dumps(patch, separators=(",", ":")).encode()).decode(
-            "ascii"
-        )
+        response["patch"] = base64.b64encode(_PATCH_JSON.encode(patch).encode()).decode("ascii")
     if warnings:
         response["warnings"] = list(warnings)
     return {"apiVersion": api_version, "kind": "AdmissionReview", "response": response}

@@ -26,10 +26,14 @@ _RESERVED: Final = frozenset({"time", "level", "logger", "message", "exception"}
 MAX_FIELD_CHARS: Final = 2048
 
 _HANDLER_NAME: Final = "package-injector"
+# json.dumps(entry, ensure_ascii=False, separators=(",", ":")), without a new encoder for every line.
+_LINE: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def _jsonable(value: Any) -> Any:
     """Values json can write as they are; everything else as its (truncated) string."""
+    if type(value) is str and len(value) <= MAX_FIELD_CHARS:  # the common case first: one line per review
+        return value
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):
@@ -82,7 +86,7 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:
             entry["exception"] = record.exc_text
-        return json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+        return _LINE.encode(entry)
 
 
 class TextFormatter(logging.Formatter):

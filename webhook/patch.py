@@ -62,11 +62,11 @@ def _diff_dict(src: dict[str, Any], dst: dict[str, Any], path: str, ops: list[Op
         if key not in dst:
             ops.append({"op": "remove", "path": f"{path}/{_escape(key)}"})
     for key, value in dst.items():
-        sub = f"{path}/{_escape(key)}"
-        if key in src:
-            _diff(src[key], value, sub, ops)
-        else:
-            ops.append({"op": "add", "path": sub, "value": value})
+        if key not in src:
+            ops.append({"op": "add", "path": f"{path}/{_escape(key)}", "value": value})
+        elif (old := src[key]) is not value and not _equal(old, value):
+            # Most values are the same object (inject shares what it leaves alone): no call, no path built.
+            _diff(old, value, f"{path}/{_escape(key)}", ops)
 
 
 def _diff_list(src: list[Any], dst: list[Any], path: str, ops: list[Operation]) -> None:

@@ -50,6 +50,16 @@ class Served:
         return self.metrics.registry.get_sample_value(name, labels) or 0.0
 
 
+def admission_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """The review's log line, written by the server thread just after it sent the answer."""
+    deadline = time.monotonic() + 5
+    while True:
+        records = [r for r in caplog.records if r.name == "package_injector.admission"]
+        if records or time.monotonic() > deadline:
+            return records
+        time.sleep(0.01)
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     cert_file, key_file, ca_file = serving_files(tmp_path_factory.mktemp("tls"))
@@ -130,7 +140,7 @@ def test_one_structured_log_line_per_review(
     body = review(make_pod({"package-url": secret_url}), namespace="shop")
     with caplog.at_level(logging.INFO, logger="package_injector.admission"):
         assert served.post(body).status_code == 200
-    (record,) = [r for r in caplog.records if r.name == "package_injector.admission"]
+        (record,) = admission_records(caplog)
     fields = vars(record)
     assert fields["uid"] == body["request"]["uid"] and fields["namespace"] == "shop"
     assert fields["pod"] == "web-5d4f8b7c9-*"
@@ -191,8 +201,8 @@ def test_denial_log_line_names_keys_not_values(
     body = review(make_pod(annotations), namespace="shop")
     with caplog.at_level(logging.INFO, logger="package_injector.admission"):
         answer = served.post(body).json()
+        (record,) = admission_records(caplog)
     assert "very-private" in answer["response"]["status"]["message"]  # the user is told
-    (record,) = [r for r in caplog.records if r.name == "package_injector.admission"]
     line = record.getMessage() + json.dumps({k: str(v) for k, v in vars(record).items()})
     assert record.getMessage() == (
         "admission denied: invalid annotations: package-mount-path, package-secret"
