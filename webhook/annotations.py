@@ -10,6 +10,7 @@ a typo in an annotation key is otherwise a silent no-op.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import posixpath
 import re
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 from initcontainer import contract
 from webhook.hosts import host_allowed
 from webhook.quantity import parse_quantity
-from webhook.settings import Settings
+from webhook.settings import DNS_LABEL, Settings, is_dns_subdomain
 
 URL: Final = "package-url"
 SHA256: Final = "package-sha256"
@@ -59,10 +60,9 @@ SYSTEM_PATHS: Final = (
 # Paths that are fine to mount below but not onto.
 SYSTEM_PATHS_EXACT: Final = ("/run", "/var", "/var/run", "/var/lib", "/tmp", "/root", "/home")
 
-_DNS_LABEL: Final = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-DNS_SUBDOMAIN: Final = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
-DNS_LABEL: Final = re.compile(rf"^{_DNS_LABEL}$")
 _HEX64: Final = re.compile(r"^[0-9a-fA-F]{64}$")
+# What str.isspace() calls whitespace (re's \s is the same Unicode category), C0 controls and DEL.
+_SPACE_OR_CONTROL: Final = re.compile(r"[\s\x00-\x1f\x7f]")
 
 STATUS_VERSION: Final = 1
 
@@ -144,7 +144,7 @@ def _check_url(value: str, settings: Settings, key: str) -> tuple[str | None, bo
     value = value.strip()
     if not value:
         return None, False, [Problem(key, "is empty; set it to the https:// URL of the package")]
-    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
+    if _SPACE_OR_CONTROL.search(value):
         return None, False, [Problem(key, "contains whitespace or control characters; percent-encode them")]
     parts = urlsplit(value)
     scheme = parts.scheme.lower()
@@ -236,27 +236,43 @@ def default_size_limit(settings: Settings) -> str | None:
     return default
 
 
+_TAILS: Final = {k[len(FAMILY_PREFIX) :]: k for k in USER_KEYS}
+
+
+@functools.lru_cache(maxsize=1024)
+def _close_key(word: str, ours: bool) -> str | None:
+    """The user key `word` is closest to, if close enough; cached, because difflib is slow (a quarter of a
+    review's time) and the same annotation keys come with every pod of a workload."""
+    if ours:
+        # Compare what follows "package-": the shared prefix would make any key look close.
+        close = difflib.get_close_matches(word, _TAILS, n=1, cutoff=0.6)
+        return _TAILS[close[0]] if close else None
+    close = difflib.get_close_matches(word, USER_KEYS, n=1, cutoff=0.85)
+    return close[0] if close else None
+
+
+@functools.lru_cache(maxsize=16)
+def _known_keys(prefix: str) -> frozenset[str]:
+    return frozenset(prefix + k for k in ALL_KEYS)
+
+
 def unknown_key_warnings(annotations: Mapping[str, Any], settings: Settings) -> list[str]:
     """A "did you mean" warning for every key that looks like ours but is not one of ours."""
-    known_full = {settings.key(k) for k in ALL_KEYS}
+    known_full = _known_keys(settings.annotation_prefix)
     family = settings.key(FAMILY_PREFIX)
     warnings = []
     for key in annotations:
         if not isinstance(key, str) or key in known_full:
             continue
-        name = key.rsplit("/", 1)[-1].lower().replace("_", "-")
-        ours = key.startswith(family)
         # Also catch package_url, Package-URL, a missing or wrong prefix, and near misses (pakage-url).
+        ours = key.startswith(family)
         if ours:
-            # Compare what follows "package-": the shared prefix would make any key look close.
-            tail_names = {k[len(FAMILY_PREFIX) :]: k for k in USER_KEYS}
-            rest = key[len(family) :].lower().replace("_", "-")
-            close = [tail_names[t] for t in difflib.get_close_matches(rest, tail_names, n=1, cutoff=0.6)]
+            close = _close_key(key[len(family) :].lower().replace("_", "-"), True)
         else:
-            close = difflib.get_close_matches(name, USER_KEYS, n=1, cutoff=0.85)
+            close = _close_key(key.rsplit("/", 1)[-1].lower().replace("_", "-"), False)
         if not ours and not close:
             continue
-        hint = f'; did you mean "{settings.key(close[0])}"?' if close else ""
+        hint = f'; did you mean "{settings.key(close)}"?' if close else ""
         valid = ", ".join(settings.key(k) for k in USER_KEYS)
         tail = hint or f" (valid keys: {valid})"
         warnings.append(
@@ -337,7 +353,7 @@ def parse(annotations: Mapping[str, Any] | None, settings: Settings, namespace: 
     secret = get(SECRET)
     if secret is not None:
         secret = secret.strip()
-        if not DNS_SUBDOMAIN.match(secret) or len(secret) > 253:
+        if not is_dns_subdomain(secret):
             # The value is not echoed: a user who confuses the Secret's name with its content pastes a token.
             where = f' ("{namespace}")' if namespace else ""
             if "/" in secret:
@@ -388,17 +404,21 @@ def parse(annotations: Mapping[str, Any] | None, settings: Settings, namespace: 
     )
 
 
-def status_value(containers: list[str], volumes: list[str]) -> str:
-    """The status annotation's value: what was injected, so the next run can recognise it as ours."""
-    return json.dumps(
-        {
-            "version": STATUS_VERSION,
-            "initContainer": contract.INIT_CONTAINER_NAME,
-            "volumes": volumes,
-            "containers": containers,
-        },
-        separators=(",", ":"),
-    )
+def status_value(containers: list[str], volumes: list[str], pull_secrets: list[str] | None = None) -> str:
+    """The status annotation's value: what was injected, so the next run can recognise it as ours.
+
+    `pull_secrets` are the imagePullSecrets entries we added (not those the pod listed itself); the key is
+    left out when there are none, so pods injected without pull secrets keep their status unchanged.
+    """
+    value: dict[str, Any] = {
+        "version": STATUS_VERSION,
+        "initContainer": contract.INIT_CONTAINER_NAME,
+        "volumes": volumes,
+        "containers": containers,
+    }
+    if pull_secrets:
+        value["imagePullSecrets"] = pull_secrets
+    return json.dumps(value, separators=(",", ":"))
 
 
 def read_status(annotations: Mapping[str, Any] | None, settings: Settings) -> dict[str, Any] | None:
@@ -412,8 +432,8 @@ def read_status(annotations: Mapping[str, Any] | None, settings: Settings) -> di
         return None
     if not isinstance(value, dict) or value.get("version") != STATUS_VERSION:
         return None
-    for field in ("containers", "volumes"):
-        names = value.get(field)
+    for field in ("containers", "volumes", "imagePullSecrets"):
+        names = value.get(field, []) if field == "imagePullSecrets" else value.get(field)
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             return None
     return value

@@ -15,11 +15,13 @@ annotation cannot turn a user's hostPath volume or own init container into
 something we silently overwrite. When `package-url` is removed from a pod that
 carries our status (a dump of an injected pod, a manifest fed to `inject`),
 our pieces and the status are removed: the output converges either way.
+Pull secrets from `init_image_pull_secrets` are appended to `imagePullSecrets`
+unless the pod lists them already; the status records only the entries we
+appended, so only those are ever removed again.
 """
 
 from __future__ import annotations
 
-import copy
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -139,7 +141,8 @@ def _init_container(spec: Obj, request: PackageRequest, settings: Settings) -> t
         "image": settings.init_image,
         "imagePullPolicy": settings.init_image_pull_policy,
         "env": _env(request, settings),
-        "resources": copy.deepcopy(settings.init_resources),
+        # dict[str, dict[str, str]]: a copy two levels deep is a deep copy, without copy.deepcopy's cost.
+        "resources": {k: dict(v) for k, v in settings.init_resources.items()},
         "securityContext": security_context,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": mounts,
@@ -199,22 +202,32 @@ class _Owner:
             and not {"subPath", "subPathExpr", "mountPropagation"} & set(mount)
         )
 
+    def pull_secret(self, entry: Obj) -> bool:
+        """An imagePullSecrets entry we added; one the pod listed itself is never in the status."""
+        return (
+            self.status is not None
+            and entry.keys() == {"name"}
+            and entry["name"] in self.status.get("imagePullSecrets", [])
+        )
+
 
 def _ensure(
     items: list[Any],
     desired: Obj,
     owned: Callable[[Obj], bool],
-    conflict: Denied,
+    conflict: Callable[[], Denied],
     same: Callable[[Obj, Obj], bool] = covers,
 ) -> bool:
-    """Make the item named like `desired` say what it should; True when the list changed."""
+    """Make the item named like `desired` say what it should; True when the list changed.
+
+    `conflict` makes the denial for a foreign item with that name (made only then: it is rare)."""
     for i, item in enumerate(items):
         if item.get("name") != desired["name"]:
             continue
         if same(item, desired):
             return False
         if not owned(item):
-            raise conflict
+            raise conflict()
         items[i] = desired
         return True
     items.append(desired)
@@ -294,6 +307,26 @@ def _check_mount_paths(name: Any, mounts: list[Obj], request: PackageRequest, se
             )
 
 
+def _mount_conflict(name: Any) -> Denied:
+    return Denied(
+        f'package-injector: container "{name}" already mounts "{contract.VOLUME_NAME}" differently; '
+        "remove that volumeMount, package-injector adds it",
+        400,
+        "conflict",
+        detail=f'container "{name}" mounts "{contract.VOLUME_NAME}" differently',
+    )
+
+
+def _volume_conflict(name: str) -> Denied:
+    return Denied(
+        f'package-injector: the pod already has a volume named "{name}" that package-injector '
+        "did not add; rename that volume",
+        400,
+        "conflict",
+        detail=f'foreign volume "{name}"',
+    )
+
+
 def _mount_containers(
     containers: list[Obj], targets: set[str], request: PackageRequest, owner: _Owner, settings: Settings
 ) -> bool:
@@ -310,17 +343,33 @@ def _mount_containers(
                 changed = True
             continue
         _check_mount_paths(name, mounts, request, settings)
-        conflict = Denied(
-            f'package-injector: container "{name}" already mounts "{contract.VOLUME_NAME}" differently; '
-            "remove that volumeMount, package-injector adds it",
-            400,
-            "conflict",
-            detail=f'container "{name}" mounts "{contract.VOLUME_NAME}" differently',
-        )
-        if _ensure(mounts, desired, partial(owner.mount, name), conflict):
+        if _ensure(mounts, desired, partial(owner.mount, name), partial(_mount_conflict, name)):
             container["volumeMounts"] = mounts
             changed = True
     return changed
+
+
+def _pull_secrets(spec: Obj, settings: Settings, owner: _Owner) -> tuple[bool, list[str]]:
+    """Append each configured pull secret the pod does not list; True when the list changed, and our names.
+
+    The pod's own entries stay first and untouched, and a name it already lists is its own, never ours, so
+    removing `package-url` later keeps it. Entries we added for names no longer configured are dropped.
+    """
+    wanted = settings.init_image_pull_secrets
+    if not wanted and not (owner.status and owner.status.get("imagePullSecrets")):
+        return False, []  # the default: the pod's list is not even looked at
+    entries = _as_list(spec, "imagePullSecrets", "spec.imagePullSecrets")
+    kept = [e for e in entries if e.get("name") in wanted or not owner.pull_secret(e)]
+    present = {e.get("name") for e in kept}
+    foreign = {e.get("name") for e in kept if not owner.pull_secret(e)}
+    result = kept + [{"name": name} for name in wanted if name not in present]
+    changed = result != entries
+    if changed:
+        if result:
+            spec["imagePullSecrets"] = result
+        else:
+            del spec["imagePullSecrets"]
+    return changed, [name for name in wanted if name not in foreign]
 
 
 def _drop(parent: Obj, key: str, ours: Callable[[Obj], bool]) -> bool:
@@ -352,6 +401,8 @@ def _remove(out: Obj, metadata: Obj, owner: _Owner, settings: Settings) -> tuple
                 name = container.get("name")
                 if _drop(container, "volumeMounts", partial(owner.mount, name)):
                     removed.append(f"mount in {name}")
+        if _drop(spec, "imagePullSecrets", owner.pull_secret):
+            removed.append("image pull secrets")
     del metadata["annotations"][settings.key(ann.STATUS)]
     what = f"removed what it injected before ({', '.join(removed)})" if removed else "removed its status"
     return True, [
@@ -364,7 +415,8 @@ def _writable_copy(pod: Obj) -> Obj:
     """Copy exactly the containers of what `inject` may change; share everything else with `pod`.
 
     `inject` edits only the metadata and its annotations, the spec's volumes and init
-    containers lists, and each main container's volumeMounts. A deep copy of the rest
+    containers lists, and each main container's volumeMounts (spec.imagePullSecrets
+    it replaces with a new list, never edits). A deep copy of the rest
     cost more than the injection itself, and shared subtrees let `webhook.patch` skip
     them by identity. Neither the input nor the result may be mutated by callers.
     """
@@ -455,13 +507,7 @@ def inject(pod: Obj, settings: Settings, namespace: str | None = None) -> Inject
 
     changed = False
     for volume in _volumes(request):
-        conflict = Denied(
-            f'package-injector: the pod already has a volume named "{volume["name"]}" that package-injector '
-            "did not add; rename that volume",
-            400,
-            "conflict",
-            detail=f'foreign volume "{volume["name"]}"',
-        )
+        conflict = partial(_volume_conflict, volume["name"])
         changed |= _ensure(volumes, volume, owner.volume, conflict, _volume_covers)
     if not request.secret:
         # The Secret annotation was removed since the last injection: drop its volume.
@@ -476,10 +522,12 @@ def inject(pod: Obj, settings: Settings, namespace: str | None = None) -> Inject
     spec["initContainers"] = init_containers
 
     changed |= _mount_containers(containers, targets, request, owner, settings)
+    secrets_changed, our_pull_secrets = _pull_secrets(spec, settings, owner)
+    changed |= secrets_changed
 
     mounted = [str(n) for n in names if n in targets]
     used_volumes = [v["name"] for v in _volumes(request)]
-    new_status = ann.status_value(mounted, used_volumes)
+    new_status = ann.status_value(mounted, used_volumes, our_pull_secrets)
     if owner.status is None or owner.status != ann.read_status({key(ann.STATUS): new_status}, settings):
         if metadata.get("annotations") is None:
             metadata["annotations"] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -41,6 +42,16 @@ PROXY_ENV: Final = frozenset(
     {"HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy"}
 )
 CONFIG_FILE_ENV = "PACKAGE_INJECTOR_CONFIG_FILE"
+
+# Kubernetes object names (here, not in webhook.annotations, so settings can check Secret names too).
+_DNS_LABEL: Final = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+DNS_SUBDOMAIN: Final = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
+DNS_LABEL: Final = re.compile(rf"^{_DNS_LABEL}$")
+
+
+def is_dns_subdomain(name: str) -> bool:
+    """A valid name for most Kubernetes objects, Secrets included (DNS-1123 subdomain, at most 253)."""
+    return len(name) <= 253 and DNS_SUBDOMAIN.match(name) is not None
 
 
 class Settings(BaseSettings):
@@ -94,6 +105,11 @@ class Settings(BaseSettings):
         description="Proxy variables for the init container: HTTPS_PROXY, HTTP_PROXY, NO_PROXY "
         "(or lowercase).",
     )
+    init_image_pull_secrets: list[str] = Field(
+        default_factory=list,
+        description="Secrets added to every injected pod's imagePullSecrets, for an init image in a private "
+        "registry. They must exist in each pod's namespace; a name the pod already lists is not added again.",
+    )
 
     @field_validator("init_env")
     @classmethod
@@ -116,6 +132,20 @@ class Settings(BaseSettings):
         for name in value:
             if name not in PROXY_ENV:
                 raise ValueError(f"{name!r} is not a proxy variable; allowed: {', '.join(sorted(PROXY_ENV))}")
+        return value
+
+    @field_validator("init_image_pull_secrets")
+    @classmethod
+    def _secret_names(cls, value: list[str]) -> list[str]:
+        """A name no Secret can have (a typo, `namespace/name`) would only show up as failed pulls later."""
+        for name in value:
+            if not is_dns_subdomain(name):
+                raise ValueError(
+                    f"{name!r} is not a valid Secret name (lowercase letters, digits, '-' and '.')"
+                )
+        duplicates = sorted({n for n in value if value.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"{', '.join(map(repr, duplicates))} is listed more than once")
         return value
 
     @field_validator("max_size_limit", "default_size_limit")

@@ -27,6 +27,7 @@ from tests.chart.helpers import (
     selector_matches,
     validate,
 )
+from webhook.inject import inject
 from webhook.settings import load_settings
 
 OLD_CLUSTER = {"kubeVersionOverride": "1.20.2"}
@@ -68,6 +69,13 @@ MATRIX: dict[str, dict[str, Any]] = {
         "image": {"registry": "registry.example.com/platform", "digest": "sha256:" + "a" * 64},
     },
     "workloads-off-ignore": {"webhook": {"workloads": {"enabled": False}, "failurePolicy": "Ignore"}},
+    "corporate-proxy-private-registry": {
+        "initContainer": {
+            "image": {"registry": "registry.corp.example.com/platform"},
+            "proxyEnv": {"HTTPS_PROXY": "http://proxy.corp:3128", "NO_PROXY": ".svc,.cluster.local"},
+            "imagePullSecrets": ["corp-registry", "mirror.pull"],
+        }
+    },
 }
 
 
@@ -403,6 +411,8 @@ def test_settings_carry_the_cluster_policy(tmp_path: Any) -> None:
             "securityContext": {"runAsUser": 1337, "runAsGroup": 1337},
             "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "1Gi"}},
             "env": {"PACKAGE_TOTAL_TIMEOUT": "600"},
+            "proxyEnv": {"HTTPS_PROXY": "http://proxy.corp:3128", "no_proxy": ".svc"},
+            "imagePullSecrets": ["corp-registry", "mirror.pull"],
         },
         "logLevel": "debug",
     }
@@ -417,10 +427,31 @@ def test_settings_carry_the_cluster_policy(tmp_path: Any) -> None:
     assert (s.init_run_as_user, s.init_run_as_group) == (1337, 1337)
     assert s.init_resources["limits"] == {"memory": "1Gi"}
     assert s.init_env == {"PACKAGE_TOTAL_TIMEOUT": "600"}
+    assert s.init_proxy_env == {"HTTPS_PROXY": "http://proxy.corp:3128", "no_proxy": ".svc"}
+    assert s.init_image_pull_secrets == ["corp-registry", "mirror.pull"]
     assert s.log_level == "debug"
     defaults = settings_of(render(), tmp_path)
     assert defaults.init_image == "package-init-container:0.1.0"
     assert defaults.max_size_limit is None and defaults.annotation_prefix == ""
+    assert defaults.init_proxy_env == {} and defaults.init_image_pull_secrets == []
+
+
+def test_proxy_and_pull_secrets_reach_the_injected_pod(tmp_path: Any) -> None:
+    """From values to what the webhook behind the rendered Deployment injects into a pod."""
+    docs = render(MATRIX["corporate-proxy-private-registry"])
+    settings = settings_of(docs, tmp_path)
+    pod = {
+        "metadata": {"annotations": {"package-url": "https://files.example.com/a.tgz"}},
+        "spec": {"containers": [{"name": "app", "image": "app:1"}], "imagePullSecrets": [{"name": "own"}]},
+    }
+    injected = inject(pod, settings).pod["spec"]
+    (init,) = injected["initContainers"]
+    assert init["image"].startswith("registry.corp.example.com/platform/package-init-container:")
+    env = {e["name"]: e["value"] for e in init["env"]}
+    assert env["HTTPS_PROXY"] == "http://proxy.corp:3128" and env["NO_PROXY"] == ".svc,.cluster.local"
+    assert [e["name"] for e in injected["imagePullSecrets"]] == ["own", "corp-registry", "mirror.pull"]
+    # The webhook's own pods pull with imagePullSecrets, not with the init container's.
+    assert "imagePullSecrets" not in pod_spec(docs)
 
 
 def test_policy_change_rolls_the_pods_but_a_rerender_does_not() -> None:
@@ -433,6 +464,8 @@ def test_policy_change_rolls_the_pods_but_a_rerender_does_not() -> None:
 
     assert checksum({}) == checksum({})
     assert checksum({}) != checksum({"policy": {"requireChecksum": True}})
+    assert checksum({}) != checksum({"initContainer": {"proxyEnv": {"HTTPS_PROXY": "http://p:3128"}}})
+    assert checksum({}) != checksum({"initContainer": {"imagePullSecrets": ["corp-registry"]}})
 
 
 def test_service_monitor_and_network_policy_only_when_enabled() -> None:
@@ -523,6 +556,15 @@ def test_notes_tell_how_to_annotate_a_pod() -> None:
         {"tls": {"mode": "letsencrypt"}},
         {"initContainer": {"securityContext": {"runAsUser": 0}}},
         {"initContainer": {"env": {"HTTP_PROXY": "x"}}},
+        {"initContainer": {"proxyEnv": {"LD_PRELOAD": "x"}}},
+        {"initContainer": {"proxyEnv": {"ALL_PROXY": "socks5://p:1080"}}},
+        {"initContainer": {"proxyEnv": {"PACKAGE_RETRIES": "3"}}},
+        {"initContainer": {"proxyEnv": {"HTTPS_PROXY": 3128}}},
+        {"initContainer": {"imagePullSecrets": ["Corp_Registry"]}},
+        {"initContainer": {"imagePullSecrets": ["infra/corp-registry"]}},
+        {"initContainer": {"imagePullSecrets": [{"name": "corp-registry"}]}},
+        {"initContainer": {"imagePullSecrets": ["corp-registry", "corp-registry"]}},
+        {"initContainer": {"imagePullSecrets": "corp-registry"}},
         {"policy": {"annotationPrefix": "example.com"}},
         {"policy": {"allowedSchemes": ["ftp"]}},
         {"policy": {"maxSizeLimit": "two gigs"}},

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from initcontainer import contract
-from tests.e2e.conftest import pod
+from tests.e2e.conftest import namespace_for, pod, webhook_configuration
 from tests.support.kube import Cluster
+from tests.support.webhook import running_webhook
 
 pytestmark = pytest.mark.e2e
 
@@ -211,3 +213,37 @@ def test_server_side_dry_run_returns_injected_and_stores_nothing(
     assert_injected(json.loads(result.stdout))
     status, _ = cluster.request("GET", f"/api/v1/namespaces/{ns}/pods/dry")
     assert status == 404
+
+
+def test_pull_secrets_setting_is_stored_on_injected_pods(cluster: Cluster, tmp_path: Path) -> None:
+    """init_image_pull_secrets through the real apiserver: appended after the pod's own entries, recorded."""
+    label = "package-injector-e2e-pull-secrets"
+    settings = {"PACKAGE_INJECTOR_INIT_IMAGE_PULL_SECRETS": '["corp-registry"]'}
+    mwc_path = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
+    with running_webhook(tmp_path, settings) as hook:
+        mwc = webhook_configuration("a-package-injector-pull-secrets", hook.url, hook.ca_bundle_b64, label)
+        status, body = cluster.request("POST", mwc_path, mwc)
+        assert status == 201, body
+        try:
+            ns = namespace_for(cluster, label)
+
+            def active() -> bool:
+                status, body = create(cluster, ns, pod("probe", {"package-url": URL}), dry_run=True)
+                return status == 201 and bool(body["spec"].get("imagePullSecrets"))
+
+            cluster.wait_for(active, timeout=30, what="the pull-secret webhook to take effect")
+            own = pod("own", {"package-url": URL})
+            own["spec"]["imagePullSecrets"] = [{"name": "app-registry"}, {"name": "corp-registry"}]
+            for manifest in (pod("bare", {"package-url": URL}), own):
+                status, body = create(cluster, ns, manifest)
+                assert status == 201, body
+            bare, listed = get_pod(cluster, ns, "bare"), get_pod(cluster, ns, "own")
+            assert_injected(bare)
+            assert bare["spec"]["imagePullSecrets"] == [{"name": "corp-registry"}]
+            assert json.loads(bare["metadata"]["annotations"]["package-status"])["imagePullSecrets"] == [
+                "corp-registry"
+            ]
+            assert listed["spec"]["imagePullSecrets"] == own["spec"]["imagePullSecrets"], "never duplicated"
+            assert "imagePullSecrets" not in json.loads(listed["metadata"]["annotations"]["package-status"])
+        finally:
+            cluster.request("DELETE", f"{mwc_path}/{mwc['metadata']['name']}")

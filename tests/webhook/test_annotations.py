@@ -7,7 +7,7 @@ import pytest
 from webhook import annotations as ann
 from webhook.annotations import Denied, parse
 from webhook.hosts import host_allowed
-from webhook.settings import Settings
+from webhook.settings import Settings, load_settings
 
 URL = "https://files.example.com/site.tar.gz"
 DIGEST = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
@@ -234,6 +234,10 @@ def test_denial_carries_typo_warnings() -> None:
         ("init_env", {"PACKAGE_INSECURE_SKIP_TLS_VERIFY": "true"}, "or is unsafe"),
         ("init_env", {"PACKAGE_RETRYS": "3"}, "not a variable of the init container"),
         ("init_proxy_env", {"LD_PRELOAD": "x"}, "not a proxy variable"),
+        ("init_image_pull_secrets", ["Registry_Creds"], "not a valid Secret name"),
+        ("init_image_pull_secrets", ["infra/regcred"], "not a valid Secret name"),
+        ("init_image_pull_secrets", ["a" * 254], "not a valid Secret name"),
+        ("init_image_pull_secrets", ["regcred", "regcred"], "listed more than once"),
         ("max_size_limit", "big", "not a Kubernetes quantity"),
         ("allowed_hosts", ["https://files.example.com"], "not a host name"),
         ("default_mount_path", "data", "absolute directory path"),
@@ -242,3 +246,9 @@ def test_denial_carries_typo_warnings() -> None:
 def test_bad_settings_fail_at_startup(field: str, value: object, expected: str) -> None:
     with pytest.raises(ValueError, match=expected):
         Settings.model_validate({field: value})
+
+
+def test_pull_secret_names_load_from_the_environment_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PACKAGE_INJECTOR_CONFIG_FILE", raising=False)
+    monkeypatch.setenv("PACKAGE_INJECTOR_INIT_IMAGE_PULL_SECRETS", '["regcred", "mirror.pull"]')
+    assert load_settings().init_image_pull_secrets == ["regcred", "mirror.pull"]

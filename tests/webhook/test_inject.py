@@ -18,6 +18,8 @@ URL = "https://files.example.com/site.tar.gz"
 DIGEST = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 PodFactory = Callable[..., dict[str, Any]]
 SIDECAR = {"name": "istio-proxy", "image": "proxy:1", "restartPolicy": "Always"}
+# The injector's pull secrets; the pods in these tests list "mirror" (or "own") themselves.
+PULL = Settings(init_image_pull_secrets=["regcred", "mirror"])
 
 
 def init_names(pod: dict[str, Any]) -> list[str]:
@@ -184,6 +186,7 @@ def test_position_last(make_pod: PodFactory, settings: Settings) -> None:
     assert init_names(inject(pod, settings).pod) == ["istio-proxy", "m", "package-downloader"]
 
 
+@pytest.mark.parametrize("settings", [Settings(), PULL], ids=["defaults", "pull-secrets"])
 @pytest.mark.parametrize(
     "annotations",
     [
@@ -195,7 +198,10 @@ def test_position_last(make_pod: PodFactory, settings: Settings) -> None:
 def test_running_on_its_own_output_changes_nothing(
     make_pod: PodFactory, settings: Settings, annotations: dict[str, str]
 ) -> None:
-    once = inject(make_pod(annotations, containers=("app", "b"), init_containers=[SIDECAR]), settings)
+    pod = make_pod(
+        annotations, containers=("app", "b"), init_containers=[SIDECAR], imagePullSecrets=[{"name": "mirror"}]
+    )
+    once = inject(pod, settings)
     twice = inject(once.pod, settings)
     assert not twice.changed
     assert twice.pod == once.pod
@@ -471,6 +477,109 @@ def test_removal_keeps_foreign_pieces(make_pod: PodFactory, settings: Settings) 
     assert "package-status" not in result["metadata"]["annotations"]
 
 
+# --- image pull secrets (init_image_pull_secrets) ------------------------------------------------------
+
+
+def pull_names(pod: dict[str, Any]) -> list[str]:
+    return [e["name"] for e in pod["spec"].get("imagePullSecrets", [])]
+
+
+def status_of(pod: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(pod["metadata"]["annotations"]["package-status"])
+    return result
+
+
+def test_pull_secrets_are_appended_after_the_pods_own(make_pod: PodFactory) -> None:
+    own = [{"name": "own"}, {"name": "mirror"}]
+    pod = make_pod({"package-url": URL}, imagePullSecrets=own)
+    result = inject(pod, PULL).pod
+    assert result["spec"]["imagePullSecrets"] == [*own, {"name": "regcred"}]
+    assert status_of(result)["imagePullSecrets"] == ["regcred"], "the pod's own 'mirror' is not ours"
+
+
+def test_pull_secrets_on_a_pod_without_any(make_pod: PodFactory) -> None:
+    result = inject(make_pod({"package-url": URL}), PULL).pod
+    assert pull_names(result) == ["regcred", "mirror"]
+    assert status_of(result)["imagePullSecrets"] == ["regcred", "mirror"]
+
+
+def test_without_pull_secrets_the_pods_list_and_the_status_are_unchanged(
+    make_pod: PodFactory, settings: Settings
+) -> None:
+    pod = make_pod({"package-url": URL}, imagePullSecrets=[{"name": "own"}])
+    result = inject(pod, settings).pod
+    assert result["spec"]["imagePullSecrets"] is pod["spec"]["imagePullSecrets"]
+    assert "imagePullSecrets" not in status_of(result)
+    assert "imagePullSecrets" not in inject(make_pod({"package-url": URL}), settings).pod["spec"]
+
+
+@pytest.mark.parametrize("own", [[], [{"name": "own"}], [{"name": "own"}, {"name": "mirror"}]])
+def test_removing_package_url_removes_only_the_pull_secrets_we_added(
+    make_pod: PodFactory, own: list[dict[str, str]]
+) -> None:
+    original = make_pod({"package-url": URL, "team": "a"}, **({"imagePullSecrets": own} if own else {}))
+    edited = copy.deepcopy(inject(original, PULL).pod)
+    del edited["metadata"]["annotations"]["package-url"]
+    result = inject(edited, PULL)
+    expected = copy.deepcopy(original)
+    del expected["metadata"]["annotations"]["package-url"]
+    assert result.pod == expected, "the pod's own entries stay, ours go, an emptied list goes"
+    assert "image pull secrets" in result.warnings[-1]
+    assert not inject(result.pod, PULL).changed
+
+
+def test_reinvocation_keeps_pull_secrets_a_later_webhook_added(make_pod: PodFactory) -> None:
+    first = inject(make_pod({"package-url": URL}, imagePullSecrets=[{"name": "own"}]), PULL).pod
+    later = copy.deepcopy(first)
+    later["spec"]["imagePullSecrets"].append({"name": "mesh-pull"})
+    later["spec"]["containers"].append({"name": "log-shipper", "image": "fluent-bit"})
+    again = inject(later, PULL)
+    assert again.changed  # the new container's mount
+    assert pull_names(again.pod) == ["own", "regcred", "mirror", "mesh-pull"]
+    assert status_of(again.pod)["imagePullSecrets"] == ["regcred", "mirror"]
+    assert not inject(again.pod, PULL).changed
+    removed = copy.deepcopy(again.pod)
+    del removed["metadata"]["annotations"]["package-url"]
+    assert pull_names(inject(removed, PULL).pod) == ["own", "mesh-pull"]
+
+
+def test_pull_secrets_no_longer_configured_are_dropped_but_the_pods_own_stay(make_pod: PodFactory) -> None:
+    """Like a new init image: what an older configuration added is ours to update."""
+    first = inject(make_pod({"package-url": URL}, imagePullSecrets=[{"name": "mirror"}]), PULL).pod
+    assert pull_names(first) == ["mirror", "regcred"]
+    result = inject(first, Settings())
+    assert result.changed
+    assert pull_names(result.pod) == ["mirror"]
+    assert "imagePullSecrets" not in status_of(result.pod)
+    assert not inject(result.pod, Settings()).changed
+    moved = inject(first, Settings(init_image_pull_secrets=["other"])).pod
+    assert pull_names(moved) == ["mirror", "other"] and status_of(moved)["imagePullSecrets"] == ["other"]
+
+
+def test_a_pull_secret_the_pod_lists_is_never_duplicated(make_pod: PodFactory) -> None:
+    pod = make_pod({"package-url": URL}, imagePullSecrets=[{"name": "regcred"}, {"name": "mirror"}])
+    result = inject(pod, PULL)
+    assert result.pod["spec"]["imagePullSecrets"] == pod["spec"]["imagePullSecrets"]
+    assert "imagePullSecrets" not in status_of(result.pod)
+
+
+def test_malformed_image_pull_secrets_are_denied_when_we_add_to_them(
+    make_pod: PodFactory, settings: Settings
+) -> None:
+    pod = make_pod({"package-url": URL}, imagePullSecrets=["regcred"])
+    assert "spec.imagePullSecrets must be a list of objects" in deny(pod, PULL).message
+    assert inject(pod, settings).changed, "without pull secrets configured the list is not ours to judge"
+
+
+def test_status_with_malformed_pull_secrets_owns_nothing(make_pod: PodFactory) -> None:
+    forged = json.loads(ann_status(["app"]))
+    forged["imagePullSecrets"] = "regcred"
+    pod = make_pod({"package-status": json.dumps(forged)}, imagePullSecrets=[{"name": "regcred"}])
+    result = inject(pod, PULL).pod
+    assert pull_names(result) == ["regcred"]
+    assert "package-status" not in result["metadata"]["annotations"]
+
+
 # --- a hand-written status annotation -------------------------------------------------------------------
 
 
@@ -629,6 +738,39 @@ def test_inject_never_changes_its_input(case: str, settings: Settings) -> None:
     pod = _purity_cases(settings)[case]
     before = json.dumps(pod, sort_keys=True)
     result = inject(pod, settings)
+    assert json.dumps(pod, sort_keys=True) == before
+    again = inject(json.loads(before), settings)
+    assert json.dumps(result.pod, sort_keys=True) == json.dumps(again.pod, sort_keys=True)
+
+
+def _pull_secret_purity_cases() -> dict[str, tuple[dict[str, Any], Settings]]:
+    from conftest import build_pod
+
+    own = {"imagePullSecrets": [{"name": "own"}, {"name": "mirror"}]}
+    injected = inject(build_pod({"package-url": URL}, **own), PULL).pod
+    removed = json.loads(json.dumps(injected))
+    del removed["metadata"]["annotations"]["package-url"]
+    reinvoked = json.loads(json.dumps(injected))
+    reinvoked["spec"]["imagePullSecrets"].append({"name": "mesh-pull"})
+    reinvoked["spec"]["containers"].append({"name": "late", "image": "x"})
+    return {
+        "fresh": (build_pod({"package-url": URL}, **own), PULL),
+        "fresh-no-list": (build_pod({"package-url": URL}), PULL),
+        "removal": (removed, PULL),
+        "reinvocation": (reinvoked, PULL),
+        "no-longer-configured": (json.loads(json.dumps(injected)), Settings()),
+        "emptied": (inject(build_pod({"package-url": URL}), PULL).pod, Settings()),
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["fresh", "fresh-no-list", "removal", "reinvocation", "no-longer-configured", "emptied"]
+)
+def test_inject_never_changes_its_input_with_pull_secrets(case: str) -> None:
+    pod, settings = _pull_secret_purity_cases()[case]
+    before = json.dumps(pod, sort_keys=True)
+    result = inject(pod, settings)
+    assert result.changed
     assert json.dumps(pod, sort_keys=True) == before
     again = inject(json.loads(before), settings)
     assert json.dumps(result.pod, sort_keys=True) == json.dumps(again.pod, sort_keys=True)

@@ -103,6 +103,8 @@ app.kubernetes.io/part-of: package-injector
   "init_run_as_user" $init.securityContext.runAsUser
   "init_run_as_group" $init.securityContext.runAsGroup
   "init_env" $init.env
+  "init_proxy_env" $init.proxyEnv
+  "init_image_pull_secrets" $init.imagePullSecrets
   "port" .Values.containerPorts.https
   "metrics_port" .Values.containerPorts.metrics
   "log_level" .Values.logLevel
