@@ -16,6 +16,21 @@ def _load(name: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _runs(family: str) -> list[dict[str, Any]]:
+    """Earlier runs kept as `FAMILY-<commit>[-what].json`, oldest first, then the current `FAMILY.json`.
+
+    `make bench` writes the current one; rename it after its commit to keep it in the history.
+    """
+    history = []
+    for path in RESULTS.glob(f"{family}-*.json"):
+        suffix = path.stem[len(family) + 1 :]
+        if suffix[:7].isalnum() and all(c in "0123456789abcdef" for c in suffix[:7]):
+            history.append(json.loads(path.read_text()))
+    history.sort(key=lambda d: d["machine"]["date"])
+    current = _load(family)
+    return history + ([current] if current is not None else [])
+
+
 def _mmm(s: dict[str, Any], fmt: str = "{:.2f}") -> str:
     if not s or not s.get("n"):
         return "-"
@@ -36,12 +51,30 @@ def _machine(m: dict[str, Any]) -> str:
 
 
 def delivery(lines: list[str]) -> None:
-    """One table per recorded run: `delivery` (the first full run) and `delivery-head` (the final code)."""
-    runs = [d for d in (_load("delivery"), _load("delivery-head")) if d is not None]
+    """The newest run in full, then how the init container's ratios moved over the earlier runs."""
+    runs = _runs("delivery")
     if not runs:
         lines.append("_delivery: not run yet_\n")
+        return
+    _delivery_run(runs[-1], lines)
+    if len(runs) < 2:
+        return
+    lines += [
+        "The init container across runs, oldest first (the last is the table above; full tables of the "
+        "earlier ones are in the git history of this file):",
+        "",
+        "| code | format | network | method | ratio vs seed (throughput) | peak RSS MiB |",
+        "|---|---|---|---|---|---|",
+    ]
     for d in runs:
-        _delivery_run(d, lines)
+        for row in d["table"]:
+            if row["method"].startswith("contender"):
+                lines.append(
+                    f"| {_label(d)} | {row['format']} | {'100 MiB/s' if row['throttled'] else 'loopback'} "
+                    f"| {row['method']} | **{_mmm(row['ratio_vs_seed'])}** "
+                    f"| {_mmm(row['maxrss_mib'], '{:.1f}')} |"
+                )
+    lines.append("")
 
 
 def _delivery_run(d: dict[str, Any], lines: list[str]) -> None:
@@ -90,11 +123,11 @@ def _delivery_run(d: dict[str, Any], lines: list[str]) -> None:
 
 
 def webhook(lines: list[str]) -> None:
-    w = _load("webhook")
-    if w is None:
+    runs = _runs("webhook")
+    if not runs:
         lines.append("_webhook: not run yet_\n")
         return
-    runs = [x for x in (w, _load("webhook-fastpatch"), _load("webhook-head")) if x is not None]
+    w = runs[-1]
     lines += [
         "### Webhook `/mutate` against `/bare` (same process, HTTPS, 127.0.0.1)",
         "",
@@ -156,8 +189,9 @@ def webhook(lines: list[str]) -> None:
             f"Growth from 10,000 to the last sample: {mem['growth_after_first_batch_mib']:+.2f} MiB "
             f"(max - min after the first batch: {mem['max_minus_min_after_first_batch_mib']:.2f} MiB).",
         ]
-    prof = (_load("webhook-head") or {}).get("profile") or w.get("profile")
-    prof_label = _label(_load("webhook-head") or w)
+    prof_run = next((x for x in reversed(runs) if x.get("profile")), w)
+    prof = prof_run.get("profile")
+    prof_label = _label(prof_run)
     if prof and "pod3" in prof and "inclusive_share" in prof["pod3"]:
         lines += [
             "",
@@ -175,10 +209,11 @@ def webhook(lines: list[str]) -> None:
 
 
 def apiserver(lines: list[str]) -> None:
-    a = _load("apiserver")
-    if a is None:
+    runs = _runs("apiserver")
+    if not runs:
         lines.append("_apiserver: not run yet_\n")
         return
+    a = runs[-1]
     lines += [
         "### Pod creation through a real kube-apiserver, with and without the webhook",
         "",
@@ -190,7 +225,7 @@ def apiserver(lines: list[str]) -> None:
         "| p50 of each block, with (median, min..max) | mean time in the /mutate handler |",
         "|---|---|---|---|---|---|---|",
     ]
-    for data in (a,):
+    for data in runs:
         label = _label(data)
         t = data["table"]
         lines.append(
@@ -198,6 +233,31 @@ def apiserver(lines: list[str]) -> None:
             f"| {t['with']['p50_ms']:.2f} / {t['with']['p99_ms']:.2f} | **{t['added_p50_ms']:.2f} ms** "
             f"| {t['added_p99_ms']:.2f} ms | {_mmm(t['block_p50_ms']['with'])} "
             f"| {_handler(t)} |"
+        )
+    lines.append("")
+
+
+def floor(lines: list[str]) -> None:
+    """bench/experiments/admission_floor: what any webhook costs a Pod create, next to ours."""
+    f = _load("admission-floor")
+    if f is None:
+        return
+    lines += [
+        "### The floor: what any webhook adds on this kube-apiserver 1.20",
+        "",
+        f"Machine: {_machine(f['machine'])}.",
+        f"Command: `{f['command'].strip()}`: {f['rounds']} rounds of {f['pods_per_round']} Pods per variant, "
+        "the variants taking turns Pod by Pod, one keep-alive HTTPS client. The Go variants are a minimal "
+        f"webhook in Go (bench/experiments/gohook) answering at once; our patch is {f['patch_bytes']} bytes.",
+        "",
+        "| variant | median ms per create | **added vs none** | added, median of the per-round differences "
+        "| p10 / p90 ms |",
+        "|---|---|---|---|---|",
+    ]
+    for name, row in f["table"].items():
+        lines.append(
+            f"| {name} | {row['median_ms']:.2f} | **{row['added_ms']:+.2f} ms** "
+            f"| {row['added_paired_ms']:+.2f} ms | {row['p10_ms']:.2f} / {row['p90_ms']:.2f} |"
         )
     lines.append("")
 
@@ -218,6 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     delivery(lines)
     webhook(lines)
     apiserver(lines)
+    floor(lines)
     lines.append(END)
     text = README.read_text()
     if BEGIN in text and END in text:

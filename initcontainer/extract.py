@@ -555,7 +555,7 @@ class _TarSource:
             raise IntegrityError(f"corrupt {self._fmt} data: {exc}") from exc
 
     def read(self, size: int = -1, /) -> bytes:
-        """Up to `size` bytes of tar data (b"" at the end); what tarfile calls."""
+        """Up to `size` bytes of tar data (b"" at the end); what `_TarReader` pulls."""
         if size is None or size < 0:
             size = COPY_CHUNK
         if self._codec is None:

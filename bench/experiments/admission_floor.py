@@ -4,6 +4,7 @@ Creates the same Deployment-shaped Pod (bench/reviews.py, 3 containers) through 
 (tests/support/kube.py) for each variant:
 
 - none: no webhook matches the Pod;
+- none-injected-by-hand: no webhook, the Pod sent already injected (`webhook.inject`): the bigger object;
 - go-null: a minimal Go webhook (bench/experiments/gohook/main.go) that allows without a patch; like all
   the Go variants it speaks HTTP/1.1, as uvicorn does;
 - go-null-h2: the same over HTTP/2 (what net/http offers by default, and the apiserver takes);
@@ -63,6 +64,7 @@ from tests.support.kube import running_cluster
 from tests.support.net import free_port
 from tests.support.webhook import running_webhook
 from webhook import admission, certs
+from webhook.inject import inject
 from webhook.settings import Settings
 
 GOHOOK_SRC = Path(__file__).resolve().parent / "gohook" / "main.go"
@@ -244,6 +246,8 @@ def measure(rounds: int, pods: int, block: int, warmup: float, baseline: str | N
         ours = stack.enter_context(running_webhook(work / "ours"))
         variants = [
             Variant("none", annotated, "untouched"),
+            # No webhook, the Pod injected by hand: what the bigger object alone costs the apiserver.
+            Variant("none-injected-by-hand", inject(annotated, Settings()).pod, "injected"),
             Variant("go-null", annotated, "untouched", *go_null),
             Variant("go-null-h2", annotated, "untouched", *go_null_h2),
             Variant("go-trivial-patch", annotated, "labelled", *go_trivial),

@@ -209,3 +209,21 @@ def test_denial_log_line_names_keys_not_values(
     )
     for value in ("topsecret", "very-private", "ghp_PastedTokenValue", "files.example.com"):
         assert value not in line
+
+
+def test_client_gone_mid_body_gets_no_answer_and_no_traceback(
+    served: Served, make_pod: PodFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An apiserver that times out and closes mid-request: nothing to answer, nothing to log as an error."""
+    host, port = served.url.removeprefix("https://").split(":")
+    raw = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # a raw socket: what is said matters, not who answers
+    raw.check_hostname, raw.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection((host, int(port))) as plain, raw.wrap_socket(plain) as tls:
+        tls.sendall(
+            b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 5000\r\n\r\n" + b'{"apiVersion": "admission.k8s.io/v1", '
+        )
+    time.sleep(0.3)
+    response = served.post(review(make_pod({"package-url": URL})))
+    assert response.status_code == 200 and response.json()["response"]["allowed"] is True
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
