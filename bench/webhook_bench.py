@@ -347,7 +347,7 @@ def _frame_label(frame: str) -> str:
 
 
 BUCKETS = [
-    ("admission.review (inject + jsonpatch + response)", "review (webhook/admission.py)"),
+    ("admission.review (inject + JSON patch + response)", "review (webhook/admission.py)"),
     ("  jsonpatch.make_patch (up to b267add)", "make_patch (jsonpatch.py)"),
     ("  webhook.patch.make_patch (from a33aff8)", "make_patch (webhook/patch.py)"),
     ("  copy.deepcopy", "deepcopy (copy.py)"),
