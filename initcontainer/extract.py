@@ -31,7 +31,10 @@ and only then touches the disk. The rules, and why:
   bytes actually written, and a member whose header claims more than what is left
   is refused before it is read. The decompressed tar stream as a whole is capped
   too (data + 4 KiB per allowed entry + 64 MiB), which bounds the time spent on
-  members that are skipped, and pax/GNU long-name headers are capped at 1 MiB.
+  members that are skipped, and pax/GNU long-name headers are capped at 1 MiB
+  (all the headers of one member, sparse maps included, at 2 MiB; at most 16
+  chained headers; global pax headers at 128 keywords and 1 MiB in all, since the
+  parser copies them into every later member).
 - Truncation: a compressed stream must reach its end marker (gzip also checks
   its CRC), and a tar stream must reach its end-of-archive block; otherwise
   IntegrityError, even when the cut falls on a member boundary.
@@ -78,6 +81,13 @@ INPUT_CHUNK: Final = 256 << 10
 """Compressed bytes pulled from the source at a time."""
 META_HEADER_LIMIT: Final = 1 << 20
 """Largest pax or GNU long-name header accepted (the parser holds them in memory)."""
+MEMBER_HEADERS_LIMIT: Final = 2 * META_HEADER_LIMIT
+"""All the header bytes of one member together: pax and long-name headers, GNU sparse extension
+blocks and pax 1.0 sparse maps (read 512 bytes at a time, so the per-read cap never sees them)."""
+MAX_CHAINED_HEADERS: Final = 16
+"""Headers the parser may chain before a member (`g`, `x`, `L`, `K`...): it recurses once per header."""
+GLOBAL_PAX_KEYWORDS: Final = 128
+"""Distinct keywords of global pax headers: the parser copies them into every later member."""
 SYMLINK_TARGET_LIMIT: Final = 4096
 MAX_DEPTH: Final = 256
 """Most path components a member may have after stripping. Linux allows ~2000
@@ -600,6 +610,52 @@ _HEADER_ERRORS: Final = {  # tarfile's header errors, by name: typeshed does not
 }
 
 
+def _count_chained(archive: Any) -> None:
+    reader = cast(_TarReader, archive)
+    reader.chained += 1
+    if reader.chained > MAX_CHAINED_HEADERS:
+        raise IntegrityError(f"more than {MAX_CHAINED_HEADERS} tar headers chained before one member")
+
+
+class _TarInfo(tarfile.TarInfo):
+    """Counts the headers tarfile's parser chains for one member (it recurses once per header).
+
+    Pythons with the 2025 tarfile fixes (3.13.4+, the image's) recurse through the private
+    `_fromtarfile` instead of `fromtarfile`, so both are counted there (the first header twice).
+    """
+
+    @classmethod
+    def fromtarfile(cls, archive: tarfile.TarFile) -> _TarInfo:
+        _count_chained(archive)
+        return super().fromtarfile(archive)
+
+    if hasattr(tarfile.TarInfo, "_fromtarfile"):
+
+        @classmethod
+        def _fromtarfile(cls, archive: tarfile.TarFile, **kwargs: Any) -> _TarInfo:
+            _count_chained(archive)
+            result: _TarInfo = super()._fromtarfile(archive, **kwargs)  # type: ignore[misc]
+            return result
+
+
+class _GlobalPaxHeaders(dict[str, str]):
+    """tarfile's global pax keywords (`g` headers): the parser copies them into every later member,
+    so their number and size are bounded (it sets them one by one with `[]=`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.size = 0
+
+    def __setitem__(self, key: str, value: str) -> None:
+        old = self.get(key)
+        if old is None and len(self) >= GLOBAL_PAX_KEYWORDS:
+            raise UnsafeArchiveError(f"the global pax headers hold more than {GLOBAL_PAX_KEYWORDS} keywords")
+        self.size += len(value) - (len(old) if old is not None else -len(key))
+        if self.size > META_HEADER_LIMIT:
+            raise UnsafeArchiveError(f"the global pax headers hold more than {META_HEADER_LIMIT} bytes")
+        super().__setitem__(key, value)
+
+
 class _TarReader:
     """The tar stream as headers and member data, served straight from the source's chunks.
 
@@ -619,8 +675,10 @@ class _TarReader:
         self.fileobj = self
         self.encoding = tarfile.ENCODING
         self.errors = "surrogateescape"
-        self.pax_headers: dict[str, str] = {}
+        self.pax_headers: dict[str, str] = _GlobalPaxHeaders()
         self.offset = 0  # set by the parser: where the next header starts
+        self.chained = 0  # headers parsed for the current member (see _TarInfo)
+        self._header_bytes = 0  # bytes read by the parser for the current member
 
     def tell(self) -> int:
         return self._base + self._pos
@@ -637,6 +695,14 @@ class _TarReader:
         if size > META_HEADER_LIMIT:
             # Only headers are read this way; tarfile would hold a pax or long-name header in memory.
             raise UnsafeArchiveError(f"a tar metadata header claims {size} bytes (limit {META_HEADER_LIMIT})")
+        if size < 0:  # a base-256 size: the parser would move backwards, and could loop forever
+            raise IntegrityError(f"a tar metadata header declares {size} bytes")
+        self._header_bytes += size
+        if self._header_bytes > MEMBER_HEADERS_LIMIT:
+            raise UnsafeArchiveError(
+                f"the headers of one tar member take more than {MEMBER_HEADERS_LIMIT} bytes "
+                "(pax, long-name or sparse-map headers)"
+            )
         end = self._pos + size
         if end <= len(self._buf):
             self._pos = end
@@ -680,9 +746,10 @@ class _TarReader:
     def next(self) -> tarfile.TarInfo | None:
         """The next member, None at the end-of-archive block; IntegrityError for anything else."""
         first = self.tell() == 0
+        self.chained = self._header_bytes = 0
         try:
             # The parser only needs the attributes this class provides (see the class docstring).
-            return tarfile.TarInfo.fromtarfile(self)  # type: ignore[arg-type]
+            return _TarInfo.fromtarfile(self)  # type: ignore[arg-type]
         except tarfile.TarError as exc:
             if type(exc).__name__ == "EOFHeaderError":  # the end-of-archive block: complete
                 return None
@@ -690,6 +757,12 @@ class _TarReader:
                 raise IntegrityError(f"not a valid tar archive, or corrupt/truncated: {exc}") from exc
             detail = _HEADER_ERRORS.get(type(exc).__name__, str(exc))
             raise IntegrityError(f"the tar archive is incomplete or corrupt: {detail}") from exc
+        except (PackageError, _SourceError, MemoryError):
+            raise
+        except Exception as exc:
+            # The parser trusts some fields: int() of pax sparse records, buf[504] of a short GNU
+            # sparse block, unpacking a pax 1.0 map line... Whatever it trips on is the archive's fault.
+            raise IntegrityError(f"a tar member header is corrupt: {type(exc).__name__}: {exc}") from exc
 
 
 def _extract_tar(source: _TarSource, tree: _Tree) -> None:

@@ -172,6 +172,49 @@ def negative_size(members: list[Member], offset: int = 0) -> bytes:
     return bytes(raw)
 
 
+def raw_header(
+    name: bytes, size: int | bytes = 0, kind: bytes = b"0", fields: dict[int, bytes] | None = None
+) -> bytes:
+    """One hand-made ustar header block: `size` as an int (octal) or raw 12 bytes (base-256),
+    `fields` overwrites bytes at offsets (GNU sparse structs...); the checksum is fixed."""
+    block = bytearray(512)
+    block[0 : len(name)] = name
+    block[100:108] = b"0000644\x00"
+    block[124:136] = size if isinstance(size, bytes) else b"%011o\x00" % size
+    block[136:148] = b"%011o\x00" % 1_700_000_000
+    block[156:157] = kind
+    block[257:265] = b"ustar\x0000"
+    for offset, value in (fields or {}).items():
+        block[offset : offset + len(value)] = value
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\x00 " % sum(block)
+    return bytes(block)
+
+
+def padded(data: bytes) -> bytes:
+    return data + bytes(-len(data) % 512)
+
+
+def raw_pax(records: dict[str, str] | bytes, kind: bytes = b"x") -> bytes:
+    """A pax header (`x`, or `g` for a global one) with these records, or this raw body."""
+    body = records if isinstance(records, bytes) else b""
+    if not isinstance(records, bytes):
+        for key, value in records.items():
+            record = f" {key}={value}\n".encode()
+            length = len(record) + len(str(len(record)))
+            length = len(record) + len(str(length))
+            body += str(length).encode() + record
+    return raw_header(b"././@PaxHeader", len(body), kind) + padded(body)
+
+
+def base256(value: int) -> bytes:
+    """A 12-byte GNU base-256 number field (negative values too)."""
+    return (b"\xff" if value < 0 else b"\x80") + (value % (1 << 88)).to_bytes(11, "big")
+
+
+END_OF_ARCHIVE = bytes(1024)
+
+
 def long_name(name: str, data: bytes = b"x") -> Member:
     """A regular member whose name needs a pax or GNU long-name header."""
     info, _ = reg("placeholder", data)
@@ -394,6 +437,8 @@ def corpus() -> list[Case]:
             # Ours, or the header parser's own refusal on Pythons with the 2025 tarfile fixes (3.13.4+).
             match="declares -1 bytes|invalid offset|member header is corrupt",
         ),
+        # -- headers the parser mishandles by itself (the reader must turn them into clean refusals)
+        *header_parser_cases(small),
         Case("zip-slip", lambda o: zip_bytes([("../pwned", b"x")]), UnsafeArchiveError),
         Case(
             "zip-mixed-separators",
@@ -476,6 +521,115 @@ def corpus() -> list[Case]:
             IntegrityError,
         ),
         Case("truncated-zip", lambda o: zip_bytes([("a", os.urandom(10_000))])[:5000], IntegrityError),
+    ]
+
+
+def header_parser_cases(small: Limits) -> list[Case]:
+    """Hand-made headers on which tarfile's parser moves backwards, recurses, trusts a field
+    or reads without bound. A regular file comes first so a failure is not the first header."""
+    ok = raw_header(b"ok", 3) + padded(b"abc")
+    empty = raw_header(b"again", 0)  # re-read forever if the parser is sent back: a count bomb
+    pax10 = raw_pax(
+        {
+            "GNU.sparse.major": "1",
+            "GNU.sparse.minor": "0",
+            "GNU.sparse.realsize": "10",
+            "GNU.sparse.name": "s",
+        }
+    )
+    full_extension = b"".join(b"%011o\x00%011o\x00" % (i * 2, 1) for i in range(21)) + b"\x01" + bytes(7)
+
+    def case(
+        name: str, data: bytes, error: type[PackageError], match: str, end: bytes = END_OF_ARCHIVE
+    ) -> Case:
+        return Case(name, lambda o: ok + data + end, error, limits=small, match=match)
+
+    # Ours, or the header parser's own refusal on Pythons with the 2025 tarfile fixes (3.13.4+).
+    negative = "declares -1024 bytes|invalid offset|member header is corrupt"
+    return [
+        *(
+            case(
+                f"{kind.decode()}-header-negative-size-rewinds",
+                empty + raw_header(b"h", base256(-1024), kind),
+                IntegrityError,
+                negative,
+            )
+            for kind in (b"x", b"g", b"L", b"K")
+        ),
+        case(
+            "chained-long-names-recurse",
+            (raw_header(b"././@LongLink", 2, b"L") + padded(b"n\x00")) * 2000 + ok,
+            IntegrityError,
+            "chained",
+        ),
+        case("chained-pax-headers-recurse", raw_pax({"comment": "c"}) * 2000 + ok, IntegrityError, "chained"),
+        case(
+            "gnu-sparse-extension-cut",
+            raw_header(b"s", 0, b"S", {482: b"\x01", 483: b"%011o\x00" % 10}),
+            IntegrityError,
+            "header is corrupt",
+            end=b"",
+        ),
+        case(
+            "gnu-sparse-extensions-endless",
+            raw_header(b"s", 0, b"S", {482: b"\x01", 483: b"%011o\x00" % 10**6}) + full_extension * 8192,
+            UnsafeArchiveError,
+            "headers of one tar member",
+        ),
+        case(
+            "pax-sparse-0.1-map-not-numbers",
+            raw_pax({"GNU.sparse.map": "a,b", "GNU.sparse.size": "1"}) + ok,
+            IntegrityError,
+            "header is corrupt",
+        ),
+        case(
+            "pax-sparse-size-not-a-number",
+            raw_pax({"GNU.sparse.size": "many"}) + ok,
+            IntegrityError,
+            "header is corrupt",
+        ),
+        case(
+            "pax-sparse-realsize-5000-digits",
+            raw_pax({"GNU.sparse.realsize": "9" * 5000}) + ok,
+            IntegrityError,
+            "header is corrupt",
+        ),
+        case(
+            "pax-record-length-5000-digits",
+            raw_pax(b"0" * 4992 + b"5008 a=\n") + ok,
+            IntegrityError,
+            "header is corrupt",
+        ),
+        case(
+            "pax-sparse-1.0-map-no-newline",
+            pax10 + raw_header(b"s", 512) + padded(b"1" * 512),
+            IntegrityError,
+            "header is corrupt",
+        ),
+        case(
+            "pax-sparse-1.0-map-not-numbers",
+            pax10 + raw_header(b"s", 512) + padded(b"x\n"),
+            IntegrityError,
+            "header is corrupt",
+        ),
+        case(
+            "pax-sparse-1.0-map-endless",
+            pax10 + raw_header(b"s", 512) + b"9999999\n" + b"1\n" * (2 << 20),
+            UnsafeArchiveError,
+            "headers of one tar member",
+        ),
+        case(
+            "global-pax-many-keywords",
+            raw_pax({f"k{i}": "" for i in range(200)}, b"g") + ok,
+            UnsafeArchiveError,
+            "global pax headers hold more than 128 keywords",
+        ),
+        case(
+            "global-pax-too-large",
+            b"".join(raw_pax({f"k{i}": "v" * 500_000}, b"g") for i in range(3)) + ok,
+            UnsafeArchiveError,
+            "global pax headers hold more than 1048576 bytes",
+        ),
     ]
 
 

@@ -558,3 +558,21 @@ def test_gnu_sparse_member_counts_its_real_size(tmp_path: Path) -> None:
     with open(staging / "sparse", "rb") as f:
         f.seek(20_000_000)
         assert f.read() == b"end"
+
+
+@pytest.mark.parametrize("variant", ["gnu", "pax-0.0", "pax-0.1", "pax-1.0"])
+def test_sparse_file_with_many_holes_fits_the_header_caps(tmp_path: Path, variant: str) -> None:
+    """5000 data fragments: ~240 GNU extension blocks or a ~100 KiB pax map, under the per-member cap."""
+    src = tmp_path / "src"
+    src.mkdir()
+    with open(src / "sparse", "wb") as f:
+        for i in range(5000):
+            f.seek(i * 16384)
+            f.write(b"%d" % i)
+    fmt = ["--format=gnu"] if variant == "gnu" else ["--format=pax", f"--sparse-version={variant[4:]}"]
+    out = tmp_path / "s.tar"
+    subprocess.run(["tar", "-C", str(src), "--sparse", *fmt, "-cf", str(out), "sparse"], check=True)
+    staging = tmp_path / "out"
+    staging.mkdir()
+    extract(_Chunked(out.read_bytes(), [4096]), staging, fmt=formats.TAR)
+    assert (staging / "sparse").read_bytes() == (src / "sparse").read_bytes()
