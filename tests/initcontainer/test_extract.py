@@ -371,25 +371,31 @@ def test_any_chunking_gives_the_same_tree(tmp_path: Path, fmt: int, sizes: list[
     assert (staging / "d/hard").stat().st_ino == (staging / "d/s513").stat().st_ino
 
 
-@pytest.mark.parametrize("variant", ["gnu", "pax-0.0", "pax-0.1", "pax-1.0"])
-def test_sparse_formats_of_gnu_tar(tmp_path: Path, variant: str) -> None:
-    """Each sparse encoding GNU tar writes comes out byte-identical, holes included, read in odd chunks."""
+def _gnu_tar_sparse(tmp_path: Path, variant: str, pieces: list[tuple[int, bytes]], chunk: int) -> Path:
+    """Write `pieces` (offset, data) into a sparse file, archive it with GNU tar's `variant` sparse
+    encoding, extract that in `chunk`-byte reads and check the result is byte-identical."""
     src = tmp_path / "src"
     src.mkdir()
     with open(src / "sparse", "wb") as f:
-        f.write(b"head")
-        f.seek(3_000_000)
-        f.write(b"middle")
-        f.seek(9_000_000)
-        f.write(b"end")
+        for offset, data in pieces:
+            f.seek(offset)
+            f.write(data)
     fmt = ["--format=gnu"] if variant == "gnu" else ["--format=pax", f"--sparse-version={variant[4:]}"]
     out = tmp_path / "s.tar"
     subprocess.run(["tar", "-C", str(src), "--sparse", *fmt, "-cf", str(out), "sparse"], check=True)
     staging = tmp_path / "out"
     staging.mkdir()
-    extract(_Chunked(out.read_bytes(), [777]), staging, fmt=formats.TAR)
-    assert os.listdir(staging) == ["sparse"]
+    extract(_Chunked(out.read_bytes(), [chunk]), staging, fmt=formats.TAR)
     assert (staging / "sparse").read_bytes() == (src / "sparse").read_bytes()
+    return staging
+
+
+@pytest.mark.parametrize("variant", ["gnu", "pax-0.0", "pax-0.1", "pax-1.0"])
+def test_sparse_formats_of_gnu_tar(tmp_path: Path, variant: str) -> None:
+    """Each sparse encoding GNU tar writes comes out byte-identical, holes included, read in odd chunks."""
+    pieces = [(0, b"head"), (3_000_000, b"middle"), (9_000_000, b"end")]
+    staging = _gnu_tar_sparse(tmp_path, variant, pieces, 777)
+    assert os.listdir(staging) == ["sparse"]
 
 
 @pytest.mark.parametrize(
@@ -563,16 +569,4 @@ def test_gnu_sparse_member_counts_its_real_size(tmp_path: Path) -> None:
 @pytest.mark.parametrize("variant", ["gnu", "pax-0.0", "pax-0.1", "pax-1.0"])
 def test_sparse_file_with_many_holes_fits_the_header_caps(tmp_path: Path, variant: str) -> None:
     """5000 data fragments: ~240 GNU extension blocks or a ~100 KiB pax map, under the per-member cap."""
-    src = tmp_path / "src"
-    src.mkdir()
-    with open(src / "sparse", "wb") as f:
-        for i in range(5000):
-            f.seek(i * 16384)
-            f.write(b"%d" % i)
-    fmt = ["--format=gnu"] if variant == "gnu" else ["--format=pax", f"--sparse-version={variant[4:]}"]
-    out = tmp_path / "s.tar"
-    subprocess.run(["tar", "-C", str(src), "--sparse", *fmt, "-cf", str(out), "sparse"], check=True)
-    staging = tmp_path / "out"
-    staging.mkdir()
-    extract(_Chunked(out.read_bytes(), [4096]), staging, fmt=formats.TAR)
-    assert (staging / "sparse").read_bytes() == (src / "sparse").read_bytes()
+    _gnu_tar_sparse(tmp_path, variant, [(i * 16384, b"%d" % i) for i in range(5000)], 4096)
