@@ -1,8 +1,9 @@
 """Safe, streaming extraction of tar (plain, gz, bz2, xz, zst) and zip packages.
 
 The archive is the adversary. Every member goes through our own checks first
-(`_Tree`), then through `tarfile.data_filter` as a second, independent opinion,
-and only then touches the disk. The rules, and why:
+(`_Tree`); links and directories then also through `tarfile.data_filter` as a
+second, independent opinion (see `_Tree.second_opinion` for why regular files
+skip it); only then does anything touch the disk. The rules, and why:
 
 - Names: no absolute paths, no `..` component anywhere, no NUL, at most
   MAX_DEPTH components (a deeper tree could not be removed again). Leading
