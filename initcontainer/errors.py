@@ -1,7 +1,20 @@
-"""Failure classes of the init container, each with its exit code.
+"""Every failure class of the init container, with the exit code the container ends with.
+
+    Exception
+     +-- PackageError ................ 1  base class; also what a bug is reported as (InternalError)
+          +-- ConfigError ............ 2  PACKAGE_* variables, credentials dir, Python too old
+          +-- TransportError ......... 3  DNS, TLS, timeouts, resets, 5xx/429 after the retries
+          |    +-- RestartDownload ... 3  the server cannot resume: the caller starts over (internal)
+          +-- HTTPClientError ........ 4  401, 403, 404, 410, other 4xx, refused redirects
+          +-- IntegrityError ......... 5  checksum mismatch, not an archive, truncated, empty
+          +-- UnsafeArchiveError ..... 6  traversal, escaping links, devices, bombs
+          +-- LocalIOError ........... 7  destination read-only, full, no permission
+          +-- Terminated ........... 143  SIGTERM/SIGINT: the Pod is being deleted
 
 Raise the most specific class with a message that tells the user what to fix;
-the entry point turns it into the exit code and the termination message.
+`main` turns it into the exit code and the one-line termination message
+(`reason` is the class name users see there). The codes are part of the
+contract (`contract.EXIT_*`, README "Exit codes").
 """
 
 from __future__ import annotations
@@ -35,6 +48,12 @@ class TransportError(PackageError):
     reason = "TransportError"
 
 
+class RestartDownload(TransportError):
+    """The server cannot continue where we stopped: start over with a clean staging dir."""
+
+    reason = "RestartDownload"
+
+
 class HTTPClientError(PackageError):
     """The server said no for good: 401, 403, 404, 410 and other 4xx."""
 
@@ -61,3 +80,10 @@ class LocalIOError(PackageError):
 
     exit_code = contract.EXIT_LOCAL_IO
     reason = "LocalIOError"
+
+
+class Terminated(PackageError):
+    """SIGTERM/SIGINT: the pod is being deleted; clean up and leave (128 + SIGTERM, as a shell reports it)."""
+
+    exit_code = 143
+    reason = "Terminated"

@@ -33,7 +33,7 @@ from typing import Any, Final
 
 from initcontainer import contract
 from initcontainer.errors import LocalIOError
-from initcontainer.extract import SPOOL_SUFFIX
+from initcontainer.unzip import SPOOL_SUFFIX
 
 BOOT_ID_PATH: Final = "/proc/sys/kernel/random/boot_id"
 BOOT_ID_KEY: Final = "bootId"

@@ -25,8 +25,15 @@ from typing import Any
 
 from initcontainer import contract
 from initcontainer.config import Config, load_config
-from initcontainer.errors import ConfigError, IntegrityError, LocalIOError, PackageError
-from initcontainer.fetch import RestartDownload, open_package
+from initcontainer.download import open_package
+from initcontainer.errors import (
+    ConfigError,
+    IntegrityError,
+    LocalIOError,
+    PackageError,
+    RestartDownload,
+    Terminated,
+)
 from initcontainer.log import Logger, redact_url
 
 MAX_RESTARTS = 3
@@ -34,13 +41,6 @@ MAX_RESTARTS = 3
 TERMINATION_MESSAGE_MAX = 4096
 """Kubernetes keeps at most 4096 bytes of the termination message."""
 MARKER_VERSION = 1
-
-
-class Terminated(PackageError):
-    """SIGTERM/SIGINT: the pod is being deleted; clean up and leave."""
-
-    exit_code = 143
-    reason = "Terminated"
 
 
 def check_python() -> None:

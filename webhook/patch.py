@@ -2,12 +2,12 @@
 
 `jsonpatch.make_patch` is a general diff: to detect moves it serialises every
 list item with sorted keys and runs `SequenceMatcher` over them, and it compares
-scalars through `json.dumps`. Profiled under load, that was 65-74% of the
-webhook's CPU per review (bench/FINDINGS.md). An injector only adds to or
-replaces parts of a copy of the object, so this diff prunes equal subtrees with
-C-speed `==` and matches lists by common prefix and suffix, which yields the same
-adds at the same indices, 30-45x faster. `tests/webhook/test_patch.py` checks it
-against jsonpatch's own `apply_patch`.
+scalars through `json.dumps`. Profiled under load, that was most of the
+webhook's CPU per review (bench/FINDINGS.md, finding 1, has the figures). An
+injector only adds to or replaces parts of a copy of the object, so this diff
+prunes equal subtrees with C-speed `==` and matches lists by common prefix and
+suffix, which yields the same adds at the same indices, many times faster.
+`tests/webhook/test_patch.py` checks it against jsonpatch's own `apply_patch`.
 
 Python's `==` treats `True`, `1` and `1.0` as equal, also inside containers, so
 an equal subtree is pruned only when its pickle is equal too (C-speed as well;

@@ -4,7 +4,7 @@ Extracts the local bench package (no network, no download thread) with the real 
 `tar -xf` of the same file, interleaved, into fresh directories on the same filesystem; then the same
 with variants patched in-process (nothing in initcontainer/ is edited):
 
-- `no-data-filter`: `_Tree.second_opinion` skipped, to price tarfile.data_filter's realpath() per member;
+- `no-data-filter`: `tree.Tree.second_opinion` skipped, to price tarfile.data_filter's realpath() per member;
 - `cprofile`: one run under cProfile, top functions by own time.
 
 Usage: python -m bench.experiments.extract_local [--format tar|tar.gz] [--rounds 3]
@@ -28,17 +28,18 @@ from typing import Any
 from bench.common import log, rotate, summary
 from bench.package import PackageSpec, ensure_package
 from initcontainer import extract as ex
+from initcontainer import tree
 
 
 @contextlib.contextmanager
 def patched(variant: str) -> Iterator[None]:
     if variant == "no-data-filter":
-        orig = ex._Tree.second_opinion
-        ex._Tree.second_opinion = lambda self, info: None  # type: ignore[method-assign]
+        orig = tree.Tree.second_opinion
+        tree.Tree.second_opinion = lambda self, info: None  # type: ignore[method-assign]
         try:
             yield
         finally:
-            ex._Tree.second_opinion = orig  # type: ignore[method-assign]
+            tree.Tree.second_opinion = orig  # type: ignore[method-assign]
     else:
         yield
 

@@ -1,13 +1,13 @@
 """Experiment: decompress .tar.gz in a second thread instead of inside the extracting thread.
 
-Today `initcontainer` decompresses in the main thread (`extract._TarSource.read`), so gunzip and the
+Today `initcontainer` decompresses in the main thread (`decompress.TarSource.read`), so gunzip and the
 per-member Python work (tar headers, checks, open/write) run one after the other; GNU tar runs gzip as a
 separate process, so the seed uses both cores. zlib releases the GIL while inflating, so a producer
 thread that inflates (the download thread already hashes there) overlaps the two on 2 cores.
 
 Compared here, in one process, on a tmpfs at a shallow path, interleaved: `tar -xzf` (local file),
 `extract(file, fmt="tar.gz")` (as today) and `extract(ThreadedGunzip(file), fmt="tar")` (proposed).
-The real change belongs in initcontainer/fetch.py + extract.py (see bench/FINDINGS.md).
+The real change belongs in initcontainer/download.py + decompress.py (see bench/FINDINGS.md).
 
 Usage: python -m bench.experiments.threaded_gunzip [--rounds 3]
 """

@@ -22,9 +22,11 @@ auth; `/to-http/X` redirects (302) to `http://127.0.0.1:PORT/X` and, with tls,
 from __future__ import annotations
 
 import contextlib
+import http.client
 import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -118,13 +120,41 @@ class NginxServer:
         return f"{self.https_base_url}/{location + '/' if location else ''}{name}"
 
     def requests(self) -> list[dict[str, Any]]:
-        """Access log entries so far: method, uri, status, range, if_range, auth, bytes."""
+        """Access log entries of the requests answered so far: method, uri, status, range, auth...
+
+        nginx writes an entry when it finishes a request, which is after the client has
+        read the response: a test that reads the log as soon as its client returns can
+        miss the last entry. So first wait (bounded) until nginx's own counters show no
+        request in progress other than the status request asking.
+        """
+        self.wait_idle()
         log = self.prefix / "access.log"
         if not log.exists():
             return []
         return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
 
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """Until nginx reads and writes no request but this one (stub_status), so all are logged."""
+        deadline = time.monotonic() + timeout
+        while True:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)  # never via a proxy
+            try:
+                conn.request("GET", _STATUS_PATH, headers={"Connection": "close"})
+                status = conn.getresponse().read().decode()
+            finally:
+                conn.close()
+            m = _STATUS_RE.search(status)
+            if m is None:
+                raise RuntimeError(f"unexpected nginx stub_status answer: {status!r}")
+            if int(m.group(1)) == 0 and int(m.group(2)) == 1:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nginx still busy after {timeout}s: {status!r}")
+            time.sleep(0.02)
+
     def clear_requests(self) -> None:
+        """Empty the access log, once the requests of earlier tests are all in it."""
+        self.wait_idle()
         log = self.prefix / "access.log"
         if log.exists():
             log.write_text("")
@@ -141,6 +171,8 @@ class NginxServer:
             self.proc.wait(timeout=5)
 
 
+_STATUS_PATH = "/__nginx_status"
+_STATUS_RE = re.compile(r"Reading: (\d+) Writing: (\d+)")
 _LOG_FORMAT = (
     "log_format pi_json escape=json '{"
     '"method":"$request_method","uri":"$request_uri","status":$status,'
@@ -167,6 +199,8 @@ def _config(
         ]
     rate = f"limit_rate {limit_rate};" if limit_rate else ""
     locations = [f"location / {{ root {srv.root}; {rate} }}"]
+    # For wait_idle: nginx's request counters; not logged, so it never shows in requests().
+    locations.append(f"location = {_STATUS_PATH} {{ stub_status; access_log off; }}")
     # Scheme switches on the same host (other port): /to-http/X -> http://.../X, /to-https/X -> https://.../X.
     locations.append(f"location ~ ^/to-http/(.*)$ {{ return 302 http://127.0.0.1:{srv.port}/$1; }}")
     if srv.tls_port is not None:

@@ -1,9 +1,9 @@
 """Loaded by Python at start-up when this directory is on PYTHONPATH (bench experiments only).
 
-(The `fastpatch` experiment of the first runs was adopted as webhook/patch.py in a33aff8 and removed;
-`bigbuf`, tarfile's stream buffer of 1 MiB, measured no gain and went away with tarfile's stream mode.)
+(The `fastpatch` experiment of the first runs was adopted as webhook/patch.py and removed; `bigbuf`,
+tarfile's stream buffer of 1 MiB, measured no gain and went away with tarfile's stream mode.)
 BENCH_EXPERIMENT=nofilter: the init container skips tarfile's data_filter second opinion for directories
-too (links keep it; regular files skip it since 652e919). Several: BENCH_EXPERIMENT=a+b. Lets the
+too (links keep it; regular files already skip it). Several: BENCH_EXPERIMENT=a+b. Lets the
 benchmarks measure a proposed change on the real programs (`python -m webhook serve`, `python -m
 initcontainer`) without editing them; production never has this directory on its path.
 """
@@ -13,12 +13,12 @@ import os
 _wanted = set(filter(None, os.environ.get("BENCH_EXPERIMENT", "").replace("+", ",").split(",")))
 
 if "nofilter" in _wanted:
-    from initcontainer import extract as _ex
+    from initcontainer import tree as _tree
 
-    _orig = _ex._Tree.second_opinion
+    _orig = _tree.Tree.second_opinion
 
     def _links_only(self, info):  # type: ignore[no-untyped-def]
         if info.issym() or info.islnk():
             _orig(self, info)
 
-    _ex._Tree.second_opinion = _links_only  # type: ignore[method-assign]
+    _tree.Tree.second_opinion = _links_only  # type: ignore[method-assign]

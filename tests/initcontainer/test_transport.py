@@ -1,4 +1,4 @@
-"""The transport against real servers: nginx for auth/TLS/ranges, a scripted server for faults."""
+"""The transport against real servers: redirects, credentials per origin, TLS, proxies, status classes."""
 
 from __future__ import annotations
 
@@ -6,89 +6,19 @@ import hashlib
 import http.client
 import io
 import json
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from httpkit import PASSWORD, PAYLOAD, TOKEN, USER, check, fetch_all, make_cfg
 
 from initcontainer import contract
-from initcontainer.config import Config, load_config
-from initcontainer.errors import HTTPClientError, IntegrityError, TransportError
-from initcontainer.fetch import (
-    CHUNK_SIZE,
-    PackageStream,
-    RestartDownload,
-    _describe,
-    open_package,
-    parse_retry_after,
-)
-from initcontainer.log import Logger, Progress, scrub
+from initcontainer.download import CHUNK_SIZE, PackageStream, open_package
+from initcontainer.errors import HTTPClientError, TransportError
+from initcontainer.log import Logger, scrub
+from initcontainer.transport import Auth, Request, Transport, describe, parse_retry_after
 from tests.support.faults import FaultServer, Respond
-from tests.support.nginx import NginxServer, run_nginx
-
-PAYLOAD = os.urandom(3 * CHUNK_SIZE + 12345)
-USER, PASSWORD, TOKEN = "alice", "pa55-w0rd", "tok-Zq9"
-
-
-@pytest.fixture(scope="module")
-def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxServer]:
-    root = tmp_path_factory.mktemp("www")
-    (root / "pkg.bin").write_bytes(PAYLOAD)
-    (root / "empty.bin").write_bytes(b"")
-    with run_nginx(
-        root,
-        tmp_path_factory.mktemp("nginx"),
-        tls=True,
-        basic_auth=(USER, PASSWORD),
-        bearer_token=TOKEN,
-    ) as srv:
-        yield srv
-
-
-@pytest.fixture
-def faults() -> Iterator[FaultServer]:
-    with FaultServer() as srv:
-        yield srv
-
-
-def make_cfg(url: str, tmp_path: Path, files: dict[str, str] | None = None, /, **extra: str) -> Config:
-    creds = tmp_path / "creds"
-    creds.mkdir(exist_ok=True)
-    for name, content in (files or {}).items():
-        (creds / name).write_text(content)
-    env = {
-        contract.ENV_URL: url,
-        contract.ENV_ALLOW_HTTP: "true",
-        contract.ENV_CREDENTIALS_DIR: str(creds),
-        contract.ENV_READ_TIMEOUT: "5",
-        contract.ENV_CONNECT_TIMEOUT: "5",
-        contract.ENV_RETRIES: "2",
-    }
-    env.update(extra)
-    return load_config(env)
-
-
-def fetch_all(cfg: Config, log: Logger | None = None) -> tuple[bytes, PackageStream]:
-    with open_package(cfg, log or Logger(stream=io.StringIO())) as stream:
-        data = stream.read(-1)
-        return data, stream
-
-
-def check(data: bytes, stream: PackageStream, expected: bytes = PAYLOAD) -> None:
-    assert data == expected
-    assert stream.size == len(expected)
-    assert stream.hexdigest() == hashlib.sha256(expected).hexdigest()
-
-
-# ---- nginx: auth, TLS -----------------------------------------------------------
-
-
-def test_plain_download(nginx: NginxServer, tmp_path: Path) -> None:
-    data, stream = fetch_all(make_cfg(nginx.url("pkg.bin"), tmp_path))
-    check(data, stream)
-    assert stream.total == len(PAYLOAD)
+from tests.support.nginx import NginxServer
 
 
 def test_basic_auth(nginx: NginxServer, tmp_path: Path) -> None:
@@ -145,162 +75,10 @@ def test_404_is_permanent(nginx: NginxServer, tmp_path: Path) -> None:
     assert len(nginx.requests()) == 1
 
 
-def test_empty_body_is_an_error(nginx: NginxServer, tmp_path: Path) -> None:
-    with pytest.raises(IntegrityError, match="empty body"):
-        fetch_all(make_cfg(nginx.url("empty.bin"), tmp_path))
-
-
-def test_content_length_over_limit_fails_before_reading(nginx: NginxServer, tmp_path: Path) -> None:
-    cfg = make_cfg(nginx.url("pkg.bin"), tmp_path, **{contract.ENV_MAX_DOWNLOAD_BYTES: "500k"})
-    with pytest.raises(IntegrityError, match="PACKAGE_MAX_DOWNLOAD_BYTES"):
-        open_package(cfg, Logger(stream=io.StringIO()))
-
-
-def test_total_timeout(tmp_path: Path) -> None:
-    root = tmp_path / "www"
-    root.mkdir()
-    (root / "pkg.bin").write_bytes(PAYLOAD)
-    with run_nginx(root, tmp_path / "ng", limit_rate="100k") as slow:
-        cfg = make_cfg(slow.url("pkg.bin"), tmp_path, **{contract.ENV_TOTAL_TIMEOUT: "1"})
-        started = time.monotonic()
-        log = Logger(stream=io.StringIO())
-        with (
-            pytest.raises(TransportError, match="PACKAGE_TOTAL_TIMEOUT"),
-            open_package(cfg, log, deadline=time.monotonic() + 1) as s,
-        ):
-            s.read(-1)
-        assert time.monotonic() - started < 4
-
-
-def test_progress_lines_on_slow_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    root = tmp_path / "www"
-    root.mkdir()
-    (root / "pkg.bin").write_bytes(PAYLOAD)
-    out = io.StringIO()
-    with run_nginx(root, tmp_path / "ng", limit_rate="400k") as slow:
-        import initcontainer.fetch as fetch_mod
-
-        class FastProgress(Progress):
-            def __init__(self, log: Logger, total: int | None) -> None:
-                super().__init__(log, total, interval=0.2)
-
-        monkeypatch.setattr(fetch_mod, "Progress", FastProgress)
-        check(*fetch_all(make_cfg(slow.url("pkg.bin"), tmp_path), Logger(stream=out)))
-    lines = [line for line in out.getvalue().splitlines() if '"download_progress"' in line]
-    assert lines, out.getvalue()
-    assert '"percent"' in lines[0] and '"bytesPerSecond"' in lines[0]
-
-
-# ---- scripted faults ------------------------------------------------------------
-
-
-def test_reset_mid_body_is_resumed_with_range(faults: FaultServer, tmp_path: Path) -> None:
-    faults.script("/pkg", Respond(body=PAYLOAD, cut_after=300_000), Respond(body=PAYLOAD))
-    data, stream = fetch_all(make_cfg(faults.url("/pkg"), tmp_path))
-    check(data, stream)
-    assert stream.resumes == 1
-    second = faults.requests_to("/pkg")[1]
-    # http.client fills whole chunks, so the resume starts at the last full chunk received.
-    assert second.header("Range") == f"bytes={CHUNK_SIZE}-"
-    assert second.header("If-Range") == '"v1"'
-
-
-def test_clean_close_mid_body_is_resumed(faults: FaultServer, tmp_path: Path) -> None:
-    faults.script("/pkg", Respond(body=PAYLOAD, cut_after=CHUNK_SIZE * 2, cut="close"), Respond(body=PAYLOAD))
-    data, stream = fetch_all(make_cfg(faults.url("/pkg"), tmp_path))
-    check(data, stream)
-    assert faults.requests_to("/pkg")[1].header("Range") == f"bytes={CHUNK_SIZE * 2}-"
-
-
-def test_chunked_body_reset_is_resumed(faults: FaultServer, tmp_path: Path) -> None:
-    faults.script("/pkg", Respond(body=PAYLOAD, chunked=True, cut_after=500_000), Respond(body=PAYLOAD))
-    check(*fetch_all(make_cfg(faults.url("/pkg"), tmp_path)))
-
-
-def test_resume_with_last_modified(faults: FaultServer, tmp_path: Path) -> None:
-    lm = "Wed, 21 Oct 2015 07:28:00 GMT"
-    faults.script(
-        "/pkg",
-        Respond(body=PAYLOAD, etag=None, last_modified=lm, cut_after=CHUNK_SIZE),
-        Respond(body=PAYLOAD, etag=None, last_modified=lm),
-    )
-    check(*fetch_all(make_cfg(faults.url("/pkg"), tmp_path)))
-    assert faults.requests_to("/pkg")[1].header("If-Range") == lm
-
-
-def test_changed_file_restarts(faults: FaultServer, tmp_path: Path) -> None:
-    faults.script(
-        "/pkg", Respond(body=PAYLOAD, cut_after=CHUNK_SIZE), Respond(body=PAYLOAD[::-1], etag='"v2"')
-    )
-    with pytest.raises(RestartDownload, match="whole file"):
-        fetch_all(make_cfg(faults.url("/pkg"), tmp_path))
-
-
-def test_server_without_range_support_restarts(faults: FaultServer, tmp_path: Path) -> None:
-    faults.script("/pkg", Respond(body=PAYLOAD, cut_after=CHUNK_SIZE), Respond(body=PAYLOAD, ranges=False))
-    with pytest.raises(RestartDownload):
-        fetch_all(make_cfg(faults.url("/pkg"), tmp_path))
-
-
-def test_no_validator_restarts(faults: FaultServer, tmp_path: Path) -> None:
-    faults.script(
-        "/pkg", Respond(body=PAYLOAD, etag=None, cut_after=CHUNK_SIZE), Respond(body=PAYLOAD, etag=None)
-    )
-    with pytest.raises(RestartDownload, match="neither ETag nor Last-Modified"):
-        fetch_all(make_cfg(faults.url("/pkg"), tmp_path))
-
-
-def test_reset_before_any_byte_just_retries(faults: FaultServer, tmp_path: Path) -> None:
-    faults.script("/pkg", Respond(body=PAYLOAD, cut_after=0), Respond(body=PAYLOAD))
-    check(*fetch_all(make_cfg(faults.url("/pkg"), tmp_path)))
-    assert faults.requests_to("/pkg")[1].header("Range") is None
-
-
-def test_stalled_server_times_out(faults: FaultServer, tmp_path: Path) -> None:
-    faults.script("/pkg", Respond(body=PAYLOAD, cut_after=1000, cut="stall", stall_seconds=20))
-    cfg = make_cfg(
-        faults.url("/pkg"), tmp_path, **{contract.ENV_READ_TIMEOUT: "1", contract.ENV_RETRIES: "0"}
-    )
-    started = time.monotonic()
-    with pytest.raises(TransportError, match=r"giving up.*(timed out|TimeoutError)"):
-        fetch_all(cfg)
-    # The read timeout fired (not an earlier error, not the 20 s stall ending).
-    assert 0.9 <= time.monotonic() - started < 3
-
-
-def test_bytes_beyond_content_length_are_not_part_of_the_body(faults: FaultServer, tmp_path: Path) -> None:
-    faults.script("/pkg", Respond(body=PAYLOAD, extra=b"SMUGGLED" * 5000))
-    check(*fetch_all(make_cfg(faults.url("/pkg"), tmp_path)))
-
-
-def test_resume_answered_with_another_version_restarts(faults: FaultServer, tmp_path: Path) -> None:
-    """A cache that ignores If-Range serves a 206 of the new version: never spliced onto the old bytes."""
-    other = PAYLOAD[::-1]
-    faults.script(
-        "/pkg",
-        Respond(body=PAYLOAD, cut_after=CHUNK_SIZE),
-        Respond(body=other, etag='"v2"', honour_if_range=False),
-    )
-    with pytest.raises(RestartDownload, match="changed during the download"):
-        fetch_all(make_cfg(faults.url("/pkg"), tmp_path))
-    second = faults.requests_to("/pkg")[1]
-    assert second.header("If-Range") == '"v1"' and second.header("Range") == f"bytes={CHUNK_SIZE}-"
-
-
-def test_short_206_is_continued_to_the_end(faults: FaultServer, tmp_path: Path) -> None:
-    """A 206 may cover less than asked for: keep asking until the whole file is there."""
-    faults.script(
-        "/pkg", Respond(body=PAYLOAD, cut_after=CHUNK_SIZE), Respond(body=PAYLOAD, max_range_bytes=300_000)
-    )
-    data, stream = fetch_all(make_cfg(faults.url("/pkg"), tmp_path, **{contract.ENV_RETRIES: "5"}))
-    check(data, stream)
-    assert stream.resumes == 2  # 1 chunk, then two 300000-byte parts cover the rest
-
-
 def test_retry_after_is_capped(faults: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import initcontainer.fetch as fetch_mod
+    import initcontainer.transport as transport_mod
 
-    monkeypatch.setattr(fetch_mod, "RETRY_AFTER_MAX", 0.5)
+    monkeypatch.setattr(transport_mod, "RETRY_AFTER_MAX", 0.5)
     faults.script("/pkg", Respond(status=503, headers={"Retry-After": "86400"}), Respond(body=PAYLOAD))
     started = time.monotonic()
     check(*fetch_all(make_cfg(faults.url("/pkg"), tmp_path)))
@@ -464,13 +242,6 @@ def test_query_string_redacted_in_every_line_and_error(faults: FaultServer, tmp_
     assert "TOKEN" not in raised.value.message + out.getvalue()
 
 
-def test_chunked_body_over_limit(faults: FaultServer, tmp_path: Path) -> None:
-    faults.script("/pkg", Respond(body=PAYLOAD, chunked=True))
-    cfg = make_cfg(faults.url("/pkg"), tmp_path, **{contract.ENV_MAX_DOWNLOAD_BYTES: "300000"})
-    with pytest.raises(IntegrityError, match="larger than PACKAGE_MAX_DOWNLOAD_BYTES"):
-        fetch_all(cfg)
-
-
 def test_http_proxy_and_no_proxy(
     faults: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -490,21 +261,10 @@ def test_http_proxy_and_no_proxy(
         assert len(faults.requests_to("/pkg")) == 1
 
 
-def test_peek_does_not_consume(faults: FaultServer, tmp_path: Path) -> None:
-    faults.script("/pkg", Respond(body=PAYLOAD))
-    with open_package(make_cfg(faults.url("/pkg"), tmp_path), Logger(stream=io.StringIO())) as s:
-        head = s.peek(512)
-        assert head == PAYLOAD[:512]
-        assert s.read(10) == PAYLOAD[:10]
-        rest = s.read(-1)
-        assert PAYLOAD[:10] + rest == PAYLOAD
-        assert s.read(100) == b""
-
-
 def test_exception_texts_are_scrubbed_of_url_secrets() -> None:
     url = "https://h/p.tgz?X-Sig=SECRET1&b=2#SECRET2"
     exc = http.client.InvalidURL("URL can't contain control characters. '/p.tgz?X-Sig=SECRET1&b=2\\x01'")
-    text = _describe(exc, url)
+    text = describe(exc, url)
     assert text.startswith("InvalidURL: ") and "SECRET" not in text
     assert scrub("at SECRET2 X-Sig=SECRET1&b=2", url) == "at <redacted> <redacted>"
 
@@ -518,3 +278,95 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after(date, now=now) == pytest.approx(30.0)
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
+
+
+# ---- the plug-in points: Auth.sign and Auth.challenge ----------------------------
+
+
+class _Signer(Auth):
+    """Signs every request over its method, URL and Range, as AWS SigV4 signs the canonical request."""
+
+    def __init__(self) -> None:
+        self.signed: list[str] = []
+
+    @property
+    def configured(self) -> bool:
+        return True
+
+    def sign(self, request: Request) -> bool:
+        canonical = f"{request.method} {request.url} {request.headers.get('Range', '')}"
+        request.headers["X-Signature"] = hashlib.sha256(canonical.encode()).hexdigest()
+        self.signed.append(canonical)
+        return True
+
+
+def test_sign_hook_sees_every_request_with_its_range(faults: FaultServer, tmp_path: Path) -> None:
+    """A redirect, a dropped connection and the resume (through the redirect again): each request
+    is signed over exactly what is sent, Range included."""
+    faults.script("/start", Respond(status=302, headers={"Location": "/pkg?part=1"}))
+    faults.script("/pkg", Respond(body=PAYLOAD, cut_after=CHUNK_SIZE, cut="close"), Respond(body=PAYLOAD))
+    cfg = make_cfg(faults.url("/start"), tmp_path)
+    log = Logger(stream=io.StringIO())
+    signer = _Signer()
+    with PackageStream(cfg, log, transport=Transport(cfg, log, None, auth=signer)).open() as stream:
+        check(stream.read(-1), stream)
+    seen = faults.requests
+    resume = f"bytes={CHUNK_SIZE}-"
+    assert [(s.path, s.header("Range")) for s in seen] == [
+        ("/start", None),
+        ("/pkg?part=1", None),
+        ("/start", resume),
+        ("/pkg?part=1", resume),
+    ]
+    for request, canonical in zip(seen, signer.signed, strict=True):
+        url = faults.url(request.path)
+        assert canonical == f"GET {url} {request.header('Range') or ''}"
+        assert request.header("X-Signature") == hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class _TokenAuth(Auth):
+    """A registry's flow: anonymous first; on 401, fetch a token for the challenge, then retry."""
+
+    def __init__(self) -> None:
+        self.token: str | None = None
+        self.challenges: list[str] = []
+
+    @property
+    def configured(self) -> bool:
+        return True
+
+    def sign(self, request: Request) -> bool:
+        if self.token is None:
+            return False
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        return True
+
+    def challenge(self, request: Request, response: http.client.HTTPResponse) -> bool:
+        self.challenges.append(response.getheader("WWW-Authenticate") or "")
+        self.token = "fresh-token"
+        return True
+
+
+def test_challenge_hook_gets_one_retry_with_fresh_credentials(faults: FaultServer, tmp_path: Path) -> None:
+    challenge = 'Bearer realm="http://auth.example/token",scope="repository:app:pull"'
+    faults.script(
+        "/blob", Respond(status=401, headers={"WWW-Authenticate": challenge}), Respond(body=PAYLOAD)
+    )
+    cfg = make_cfg(faults.url("/blob"), tmp_path)
+    log = Logger(stream=io.StringIO())
+    auth = _TokenAuth()
+    with PackageStream(cfg, log, transport=Transport(cfg, log, None, auth=auth)).open() as stream:
+        check(stream.read(-1), stream)
+    assert auth.challenges == [challenge]
+    assert [s.header("Authorization") for s in faults.requests] == [None, "Bearer fresh-token"]
+
+
+def test_challenge_hook_is_asked_once_then_the_401_stands(faults: FaultServer, tmp_path: Path) -> None:
+    faults.script("/blob", Respond(status=401, headers={"WWW-Authenticate": "Bearer realm=x"}))
+    cfg = make_cfg(faults.url("/blob"), tmp_path)
+    log = Logger(stream=io.StringIO())
+    auth = _TokenAuth()
+    with pytest.raises(HTTPClientError, match="rejected the credentials"):
+        PackageStream(cfg, log, transport=Transport(cfg, log, None, auth=auth)).open()
+    assert len(auth.challenges) == 1
+    assert len(faults.requests) == 2
