@@ -3,21 +3,47 @@
 Shared by the webhook, the offline `package-injector inject` command and the
 tests. It converges: each injected piece is compared with what is already in the
 pod; a piece that already says what we want is left untouched (including fields
-the apiserver defaulted), a piece of ours that differs is replaced, and a foreign
-piece with one of our names is a conflict and denied. So running it on its own
-output is a no-op, and under `reinvocationPolicy: IfNeeded` a container added
-by a later webhook gets its mount.
+the apiserver defaulted and what other admission plugins added), a piece of ours
+that differs gets our fields rewritten, and a foreign piece with one of our names
+is a conflict and denied. So running it on its own output is a no-op, and under
+`reinvocationPolicy: IfNeeded` a container added by a later webhook gets its mount.
 
-A piece counts as ours only when the status annotation lists it *and* it has the
-shape we inject (an emptyDir, a Secret volume, a read-only mount without subPath,
-an init container that only runs the downloader): a hand-written status
-annotation cannot turn a user's hostPath volume or own init container into
-something we silently overwrite. When `package-url` is removed from a pod that
+What counts as ours. Other admission plugins and webhooks add to every container,
+ours included: the ServiceAccount plugin a token volumeMount (and it runs again
+after our patch), pod-identity webhooks env and a projected-token mount, LimitRanger
+resources, the apiserver defaulted fields. So ownership rests on marks no one else
+writes, and within our pieces we own only the fields we write:
+
+- the init container named `package-downloader` is ours when the status annotation
+  names it (or it already carries exactly what we would write), it runs its image's
+  entrypoint (no command, args, ports, probes, lifecycle or restartPolicy), its env
+  has `PACKAGE_URL` and it mounts `package-shared-volume`. We own its image,
+  imagePullPolicy, resources, securityContext, terminationMessagePolicy (rewritten
+  whole when they differ), the env entries named `PACKAGE_*` or configured in
+  `init_env`/`init_proxy_env`, and the mounts of our two volumes. Every other env,
+  envFrom, volumeMount or field is someone else's: kept, in place, never removed.
+  The image is not a mark: upgrades and mirrors change it between injections, and
+  a piece we adopt ends up running exactly the configured image and env.
+- the emptyDir volume `package-shared-volume` is ours by name and type alone (it
+  holds nothing before the pod starts, and the name is our contract's): an earlier
+  injection's `emptyDir: {}` gets the sizeLimit configured now; a sizeLimit is kept
+  when none is configured. Any other volume type with that name is foreign.
+- the Secret volume `package-credentials` and the read-only package mounts in app
+  containers are ours when the status annotation lists them and they have the shape
+  we inject (a Secret; a read-only mount without subPath).
+
+A hand-written status annotation cannot turn a user's hostPath volume or own init
+container (one with a command, or without our env and mount) into something we
+overwrite. When `package-url` is removed from a pod that
 carries our status (a dump of an injected pod, a manifest fed to `inject`),
 our pieces and the status are removed: the output converges either way.
 Pull secrets from `init_image_pull_secrets` are appended to `imagePullSecrets`
 unless the pod lists them already; the status records only the entries we
 appended, so only those are ever removed again.
+
+Env values are written with every `$` doubled: the kubelet expands `$(VAR)` and
+collapses `$$` in `env[].value`, so the init container sees exactly the validated
+value (it does not unescape anything itself).
 """
 
 from __future__ import annotations
@@ -32,7 +58,7 @@ from initcontainer import contract
 from webhook import annotations as ann
 from webhook.annotations import Denied, PackageRequest
 from webhook.quantity import same_quantity
-from webhook.settings import PROXY_ENV, RESERVED_INIT_ENV, Settings
+from webhook.settings import RESERVED_INIT_ENV, Settings
 
 __all__ = ["CREDENTIALS_VOLUME", "Denied", "InjectionResult", "inject"]
 
@@ -93,7 +119,20 @@ def _env(request: PackageRequest, settings: Settings) -> list[Obj]:
         env.append((contract.ENV_ALLOW_HTTP, "true"))
     env += sorted((k, v) for k, v in settings.init_env.items() if k not in RESERVED_INIT_ENV)
     env += sorted(settings.init_proxy_env.items())
-    return [{"name": k, "value": v} for k, v in env]
+    return [{"name": k, "value": kubelet_escape(v)} for k, v in env]
+
+
+def kubelet_escape(value: str) -> str:
+    """`value` as written into `env[].value` so that the kubelet's `$(VAR)` expansion yields it unchanged.
+
+    The kubelet turns `$$` into `$` and `$(NAME)` into NAME's value; doubling every `$` leaves no
+    reference and no lone `$` for it to act on."""
+    return value.replace("$", "$$")
+
+
+def our_env_names(settings: Settings) -> frozenset[str]:
+    """Env names we own in the init container: the contract's and the configured ones; others keep theirs."""
+    return contract.KNOWN_ENV | settings.init_env.keys() | settings.init_proxy_env.keys()
 
 
 def _security_context(spec: Obj, settings: Settings) -> tuple[Obj, list[str]]:
@@ -164,10 +203,71 @@ def _volume_covers(existing: Obj, desired: Obj) -> bool:
     return sources == {k for k in desired if k != "name"} and covers(existing, desired)
 
 
-# --- what counts as ours -------------------------------------------------------------------------------
+def _volume_rewritten(existing: Obj, desired: Obj) -> Obj:
+    """Our emptyDir keeps what else it says (a medium); only the sizeLimit we configure changes."""
+    if "emptyDir" in desired and isinstance(existing.get("emptyDir"), dict):
+        return {**existing, "emptyDir": {**existing["emptyDir"], **desired["emptyDir"]}}
+    return desired
+
+
+# --- what counts as ours (the rules are in the module docstring) ---------------------------------------
 
 _VOLUME_SOURCES: Final = {contract.VOLUME_NAME: "emptyDir", CREDENTIALS_VOLUME: "secret"}
 _INIT_MOUNTS: Final = frozenset({contract.VOLUME_NAME, CREDENTIALS_VOLUME})
+_URL_ONLY: Final = frozenset({contract.ENV_URL})
+_SHARED_ONLY: Final = frozenset({contract.VOLUME_NAME})
+# We never set these: an init container with any of them runs something other than the downloader.
+_RUNS_SOMETHING_ELSE: Final = (
+    "command",
+    "args",
+    "ports",
+    "restartPolicy",
+    "lifecycle",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+)
+
+
+def _is_named(item: Any, names: frozenset[str]) -> bool:
+    return isinstance(item, dict) and item.get("name") in names
+
+
+def _named(items: Any, names: frozenset[str]) -> list[Obj]:
+    """The entries of a list of objects whose name is one of `names` (ours), in order."""
+    return [i for i in items if _is_named(i, names)] if isinstance(items, list) else []
+
+
+def _init_converged(existing: Obj, desired: Obj, env_names: frozenset[str]) -> bool:
+    """Every field we own says what we want; what others added (env, mounts, defaults) does not matter."""
+    if any(k in existing for k in _RUNS_SOMETHING_ELSE):
+        return False
+    for key, value in desired.items():
+        if key == "env":
+            ok = covers(_named(existing.get(key), env_names), value)
+        elif key == "volumeMounts":
+            ok = covers(_named(existing.get(key), _INIT_MOUNTS), value)
+        else:
+            ok = key in existing and covers(existing[key], value, key in _QUANTITY_FIELDS)
+        if not ok:
+            return False
+    return True
+
+
+def _init_rewritten(existing: Obj, desired: Obj, env_names: frozenset[str]) -> Obj:
+    """Our fields from `desired`, ours first in env and volumeMounts; everything others added is kept.
+
+    A fresh injection followed by another plugin's appends gives the same order, so the result converges."""
+    out = dict(existing)
+    for key, value in desired.items():
+        if key in ("env", "volumeMounts"):
+            names = env_names if key == "env" else _INIT_MOUNTS
+            items = existing.get(key)
+            theirs = [i for i in items if not _is_named(i, names)] if isinstance(items, list) else []
+            out[key] = [*value, *theirs]
+        elif not (key in existing and covers(existing[key], value, key in _QUANTITY_FIELDS)):
+            out[key] = value
+    return out
 
 
 @dataclass(frozen=True)
@@ -181,17 +281,19 @@ class _Owner:
         listed = self.status is not None and name in self.status.get("volumes", [])
         return listed and {k for k in volume if k != "name"} == {_VOLUME_SOURCES.get(str(name))}
 
+    def adoptable_volume(self, volume: Obj) -> bool:
+        """Ours to update: listed in the status, or our emptyDir by name and type (see the docstring)."""
+        if volume.get("name") == contract.VOLUME_NAME and volume.keys() == {"name", "emptyDir"}:
+            return isinstance(volume["emptyDir"], dict)
+        return self.volume(volume)
+
     def init_container(self, container: Obj) -> bool:
         if self.status is None or self.status.get("initContainer") != container.get("name"):
             return False
-        if any(k in container for k in ("command", "args", "ports", "restartPolicy")):
+        if any(k in container for k in _RUNS_SOMETHING_ELSE):
             return False
-        env = container.get("env") or []
-        names = {e.get("name") for e in env if isinstance(e, dict)}
-        known = names <= contract.KNOWN_ENV | PROXY_ENV
-        mounts = container.get("volumeMounts") or []
-        mounted = {m.get("name") for m in mounts if isinstance(m, dict)}
-        return contract.ENV_URL in names and known and mounted <= _INIT_MOUNTS
+        has_url = any("value" in e for e in _named(container.get("env"), _URL_ONLY))
+        return has_url and bool(_named(container.get("volumeMounts"), _SHARED_ONLY))
 
     def mount(self, container_name: Any, mount: Obj) -> bool:
         return (
@@ -217,6 +319,7 @@ def _ensure(
     owned: Callable[[Obj], bool],
     conflict: Callable[[], Denied],
     same: Callable[[Obj, Obj], bool] = covers,
+    rewrite: Callable[[Obj, Obj], Obj] = lambda existing, desired: desired,
 ) -> bool:
     """Make the item named like `desired` say what it should; True when the list changed.
 
@@ -228,7 +331,7 @@ def _ensure(
             return False
         if not owned(item):
             raise conflict()
-        items[i] = desired
+        items[i] = rewrite(item, desired)
         return True
     items.append(desired)
     return True
@@ -245,12 +348,15 @@ def _init_index(init_containers: list[Obj], position: str) -> int:
     return index
 
 
-def _place_init_container(init_containers: list[Obj], desired: Obj, position: str, owner: _Owner) -> bool:
+def _place_init_container(
+    init_containers: list[Obj], desired: Obj, position: str, owner: _Owner, env_names: frozenset[str]
+) -> bool:
     names = [c.get("name") for c in init_containers]
     if contract.INIT_CONTAINER_NAME in names:
         index = names.index(contract.INIT_CONTAINER_NAME)
         existing = init_containers[index]
-        if not covers(existing, desired) and not owner.init_container(existing):
+        converged = _init_converged(existing, desired, env_names)
+        if not converged and not owner.init_container(existing):
             raise Denied(
                 "package-injector: the pod already has an init container named "
                 f'"{contract.INIT_CONTAINER_NAME}" that package-injector did not inject; rename it',
@@ -260,7 +366,7 @@ def _place_init_container(init_containers: list[Obj], desired: Obj, position: st
             )
         rest = init_containers[:index] + init_containers[index + 1 :]
         target = _init_index(rest, position)
-        keep = existing if covers(existing, desired) else desired
+        keep = existing if converged else _init_rewritten(existing, desired, env_names)
         if target == index and keep is existing:
             return False
         rest.insert(target, keep)
@@ -508,7 +614,9 @@ def inject(pod: Obj, settings: Settings, namespace: str | None = None) -> Inject
     changed = False
     for volume in _volumes(request):
         conflict = partial(_volume_conflict, volume["name"])
-        changed |= _ensure(volumes, volume, owner.volume, conflict, _volume_covers)
+        changed |= _ensure(
+            volumes, volume, owner.adoptable_volume, conflict, _volume_covers, _volume_rewritten
+        )
     if not request.secret:
         # The Secret annotation was removed since the last injection: drop its volume.
         kept = [v for v in volumes if not (v.get("name") == CREDENTIALS_VOLUME and owner.volume(v))]
@@ -518,7 +626,9 @@ def inject(pod: Obj, settings: Settings, namespace: str | None = None) -> Inject
 
     desired_init, sc_warnings = _init_container(spec, request, settings)
     warnings += sc_warnings
-    changed |= _place_init_container(init_containers, desired_init, request.init_position, owner)
+    changed |= _place_init_container(
+        init_containers, desired_init, request.init_position, owner, our_env_names(settings)
+    )
     spec["initContainers"] = init_containers
 
     changed |= _mount_containers(containers, targets, request, owner, settings)

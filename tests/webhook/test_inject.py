@@ -690,17 +690,19 @@ def test_status_with_volumes_that_are_not_a_list_owns_nothing(
         {
             "version": 1,
             "initContainer": contract.INIT_CONTAINER_NAME,
-            "volumes": "package-shared-volume-x",
+            "volumes": "package-credentials-x",
             "containers": [],
         }
     )
-    pod = make_pod({"package-url": URL, "package-status": forged, "package-size-limit": "1Gi"})
-    pod["spec"]["volumes"].append({"name": contract.VOLUME_NAME, "emptyDir": {"sizeLimit": "2Gi"}})
+    pod = make_pod({"package-url": URL, "package-status": forged, "package-secret": "new"})
+    pod["spec"]["volumes"].append({"name": "package-credentials", "secret": {"secretName": "old"}})
     assert "did not add" in deny(pod, settings).message
-    # With a well-formed status the same volume is ours and gets the new size.
-    pod["metadata"]["annotations"]["package-status"] = ann_status([])
+    # With a well-formed status listing it the same volume is ours and gets the new Secret.
+    pod["metadata"]["annotations"]["package-status"] = ann_status(
+        [], (contract.VOLUME_NAME, "package-credentials")
+    )
     volumes = {v["name"]: v for v in inject(pod, settings).pod["spec"]["volumes"]}
-    assert volumes[contract.VOLUME_NAME] == {"name": contract.VOLUME_NAME, "emptyDir": {"sizeLimit": "1Gi"}}
+    assert volumes["package-credentials"] == {"name": "package-credentials", "secret": {"secretName": "new"}}
 
 
 # --- purity: the result shares untouched subtrees with the input, which must never change -------------
