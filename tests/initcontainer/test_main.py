@@ -21,6 +21,7 @@ import pytest
 
 from initcontainer import contract
 from tests.support.faults import FaultServer, Respond
+from tests.support.kubelet_env import container_env
 from tests.support.nginx import NginxServer, run_nginx
 
 REPO = Path(__file__).resolve().parents[2]
@@ -173,7 +174,8 @@ def injected_env(url: str, sha256: str) -> dict[str, str]:
     result = inject(pod, Settings())
     (init,) = [c for c in result.pod["spec"]["initContainers"] if c["name"] == contract.INIT_CONTAINER_NAME]
     assert "args" not in init and all(USER not in a for a in init.get("command", []))
-    return {e["name"]: e["value"] for e in init.get("env", [])}
+    # As the process sees it: the kubelet expands $(VAR) and collapses $$ (a stand-in: no kubelet here).
+    return container_env(init)
 
 
 def test_contract_with_the_webhook(nginx: NginxServer, tmp_path: Path) -> None:
@@ -195,6 +197,28 @@ def test_contract_with_the_webhook(nginx: NginxServer, tmp_path: Path) -> None:
     assert r.code == 0, r.stderr
     assert_package_a(dest)
     assert PASSWORD not in r.stderr
+
+
+def test_dollar_in_the_url_reaches_the_init_container_unchanged(
+    nginx: NginxServer, www: Path, tmp_path: Path
+) -> None:
+    """`$(PACKAGE_DEST)` and `$$` in the URL: the kubelet substitutes and collapses them unless escaped."""
+    name = "a$$(PACKAGE_DEST)$(X.tgz"
+    (www / name).write_bytes(PKG_A)
+    url = nginx.https_url(name, "basic")
+    env = injected_env(url, "sha256:" + SHA_A)
+    assert env[contract.ENV_URL] == url
+    dest, creds = tmp_path / "shared", tmp_path / "secret"
+    creds.mkdir()
+    (creds / "username").write_text(USER)
+    (creds / "password").write_text(PASSWORD)
+    (creds / "ca.crt").write_text(nginx.ca_pem)
+    env.update({contract.ENV_DEST: str(dest), contract.ENV_CREDENTIALS_DIR: str(creds)})
+    env["PATH"] = os.environ.get("PATH", "/usr/bin:/bin")
+    r = run(env)
+    assert r.code == 0, r.stderr
+    assert_package_a(dest)
+    assert [e["uri"] for e in nginx.requests()][-1].endswith("/basic/a$$(PACKAGE_DEST)$(X.tgz")
 
 
 # ---- auth, TLS, secrets out of logs ---------------------------------------------

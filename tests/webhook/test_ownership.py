@@ -1,0 +1,398 @@
+"""What counts as ours: pieces others add to survive, foreign pieces with our names refused, `$` escaped.
+
+The situations come from real clusters (tests/support/admission_chain.py imitates the plugins and
+webhooks; tests/e2e/test_real_cluster.py runs the real apiserver). Each asserts convergence too:
+injecting the result again changes nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import PodFactory
+
+from initcontainer import contract
+from tests.support import admission_chain as chain
+from tests.support.kubelet_env import container_env, expand
+from webhook.cli import run_inject
+from webhook.inject import CREDENTIALS_VOLUME, Denied, inject, kubelet_escape
+from webhook.settings import Settings
+
+URL = "https://files.example.com/site.tar.gz"
+POLICIES = ("IfNeeded", "Never")
+
+
+def downloader(pod: dict[str, Any]) -> dict[str, Any]:
+    (init,) = [c for c in pod["spec"]["initContainers"] if c["name"] == contract.INIT_CONTAINER_NAME]
+    return init
+
+
+def mount_names(container: dict[str, Any]) -> list[str]:
+    return [m["name"] for m in container.get("volumeMounts", [])]
+
+
+def env_names(container: dict[str, Any]) -> list[str]:
+    return [e["name"] for e in container.get("env", [])]
+
+
+def ours(settings: Settings) -> chain.Mutator:
+    return lambda pod: inject(pod, settings).pod
+
+
+def assert_fixed_point(pod: dict[str, Any], settings: Settings) -> None:
+    again = inject(pod, settings)
+    assert not again.changed and again.pod == pod
+
+
+# --- the ServiceAccount plugin and other webhooks add to our init container ----------------------------
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_annotated_pod_through_the_chain_with_the_service_account_plugin(
+    make_pod: PodFactory, settings: Settings, policy: str
+) -> None:
+    pod = chain.admit(make_pod({"package-url": URL}), [("a-package-injector", ours(settings), policy)])
+    init = downloader(pod)
+    assert mount_names(init) == [contract.VOLUME_NAME, chain.TOKEN_VOLUME]
+    assert_fixed_point(pod, settings)
+
+
+def test_token_mount_on_our_init_container_is_ours_and_kept(make_pod: PodFactory, settings: Settings) -> None:
+    """The issue's denial: after our patch the plugin mounts the token into package-downloader."""
+    first = inject(make_pod({"package-url": URL}), settings).pod
+    mutated = chain.service_account_plugin(first)
+    result = inject(mutated, settings)
+    assert not result.changed and result.pod == mutated
+
+
+def test_eks_pod_identity_additions_survive_a_changed_url(make_pod: PodFactory, settings: Settings) -> None:
+    injected = chain.eks_pod_identity(
+        chain.service_account_plugin(inject(make_pod({"package-url": URL}), settings).pod)
+    )
+    assert_fixed_point(injected, settings)
+    edited = copy.deepcopy(injected)
+    edited["metadata"]["annotations"]["package-url"] = URL + "?v=2"
+    result = inject(edited, settings).pod
+    init = downloader(result)
+    assert container_env(init)[contract.ENV_URL] == URL + "?v=2"
+    assert env_names(init) == [
+        contract.ENV_URL,
+        contract.ENV_DEST,
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ]
+    assert mount_names(init) == [contract.VOLUME_NAME, chain.TOKEN_VOLUME, "aws-iam-token"]
+    assert {v["name"] for v in result["spec"]["volumes"]} >= {"aws-iam-token", chain.TOKEN_VOLUME}
+    assert_fixed_point(result, settings)
+
+
+def test_a_webhook_added_env_and_a_mount_to_our_init_container(
+    make_pod: PodFactory, settings: Settings
+) -> None:
+    """And the operator then upgraded the init image: our fields are rewritten, theirs kept in place."""
+    old = Settings(init_image="registry.example/package-init:0.9")
+    theirs = chain.env_and_mount_webhook(inject(make_pod({"package-url": URL}), old).pod)
+    assert_fixed_point(theirs, old)
+    result = inject(theirs, settings)
+    init = downloader(result.pod)
+    assert result.changed and init["image"] == settings.init_image
+    assert env_names(init) == [contract.ENV_URL, contract.ENV_DEST, "TRACE_AGENT"]
+    assert init["envFrom"] == [{"configMapRef": {"name": "agent-env"}}]
+    assert mount_names(init) == [contract.VOLUME_NAME, "agent-config"]
+    assert_fixed_point(result.pod, settings)
+
+
+@pytest.mark.parametrize("theirs", POLICIES)
+@pytest.mark.parametrize("order", ["before", "after"])
+@pytest.mark.parametrize("policy", POLICIES)
+def test_env_and_mount_webhook_before_or_after_ours(
+    make_pod: PodFactory, settings: Settings, order: str, policy: str, theirs: str
+) -> None:
+    """Their additions reach our init container when they run after ours, or are called again after it."""
+    name = "0-agent" if order == "before" else "z-agent"
+    hooks = [("a-package-injector", ours(settings), policy), (name, chain.env_and_mount_webhook, theirs)]
+    pod = chain.admit(make_pod({"package-url": URL}), hooks)
+    for container in pod["spec"]["containers"]:
+        assert "agent-config" in mount_names(container) and "TRACE_AGENT" in env_names(container)
+        assert contract.VOLUME_NAME in mount_names(container)
+    init = downloader(pod)
+    reached = order == "after" or theirs == "IfNeeded"
+    assert ("agent-config" in mount_names(init)) is reached and ("TRACE_AGENT" in env_names(init)) is reached
+    assert_fixed_point(pod, settings)
+
+
+def test_defaults_resources_and_duplicates_of_our_env(make_pod: PodFactory) -> None:
+    """LimitRanger and apiserver defaults are kept; a second PACKAGE_URL someone appended is ours: fixed."""
+    settings = Settings(init_resources={"requests": {"cpu": "50m"}})
+    pod = inject(make_pod({"package-url": URL}), settings).pod
+    init = downloader(pod)
+    init["resources"]["limits"] = {"cpu": "1", "memory": "512Mi"}
+    init["terminationMessagePath"] = "/dev/termination-log"
+    assert_fixed_point(pod, settings)
+    init["env"].append({"name": contract.ENV_URL, "value": "https://evil.example/x.tar"})
+    fixed = inject(pod, settings).pod
+    assert [e for e in downloader(fixed)["env"] if e["name"] == contract.ENV_URL] == [
+        {"name": contract.ENV_URL, "value": URL}
+    ]
+    assert downloader(fixed)["resources"]["limits"] == {"cpu": "1", "memory": "512Mi"}
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_a_container_appended_after_ours_gets_the_mount_only_when_reinvoked(
+    make_pod: PodFactory, settings: Settings, policy: str
+) -> None:
+    def sidecar(pod: dict[str, Any]) -> dict[str, Any]:
+        pod = copy.deepcopy(pod)
+        if all(c["name"] != "sidecar" for c in pod["spec"]["containers"]):
+            pod["spec"]["containers"].append({"name": "sidecar", "image": "mesh:1"})
+        return pod
+
+    hooks = [("a-package-injector", ours(settings), policy), ("z-mesh", sidecar, "Never")]
+    pod = chain.admit(make_pod({"package-url": URL}), hooks)
+    mounted = contract.VOLUME_NAME in mount_names(pod["spec"]["containers"][-1])
+    assert mounted is (policy == "IfNeeded")
+
+
+# --- offline `inject -f` output, then the apiserver --------------------------------------------------
+
+
+def offline(manifest: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    out, err = io.StringIO(), io.StringIO()
+    assert run_inject(io.StringIO(yaml.safe_dump(manifest)), out, err, settings, None) == 0, err.getvalue()
+    result = yaml.safe_load(out.getvalue())
+    assert isinstance(result, dict)
+    return result
+
+
+def pod_from_deployment(deployment: dict[str, Any]) -> dict[str, Any]:
+    """What the ReplicaSet controller sends: the template's metadata and spec, as a Pod."""
+    template = copy.deepcopy(deployment["spec"]["template"])
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": template["metadata"], "spec": template["spec"]}
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("kind", ["Pod", "Deployment"])
+def test_offline_injected_manifest_is_admitted(settings: Settings, policy: str, kind: str) -> None:
+    spec = {"containers": [{"name": "app", "image": "app:1"}]}
+    meta = {"name": "web", "annotations": {"package-url": URL}}
+    if kind == "Pod":
+        manifest: dict[str, Any] = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
+        pod = offline(manifest, settings)
+    else:
+        template = {"metadata": {"labels": {"app": "web"}, "annotations": meta["annotations"]}, "spec": spec}
+        manifest = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web"},
+            "spec": {"template": template},
+        }
+        pod = pod_from_deployment(offline(manifest, settings))
+    admitted = chain.admit(pod, [("a-package-injector", ours(settings), policy)])
+    assert mount_names(downloader(admitted)) == [contract.VOLUME_NAME, chain.TOKEN_VOLUME]
+    # Nothing of ours changed: the in-tree plugin's token mount is the only difference.
+    assert admitted == chain.service_account_plugin(pod)
+
+
+# --- an earlier injection's emptyDir and the size limit configured now -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("configured", "expected"),
+    [
+        (Settings(default_size_limit="1Gi"), {"sizeLimit": "1Gi"}),
+        (Settings(max_size_limit="2Gi"), {"sizeLimit": "2Gi"}),
+        (Settings(default_size_limit="4Gi", max_size_limit="2Gi"), {"sizeLimit": "2Gi"}),
+    ],
+)
+@pytest.mark.parametrize("with_status", [True, False], ids=["status", "no-status"])
+def test_earlier_injection_emptydir_gets_the_size_limit_configured_now(
+    make_pod: PodFactory, configured: Settings, expected: dict[str, str], with_status: bool
+) -> None:
+    earlier = chain.service_account_plugin(inject(make_pod({"package-url": URL}), Settings()).pod)
+    if not with_status:  # a hand-written volume and mount, as the seed platform's docs said
+        del earlier["metadata"]["annotations"]["package-status"]
+        earlier["spec"]["initContainers"] = []
+    result = inject(earlier, configured).pod
+    (volume,) = [v for v in result["spec"]["volumes"] if v["name"] == contract.VOLUME_NAME]
+    assert volume == {"name": contract.VOLUME_NAME, "emptyDir": expected}
+    assert_fixed_point(result, configured)
+
+
+def test_emptydir_keeps_its_medium_and_a_limit_when_none_is_configured(make_pod: PodFactory) -> None:
+    pod = inject(make_pod({"package-url": URL}), Settings()).pod
+    (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == contract.VOLUME_NAME]
+    volume["emptyDir"] = {"medium": "Memory", "sizeLimit": "64Mi"}
+    assert_fixed_point(pod, Settings())
+    limited = inject(pod, Settings(max_size_limit="32Mi")).pod
+    (volume,) = [v for v in limited["spec"]["volumes"] if v["name"] == contract.VOLUME_NAME]
+    assert volume["emptyDir"] == {"medium": "Memory", "sizeLimit": "32Mi"}
+
+
+# --- foreign pieces with our names are still refused --------------------------------------------------
+
+
+def forged_status(containers: list[str] | None = None) -> str:
+    return json.dumps(
+        {
+            "version": 1,
+            "initContainer": contract.INIT_CONTAINER_NAME,
+            "volumes": [contract.VOLUME_NAME, CREDENTIALS_VOLUME],
+            "containers": containers or ["app"],
+        }
+    )
+
+
+def our_like_init(**fields: Any) -> dict[str, Any]:
+    container = {
+        "name": contract.INIT_CONTAINER_NAME,
+        "image": "busybox:1",
+        "env": [{"name": contract.ENV_URL, "value": URL}],
+        "volumeMounts": [{"name": contract.VOLUME_NAME, "mountPath": contract.DEFAULT_DEST}],
+    }
+    container.update(fields)
+    return {k: v for k, v in container.items() if v is not None}
+
+
+@pytest.mark.parametrize(
+    "foreign",
+    [
+        our_like_init(command=["sh", "-c", "wget -O- $PACKAGE_URL | tar x"]),
+        our_like_init(args=["--evil"]),
+        our_like_init(restartPolicy="Always"),
+        our_like_init(ports=[{"containerPort": 80}]),
+        our_like_init(env=[{"name": "URL", "value": URL}]),
+        our_like_init(
+            env=[{"name": contract.ENV_URL, "valueFrom": {"secretKeyRef": {"name": "s", "key": "u"}}}]
+        ),
+        our_like_init(volumeMounts=[{"name": "data", "mountPath": "/data"}]),
+        {"name": contract.INIT_CONTAINER_NAME, "image": "wget"},
+    ],
+    ids=["command", "args", "sidecar", "ports", "no-url-env", "url-from-secret", "no-shared-mount", "bare"],
+)
+@pytest.mark.parametrize("with_status", [True, False], ids=["forged-status", "no-status"])
+def test_foreign_init_container_with_our_name_is_refused(
+    make_pod: PodFactory, settings: Settings, foreign: dict[str, Any], with_status: bool
+) -> None:
+    annotations = {"package-url": URL}
+    if with_status:
+        annotations["package-status"] = forged_status()
+    pod = make_pod(annotations, init_containers=[foreign])
+    with pytest.raises(Denied, match="did not inject; rename it"):
+        inject(pod, settings)
+
+
+def test_forged_status_adopts_only_what_looks_like_an_earlier_injection(
+    make_pod: PodFactory, settings: Settings
+) -> None:
+    """Same name, no command, our env and mount: indistinguishable from an injection by an older version.
+    Adopting it rewrites every field we own, so it runs exactly the configured image and env."""
+    pod = make_pod({"package-url": URL, "package-status": forged_status()}, init_containers=[our_like_init()])
+    init = downloader(inject(pod, settings).pod)
+    assert init["image"] == settings.init_image
+    assert (
+        init["securityContext"]["runAsNonRoot"] is True and init["securityContext"]["readOnlyRootFilesystem"]
+    )
+
+
+@pytest.mark.parametrize(
+    "volume",
+    [
+        {"name": contract.VOLUME_NAME, "hostPath": {"path": "/var/lib/data"}},
+        {"name": contract.VOLUME_NAME, "emptyDir": {}, "hostPath": {"path": "/x"}},
+        {"name": contract.VOLUME_NAME, "persistentVolumeClaim": {"claimName": "data"}},
+        {"name": contract.VOLUME_NAME, "emptyDir": "not-an-object"},
+    ],
+    ids=["hostPath", "two-sources", "pvc", "malformed"],
+)
+def test_foreign_volume_with_our_name_is_refused_even_with_a_forged_status(
+    make_pod: PodFactory, settings: Settings, volume: dict[str, Any]
+) -> None:
+    pod = make_pod({"package-url": URL, "package-status": forged_status()})
+    pod["spec"]["volumes"].append(volume)
+    with pytest.raises(Denied, match="did not add; rename that volume"):
+        inject(pod, Settings(default_size_limit="1Gi"))
+
+
+def test_user_secret_volume_with_our_credentials_name_is_refused_without_status(
+    make_pod: PodFactory, settings: Settings
+) -> None:
+    pod = make_pod({"package-url": URL, "package-secret": "pkg"})
+    pod["spec"]["volumes"].append({"name": CREDENTIALS_VOLUME, "secret": {"secretName": "tls"}})
+    with pytest.raises(Denied, match="did not add"):
+        inject(pod, settings)
+
+
+# --- `$` in values: what the init container sees is what was validated ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        # The kubelet's own expansion table (third_party/forked/golang/expansion tests), VAR_A=A, VAR_B=B.
+        ("$(VAR_A)", "A"),
+        ("___$(VAR_B)___", "___B___"),
+        ("$(VAR_A)-$(VAR_B)", "A-B"),
+        ("$$(VAR_A)", "$(VAR_A)"),
+        ("$$$(VAR_A)", "$A"),
+        ("$$$$(VAR_A)", "$$(VAR_A)"),
+        ("f000-$$VAR_A", "f000-$VAR_A"),
+        ("$(VAR_DNE)", "$(VAR_DNE)"),
+        ("$(VAR_A", "$(VAR_A"),
+        ("$VAR_A", "$VAR_A"),
+        ("$", "$"),
+        ("$$", "$"),
+        ("foo$", "foo$"),
+        ("$()", "$()"),
+    ],
+)
+def test_kubelet_stand_in_expands_like_the_kubelet(value: str, expected: str) -> None:
+    assert expand(value, {"VAR_A": "A", "VAR_B": "B"}.get) == expected
+
+
+TRICKY = [
+    "https://files.example.com/a.tar?sig=$(PACKAGE_DEST)",
+    "https://files.example.com/a$$b.tar",
+    "https://files.example.com/a.tar?x=$",
+    "https://files.example.com/$(HOME)/$$(PACKAGE_URL)/$$$(X)$(",
+]
+
+
+@pytest.mark.parametrize("url", TRICKY)
+def test_env_values_are_escaped_so_the_kubelet_hands_over_the_validated_value(
+    make_pod: PodFactory, url: str
+) -> None:
+    settings = Settings(
+        init_env={"PACKAGE_RETRIES": "$(PACKAGE_URL)"}, init_proxy_env={"HTTPS_PROXY": "http://p$$:3128"}
+    )
+    pod = inject(make_pod({"package-url": url}), settings).pod
+    init = downloader(pod)
+    written = {e["name"]: e["value"] for e in init["env"]}
+    assert written[contract.ENV_URL] == kubelet_escape(url) == url.replace("$", "$$")
+    seen = container_env(init)
+    assert seen[contract.ENV_URL] == url
+    assert seen["PACKAGE_RETRIES"] == "$(PACKAGE_URL)" and seen["HTTPS_PROXY"] == "http://p$$:3128"
+    assert_fixed_point(pod, settings)
+    assert_fixed_point(chain.service_account_plugin(pod), settings)
+
+
+def test_unescaped_value_of_an_older_version_is_rewritten(make_pod: PodFactory, settings: Settings) -> None:
+    url = TRICKY[0]
+    pod = inject(make_pod({"package-url": url}), settings).pod
+    for entry in downloader(pod)["env"]:
+        entry["value"] = entry["value"].replace("$$", "$")  # what a version without escaping wrote
+    fixed = inject(pod, settings)
+    assert fixed.changed and container_env(downloader(fixed.pod))[contract.ENV_URL] == url
+
+
+def test_golden_service_account_case_is_a_fixed_point() -> None:
+    """golden/pod-service-account-token: what the apiserver stores is accepted exactly as it is."""
+    golden = Path(__file__).parent / "golden"
+    stored = yaml.safe_load((golden / "pod-service-account-token.in.yaml").read_text())
+    assert yaml.safe_load((golden / "pod-service-account-token.out.yaml").read_text()) == stored
+    assert mount_names(downloader(stored)) == [contract.VOLUME_NAME, chain.TOKEN_VOLUME]
