@@ -129,7 +129,7 @@ def bench_apiserver(pods: int, block: int, experiment: str = "") -> dict[str, An
     body = _pod_body()
     lat: dict[str, list[float]] = {"without": [], "with": []}
     with (
-        running_cluster(workdir / "cluster", controller_manager=False) as cluster,
+        running_cluster(workdir / "cluster") as cluster,
         running_webhook(workdir / "webhook", _experiment_env(experiment)) as wh,
     ):
         cluster.create_namespace(NAMESPACE)

@@ -199,7 +199,6 @@ def probe_pod(webhooks: list[dict[str, Any]], annotation_prefix: str, package_ur
             },
         },
         "spec": {
-            "automountServiceAccountToken": False,
             "securityContext": {
                 "runAsNonRoot": True,
                 "runAsUser": 65532,

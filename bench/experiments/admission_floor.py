@@ -236,7 +236,7 @@ def measure(rounds: int, pods: int, block: int, warmup: float, baseline: str | N
     go_patch = Variant("go-our-patch", annotated, "injected")
     patch = our_patch(go_patch.body)
     with contextlib.ExitStack() as stack:
-        cluster = stack.enter_context(running_cluster(work / "cluster", controller_manager=False))
+        cluster = stack.enter_context(running_cluster(work / "cluster"))
         go_null = stack.enter_context(running_gohook(gohook, work / "go-null", None))
         go_null_h2 = stack.enter_context(running_gohook(gohook, work / "go-null-h2", None, http2=True))
         go_trivial = stack.enter_context(running_gohook(gohook, work / "go-trivial", TRIVIAL_PATCH))

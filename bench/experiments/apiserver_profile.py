@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     gohook = build_gohook(work)
-    with running_cluster(work / "cluster", controller_manager=False) as cluster:
+    with running_cluster(work / "cluster") as cluster:
         cluster.create_namespace(NAMESPACE)
         client = Client(cluster.url, cluster.ca_file, cluster.token)
         apiserver = assets_dir() / "kube-apiserver"

@@ -12,6 +12,7 @@ import pytest
 from initcontainer import contract
 from tests.e2e.conftest import namespace_for, pod, webhook_configuration
 from tests.support.kube import Cluster
+from tests.support.kubelet_env import container_env
 from tests.support.webhook import running_webhook
 
 pytestmark = pytest.mark.e2e
@@ -37,7 +38,7 @@ def assert_injected(stored: dict[str, Any], mount_path: str = contract.DEFAULT_D
     spec = stored["spec"]
     init = [c for c in spec.get("initContainers", []) if c["name"] == contract.INIT_CONTAINER_NAME]
     assert len(init) == 1, spec.get("initContainers")
-    env = {e["name"]: e.get("value") for e in init[0]["env"]}
+    env = container_env(init[0])  # as the kubelet hands it over (stand-in: no kubelet here)
     assert env[contract.ENV_URL] == stored["metadata"]["annotations"]["package-url"]
     sc = init[0]["securityContext"]
     assert sc["runAsNonRoot"] is True

@@ -3,6 +3,13 @@
 Envtest-style: binaries come from `KUBEBUILDER_ASSETS` (built and cached by
 `scripts/kube-assets.sh`). There is no kubelet, so Pods stay Pending, which is
 all admission needs. Everything listens on 127.0.0.1 only.
+
+Configured like a real cluster: every admission plugin the version enables by default
+stays on (the ServiceAccount plugin mounts the token into every container, ours
+included, and runs again after a webhook's patch), with a signing key; the
+controller-manager runs the `serviceaccount` and `serviceaccount-token` controllers,
+so each namespace gets its default ServiceAccount and token (`create_namespace` waits
+for both: a Pod created before them is refused by the plugin, in real clusters too).
 """
 
 from __future__ import annotations
@@ -75,12 +82,21 @@ class Cluster:
             return err.code, json.loads(err.read() or b"null")
 
     def create_namespace(self, name: str, labels: dict[str, str] | None = None) -> None:
+        """Create it and wait until its default ServiceAccount has a token (the controllers make both)."""
         meta: dict[str, Any] = {"name": name}
         if labels:
             meta["labels"] = labels
         status, body = self.request("POST", "/api/v1/namespaces", {"metadata": meta})
         if status not in (201, 409):
             raise RuntimeError(f"creating namespace {name}: {status} {body}")
+        self.wait_for_default_service_account(name)
+
+    def wait_for_default_service_account(self, namespace: str) -> None:
+        def ready() -> bool:
+            status, body = self.request("GET", f"/api/v1/namespaces/{namespace}/serviceaccounts/default")
+            return status == 200 and bool(body.get("secrets"))
+
+        self.wait_for(ready, timeout=60, what=f"the default ServiceAccount and its token in {namespace}")
 
     def wait_for(self, predicate: Any, timeout: float = 60.0, what: str = "condition") -> Any:
         """Poll `predicate()` until it returns something truthy."""
@@ -169,7 +185,6 @@ def _start_apiserver(
             f"--service-account-key-file={workdir / 'sa.key'}",
             f"--service-account-signing-key-file={workdir / 'sa.key'}",
             "--service-cluster-ip-range=10.0.0.0/24",
-            "--disable-admission-plugins=ServiceAccount",
             "--allow-privileged=true",
         ],
         workdir / "kube-apiserver.log",
@@ -209,7 +224,8 @@ def _start_controller_manager(assets: Path, cluster: Cluster) -> subprocess.Pope
             "--port=0",
             f"--secure-port={free_port()}",
             "--bind-address=127.0.0.1",
-            "--controllers=deployment,replicaset,job,cronjob,statefulset,daemonset,serviceaccount,namespace",
+            "--controllers=deployment,replicaset,job,cronjob,statefulset,daemonset,namespace,"
+            "serviceaccount,serviceaccount-token",
             f"--service-account-private-key-file={cluster.workdir / 'sa.key'}",
             f"--root-ca-file={cluster.ca_file}",
             "--use-service-account-credentials=false",
@@ -219,8 +235,11 @@ def _start_controller_manager(assets: Path, cluster: Cluster) -> subprocess.Pope
 
 
 @contextlib.contextmanager
-def running_cluster(workdir: Path, *, controller_manager: bool = True) -> Iterator[Cluster]:
-    """Start etcd, kube-apiserver and optionally kube-controller-manager; stop them on exit."""
+def running_cluster(workdir: Path) -> Iterator[Cluster]:
+    """Start etcd, kube-apiserver and kube-controller-manager; stop them on exit.
+
+    The controller-manager is not optional: without its ServiceAccount controllers the apiserver's
+    ServiceAccount plugin refuses every Pod, as it would in a real cluster."""
     assets = assets_dir()
     for name in ("etcd", "kube-apiserver"):
         if not (assets / name).exists():
@@ -236,8 +255,7 @@ def running_cluster(workdir: Path, *, controller_manager: bool = True) -> Iterat
         _wait_ready(url, ca_file, token, api, workdir / "kube-apiserver.log")
         cluster = Cluster(url, token, ca_file, workdir / "kubeconfig", workdir, procs)
         _write_kubeconfig(cluster.kubeconfig, url, ca_file, token)
-        if controller_manager:
-            procs.append(_start_controller_manager(assets, cluster))
+        procs.append(_start_controller_manager(assets, cluster))
         yield cluster
     finally:
         for proc in reversed(procs):
