@@ -131,8 +131,9 @@ def kubelet_escape(value: str) -> str:
 
 
 def our_env_names(settings: Settings) -> frozenset[str]:
-    """Env names we own in the init container: the contract's and the configured ones; others keep theirs."""
-    return contract.KNOWN_ENV | settings.init_env.keys() | settings.init_proxy_env.keys()
+    """Env names we own in the init container: every PACKAGE_* of the contract (init_env allows only those)
+    and the configured proxy variables; other webhooks' names (a proxy injector's too) stay theirs."""
+    return contract.KNOWN_ENV | settings.init_proxy_env.keys()
 
 
 def _security_context(spec: Obj, settings: Settings) -> tuple[Obj, list[str]]:
@@ -230,7 +231,19 @@ _RUNS_SOMETHING_ELSE: Final = (
 
 
 def _is_named(item: Any, names: frozenset[str]) -> bool:
-    return isinstance(item, dict) and item.get("name") in names
+    if not isinstance(item, dict):
+        return False
+    name = item.get("name")
+    return isinstance(name, str) and name in names
+
+
+def _same_entries(existing: list[Obj], desired: list[Obj]) -> bool:
+    """Our entries, each once, saying what we want, in any order (a webhook that sorts lists is no reason
+    to rewrite them; duplicates are: the kubelet would use the last one)."""
+    by_name = {e["name"]: e for e in existing}
+    return len(by_name) == len(existing) == len(desired) and all(
+        d["name"] in by_name and covers(by_name[d["name"]], d) for d in desired
+    )
 
 
 def _named(items: Any, names: frozenset[str]) -> list[Obj]:
@@ -244,9 +257,9 @@ def _init_converged(existing: Obj, desired: Obj, env_names: frozenset[str]) -> b
         return False
     for key, value in desired.items():
         if key == "env":
-            ok = covers(_named(existing.get(key), env_names), value)
+            ok = _same_entries(_named(existing.get(key), env_names), value)
         elif key == "volumeMounts":
-            ok = covers(_named(existing.get(key), _INIT_MOUNTS), value)
+            ok = _same_entries(_named(existing.get(key), _INIT_MOUNTS), value)
         else:
             ok = key in existing and covers(existing[key], value, key in _QUANTITY_FIELDS)
         if not ok:

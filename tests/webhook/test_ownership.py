@@ -396,3 +396,29 @@ def test_golden_service_account_case_is_a_fixed_point() -> None:
     stored = yaml.safe_load((golden / "pod-service-account-token.in.yaml").read_text())
     assert yaml.safe_load((golden / "pod-service-account-token.out.yaml").read_text()) == stored
     assert mount_names(downloader(stored)) == [contract.VOLUME_NAME, chain.TOKEN_VOLUME]
+
+
+def test_a_webhook_that_sorts_env_and_mounts_causes_no_rewrite(
+    make_pod: PodFactory, settings: Settings
+) -> None:
+    """Two webhooks must not fight: reordering our entries is not a difference."""
+    pod = chain.service_account_plugin(
+        inject(make_pod({"package-url": URL, "package-secret": "s"}), settings).pod
+    )
+    init = downloader(pod)
+    before = env_names(init)
+    init["env"].sort(key=lambda e: e["name"])
+    init["volumeMounts"].reverse()
+    assert env_names(init) != before
+    assert_fixed_point(pod, settings)
+
+
+@pytest.mark.parametrize("bad", [{"name": ["PACKAGE_URL"]}, {"name": {"a": 1}}, "PACKAGE_URL", None, 7])
+def test_malformed_entries_in_our_init_container_are_a_clear_denial_or_kept(
+    make_pod: PodFactory, settings: Settings, bad: Any
+) -> None:
+    pod = chain.service_account_plugin(inject(make_pod({"package-url": URL}), settings).pod)
+    downloader(pod)["env"].append(bad)
+    downloader(pod)["volumeMounts"].append(bad)
+    result = inject(pod, settings)  # never a TypeError (an internal error); someone else's entry is kept
+    assert bad in downloader(result.pod)["env"] and not result.changed
