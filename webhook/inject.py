@@ -22,8 +22,11 @@ writes, and within our pieces we own only the fields we write:
   whole when they differ), the env entries named `PACKAGE_*` or configured in
   `init_env`/`init_proxy_env`, and the mounts of our two volumes. Every other env,
   envFrom, volumeMount or field is someone else's: kept, in place, never removed.
-  The image is not a mark: upgrades and mirrors change it between injections, and
-  a piece we adopt ends up running exactly the configured image and env.
+  Two changes by others are accepted as saying the same: our image behind a
+  registry-mirror prefix or pinned with `@sha256:`, and `imagePullPolicy: Always`
+  (the AlwaysPullImages plugin): rewriting them would undo those controls on
+  reinvocation. The image is not a mark of ownership (upgrades change it); a piece
+  we adopt ends up running the configured image (or such a form of it) and our env.
 - the emptyDir volume `package-shared-volume` is ours by name and type alone (it
   holds nothing before the pod starts, and the name is our contract's): an earlier
   injection's `emptyDir: {}` gets the sizeLimit configured now; a sizeLimit is kept
@@ -251,6 +254,18 @@ def _named(items: Any, names: frozenset[str]) -> list[Obj]:
     return [i for i in items if _is_named(i, names)] if isinstance(items, list) else []
 
 
+def _field_says(key: str, existing: Any, desired: Any) -> bool:
+    """Whether the init container's field `key` says what we want, or what another plugin made of it."""
+    if key == "image" and isinstance(existing, str) and isinstance(desired, str):
+        # A registry-mirror webhook prefixes our image, a digest-pinning policy appends @sha256:...; both
+        # still name it. Another repository or tag (an upgrade) is a difference.
+        name = existing.split("@", 1)[0] if "@" not in desired else existing
+        return name == desired or name.endswith("/" + desired)
+    if key == "imagePullPolicy" and existing == "Always":
+        return True  # the AlwaysPullImages plugin's value: stricter than ours, and it validates it
+    return covers(existing, desired, key in _QUANTITY_FIELDS)
+
+
 def _init_converged(existing: Obj, desired: Obj, env_names: frozenset[str]) -> bool:
     """Every field we own says what we want; what others added (env, mounts, defaults) does not matter."""
     if any(k in existing for k in _RUNS_SOMETHING_ELSE):
@@ -261,7 +276,7 @@ def _init_converged(existing: Obj, desired: Obj, env_names: frozenset[str]) -> b
         elif key == "volumeMounts":
             ok = _same_entries(_named(existing.get(key), _INIT_MOUNTS), value)
         else:
-            ok = key in existing and covers(existing[key], value, key in _QUANTITY_FIELDS)
+            ok = key in existing and _field_says(key, existing[key], value)
         if not ok:
             return False
     return True
@@ -278,7 +293,7 @@ def _init_rewritten(existing: Obj, desired: Obj, env_names: frozenset[str]) -> O
             items = existing.get(key)
             theirs = [i for i in items if not _is_named(i, names)] if isinstance(items, list) else []
             out[key] = [*value, *theirs]
-        elif not (key in existing and covers(existing[key], value, key in _QUANTITY_FIELDS)):
+        elif not (key in existing and _field_says(key, existing[key], value)):
             out[key] = value
     return out
 

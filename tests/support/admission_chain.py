@@ -9,6 +9,8 @@ unit tests state the same situations without one, each named after what it imita
 - `eks_pod_identity`: the EKS pod-identity webhook: env AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE and a
   projected token volume mounted in every container, init containers included.
 - `env_and_mount_webhook`: a generic webhook (Vault-, tracing-like) adding env, envFrom and a mount.
+- `always_pull_images`: the AlwaysPullImages plugin (in-tree, common in multi-tenant clusters).
+- `image_mirror` / `digest_pin`: webhooks that rewrite every image to a mirror, or pin it by digest.
 - `admit`: the apiserver's mutating chain with reinvocation: in-tree plugins, then webhooks in name
   order; when any webhook changed the object, the in-tree plugins run again and webhooks with
   `IfNeeded` that ran before are called once more.
@@ -84,6 +86,29 @@ def env_and_mount_webhook(pod: Obj) -> Obj:
             container.setdefault("volumeMounts", []).append(
                 {"name": "agent-config", "mountPath": "/etc/agent"}
             )
+    return pod
+
+
+def always_pull_images(pod: Obj) -> Obj:
+    pod = copy.deepcopy(pod)
+    for container in _all_containers(pod["spec"]):
+        container["imagePullPolicy"] = "Always"
+    return pod
+
+
+def image_mirror(pod: Obj) -> Obj:
+    pod = copy.deepcopy(pod)
+    for container in _all_containers(pod["spec"]):
+        if not container["image"].startswith("mirror.example/"):
+            container["image"] = "mirror.example/" + container["image"]
+    return pod
+
+
+def digest_pin(pod: Obj) -> Obj:
+    pod = copy.deepcopy(pod)
+    for container in _all_containers(pod["spec"]):
+        if "@" not in container["image"]:
+            container["image"] += "@sha256:" + "ab" * 32
     return pod
 
 

@@ -422,3 +422,69 @@ def test_malformed_entries_in_our_init_container_are_a_clear_denial_or_kept(
     downloader(pod)["volumeMounts"].append(bad)
     result = inject(pod, settings)  # never a TypeError (an internal error); someone else's entry is kept
     assert bad in downloader(result.pod)["env"] and not result.changed
+
+
+# --- others' changes to fields we own that must not be undone by reinvocation ------------------------------
+
+
+def assert_init_fixed(pod: dict[str, Any], settings: Settings) -> None:
+    """Our init container is a fixed point (with Never the mesh's sidecar still lacks its mount)."""
+    assert downloader(inject(pod, settings).pod) == downloader(pod)
+
+
+def mesh(pod: dict[str, Any]) -> dict[str, Any]:
+    """A webhook after ours that changes the pod, so ours is called again under IfNeeded."""
+    pod = copy.deepcopy(pod)
+    if all(c["name"] != "sidecar" for c in pod["spec"]["containers"]):
+        pod["spec"]["containers"].append({"name": "sidecar", "image": "mesh:1"})
+    return pod
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_always_pull_images_is_not_undone_on_reinvocation(
+    make_pod: PodFactory, settings: Settings, policy: str
+) -> None:
+    hooks = [("a-package-injector", ours(settings), policy), ("z-mesh", mesh, "Never")]
+    in_tree = (chain.service_account_plugin, chain.always_pull_images)
+    pod = chain.admit(make_pod({"package-url": URL}), hooks, in_tree)
+    assert downloader(pod)["imagePullPolicy"] == "Always", (
+        "the plugin's validation would refuse anything else"
+    )
+    assert_init_fixed(pod, settings)
+
+
+@pytest.mark.parametrize(
+    "rewrite", [chain.image_mirror, chain.digest_pin, lambda p: chain.digest_pin(chain.image_mirror(p))]
+)
+@pytest.mark.parametrize("policy", POLICIES)
+def test_a_mirror_or_digest_pin_of_our_image_is_kept(
+    make_pod: PodFactory, settings: Settings, policy: str, rewrite: chain.Mutator
+) -> None:
+    hooks = [
+        ("a-package-injector", ours(settings), policy),
+        ("y-images", rewrite, "Never"),
+        ("z-mesh", mesh, "Never"),
+    ]
+    pod = chain.admit(make_pod({"package-url": URL}), hooks)
+    assert (
+        downloader(pod)["image"]
+        == rewrite({"spec": {"containers": [{"image": settings.init_image}]}})["spec"]["containers"][0][
+            "image"
+        ]
+    )
+    assert_init_fixed(pod, settings)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "package-init-container:0.0.9",
+        "evil.example/other:0.1.0",
+        "package-init-container:0.1.0-evil",
+        "mirror.example/package-init-container:0.0.9@sha256:" + "ab" * 32,
+    ],
+)
+def test_another_image_is_rewritten(make_pod: PodFactory, settings: Settings, image: str) -> None:
+    pod = inject(make_pod({"package-url": URL}), settings).pod
+    downloader(pod)["image"] = image
+    assert downloader(inject(pod, settings).pod)["image"] == settings.init_image
