@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import json
-import ssl
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +10,9 @@ import pytest
 
 from initcontainer import contract
 from tests.e2e.conftest import namespace_for, pod, webhook_configuration
+from tests.support import other_webhook
 from tests.support.kube import Cluster
 from tests.support.webhook import WebhookProcess, running_webhook
-from webhook import certs
 
 pytestmark = pytest.mark.e2e
 
@@ -65,44 +60,12 @@ def test_webhook_down_with_failure_policy_fail_refuses_annotated_pods(
             unregister(cluster, mwc)
 
 
-class _SidecarAdder(BaseHTTPRequestHandler):
-    """A second mutating webhook, like a service mesh injector: appends a `sidecar` container."""
-
-    def do_POST(self) -> None:
-        review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        request = review["request"]
-        names = [c["name"] for c in request["object"]["spec"]["containers"]]
-        response: dict[str, Any] = {"uid": request["uid"], "allowed": True}
-        if "sidecar" not in names:
-            patch = [
-                {"op": "add", "path": "/spec/containers/-", "value": {"name": "sidecar", "image": "mesh:1"}}
-            ]
-            response["patchType"] = "JSONPatch"
-            response["patch"] = base64.b64encode(json.dumps(patch).encode()).decode()
-        body = json.dumps(
-            {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
-        )
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(body.encode())
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
 @pytest.fixture
 def sidecar_webhook(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    bundle = certs.generate("sidecar", "e2e", ips=["127.0.0.1"])
-    certs.write_bundle(bundle, tmp_path)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _SidecarAdder)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(tmp_path / certs.TLS_CERT, tmp_path / certs.TLS_KEY)
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"https://127.0.0.1:{server.server_address[1]}", bundle.ca_bundle_b64
-    server.shutdown()
+    """A second mutating webhook, like a service mesh injector: appends a `sidecar` container."""
+    mesh = other_webhook.append_container("sidecar", "mesh:1")
+    with other_webhook.running_other_webhook(tmp_path, mesh) as hook:
+        yield hook.url, hook.ca_bundle_b64
 
 
 def test_container_added_by_a_later_webhook_gets_the_mount(
