@@ -488,3 +488,23 @@ def test_another_image_is_rewritten(make_pod: PodFactory, settings: Settings, im
     pod = inject(make_pod({"package-url": URL}), settings).pod
     downloader(pod)["image"] = image
     assert downloader(inject(pod, settings).pod)["image"] == settings.init_image
+
+
+def test_removing_package_url_takes_out_our_container_with_its_additions_and_keeps_theirs(
+    make_pod: PodFactory, settings: Settings
+) -> None:
+    pod = chain.eks_pod_identity(
+        chain.service_account_plugin(inject(make_pod({"package-url": URL}), settings).pod)
+    )
+    del pod["metadata"]["annotations"]["package-url"]
+    result = inject(pod, settings)
+    spec = result.pod["spec"]
+    assert "initContainers" not in spec
+    assert [v["name"] for v in spec["volumes"]] == [
+        "kube-api-access-x7k2p",
+        chain.TOKEN_VOLUME,
+        "aws-iam-token",
+    ]
+    assert contract.VOLUME_NAME not in mount_names(spec["containers"][0])
+    assert "aws-iam-token" in mount_names(spec["containers"][0])
+    assert_fixed_point(result.pod, settings)
