@@ -80,6 +80,11 @@ def test_rendered_chart_passes_server_side_dry_run(cluster: Cluster) -> None:
         },
     ]:
         docs = render({**values, "webhook": {"optIn": True}}, namespace=ns)
+        # The ServiceAccount plugin wants a Pod's ServiceAccount to exist, and a dry-run creates none; Helm
+        # installs the release's ServiceAccounts before `helm test` creates the check Pod: so do we.
+        accounts = [d for d in docs if d["kind"] == "ServiceAccount"]
+        created = cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(accounts), check=False)
+        assert created.returncode == 0, created.stderr
         out = _apply_dry_run(cluster, docs)
         assert "mutatingwebhookconfiguration.admissionregistration.k8s.io/" in out
         assert "deployment.apps/" in out
