@@ -29,7 +29,8 @@ class BenchApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/bare" and scope["method"] == "POST":
-            body = json.loads(await read_body(receive, self.limit))
+            chunks, _ = await read_body(receive, self.limit)
+            body = json.loads(b"".join(chunks))
             await send_json(send, 200, json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
         else:
             await self.app(scope, receive, send)

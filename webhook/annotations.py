@@ -146,7 +146,10 @@ def _check_url(value: str, settings: Settings, key: str) -> tuple[str | None, bo
         return None, False, [Problem(key, "is empty; set it to the https:// URL of the package")]
     if _SPACE_OR_CONTROL.search(value):
         return None, False, [Problem(key, "contains whitespace or control characters; percent-encode them")]
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # an unbalanced or invalid [IPv6] host; the parser's message quotes the value
+        return None, False, [Problem(key, "is not a valid URL; write an IPv6 host as [address] in brackets")]
     scheme = parts.scheme.lower()
     allowed = " or ".join(f"{s}://" for s in settings.allowed_schemes)
     if scheme not in ("http", "https") or not parts.netloc:
@@ -237,12 +240,22 @@ def default_size_limit(settings: Settings) -> str | None:
 
 
 _TAILS: Final = {k[len(FAMILY_PREFIX) :]: k for k in USER_KEYS}
+# difflib's ratio is 2*matches/(len(a)+len(b)): a word more than this long cannot reach the cutoff against
+# any key of ours, so it gets no hint without running difflib and never enters the cache (entries stay small).
+_HINT_MAX_LEN: Final = 2 * max(len(k) for k in USER_KEYS)
+
+
+def _close_key(word: str, ours: bool) -> str | None:
+    """The user key `word` is closest to, if close enough."""
+    if len(word) > _HINT_MAX_LEN:
+        return None
+    return _close_key_cached(word, ours)
 
 
 @functools.lru_cache(maxsize=1024)
-def _close_key(word: str, ours: bool) -> str | None:
-    """The user key `word` is closest to, if close enough; cached, because difflib is slow (a quarter of a
-    review's time) and the same annotation keys come with every pod of a workload."""
+def _close_key_cached(word: str, ours: bool) -> str | None:
+    """Cached, because difflib is slow (a quarter of a review's time) and the same annotation keys come with
+    every pod of a workload; bounded in entries (LRU) and in entry size (`_close_key`)."""
     if ours:
         # Compare what follows "package-": the shared prefix would make any key look close.
         close = difflib.get_close_matches(word, _TAILS, n=1, cutoff=0.6)
@@ -428,7 +441,7 @@ def read_status(annotations: Mapping[str, Any] | None, settings: Settings) -> di
         return None
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(value, dict) or value.get("version") != STATUS_VERSION:
         return None

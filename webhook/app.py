@@ -3,7 +3,10 @@
 Everything a client can get wrong (wrong content type, oversized or malformed
 body, a body that is not an AdmissionReview) is a 4xx JSON error, never a 500
 with a traceback. The body is read in chunks and the read stops as soon as it
-passes `max_body_bytes`, so a huge body costs no more memory than the limit.
+passes `max_body_bytes`, so a huge body costs no more memory than the limit. What a body may cost past
+parsing (nesting, NaN, lone surrogates, counts) is capped by `webhook.limits`; a large body is answered in a
+worker thread, one at a time, so the event loop (health probes, the apiserver's small reviews) never waits
+for it.
 
 `POST /mutate` is a plain ASGI app (`Mutate`), called by `AdmissionApp` before FastAPI's middleware,
 routing, request objects and dependency solving: every Pod create in the cluster waits for it, and
@@ -14,9 +17,13 @@ other paths, lifespan) is FastAPI's.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Final
 
 from fastapi import FastAPI
@@ -24,7 +31,7 @@ from prometheus_client.metrics import Counter, Histogram
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from webhook import __version__, admission
+from webhook import __version__, admission, limits
 from webhook.metrics import METRICS, Metrics
 from webhook.settings import Settings
 from webhook.workloads import WORKLOADS
@@ -33,7 +40,10 @@ LOG: Final = logging.getLogger("package_injector.admission")
 JSON_TYPES: Final = ("application/json",)
 METRIC_KINDS: Final = frozenset({"Pod", *WORKLOADS})
 MUTATE_PATH: Final = "/mutate"
-BAD_REQUEST_REASONS: Final = ("content-type", "too-large", "malformed-json", "not-a-review")
+BAD_REQUEST_REASONS: Final = ("content-type", "too-large", "malformed-json", "too-complex", "not-a-review")
+INLINE_BYTES: Final = 64 * 1024
+"""Bodies up to this size are answered on the event loop (well under a millisecond for a real Pod); larger
+ones are read and answered in a worker thread, one at a time, so health probes and small reviews go on."""
 
 # The bytes starlette's JSONResponse writes, with one encoder built once instead of one per response.
 _JSON: Final = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
@@ -47,10 +57,14 @@ class _Disconnected(Exception):
     pass
 
 
-async def read_body(receive: Receive, limit: int) -> bytes:
-    """The request body, in chunks, stopping as soon as it passes `limit` (raises _TooLarge)."""
-    chunks: list[bytes] = []
-    size = 0
+async def read_body(
+    receive: Receive, limit: int, chunks: list[bytes] | None = None, pause_at: int | None = None
+) -> tuple[list[bytes], bool]:
+    """The body's chunks and True once it is read whole; raises _TooLarge as soon as it passes `limit`.
+
+    With `pause_at`, returns (chunks, False) once more than that was read; pass the chunks back to go on."""
+    chunks = chunks if chunks is not None else []
+    size = sum(len(c) for c in chunks)
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
@@ -61,7 +75,34 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             raise _TooLarge
         chunks.append(chunk)
         if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return chunks, True
+        if pause_at is not None and size > pause_at:
+            return chunks, False
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    """A body we cannot answer as an AdmissionReview: a 400 with this reason and message."""
+
+    reason: str
+    message: str
+
+
+def answer(raw: bytes, settings: Settings) -> tuple[admission.Outcome, bytes] | _Refusal:
+    """Parse, check against `webhook.limits`, review and encode one body: the pure part of a request."""
+    try:
+        body = json.loads(raw, parse_constant=limits.reject_constant, parse_float=limits.finite_float)
+    except (ValueError, RecursionError) as exc:
+        return _Refusal("malformed-json", f"request body is not valid JSON: {exc}")
+    try:
+        limits.check_document(body, strings=limits.SURROGATE_ESCAPE.search(raw) is not None)
+    except limits.TooComplex as exc:
+        return _Refusal("too-complex", f"request body {exc}")
+    try:
+        outcome = admission.review(body, settings)
+    except admission.BadReview as exc:
+        return _Refusal("not-a-review", f"request body is not an AdmissionReview: {exc}")
+    return outcome, _JSON.encode(outcome.review).encode()
 
 
 async def send_json(send: Send, status: int, body: bytes) -> None:
@@ -85,7 +126,11 @@ def _log(outcome: admission.Outcome, duration: float) -> None:
         "duration_ms": round(duration * 1000, 3),
     }
     if outcome.error is not None:
-        LOG.error("admission internal error", extra=fields, exc_info=outcome.error)
+        # Where it failed, never the exception's message: that may quote a value (a URL with a token).
+        fields["error"] = type(outcome.error).__name__
+        frames = traceback.extract_tb(outcome.error.__traceback__)
+        fields["traceback"] = [f"{f.filename}:{f.lineno} in {f.name}" for f in frames]
+        LOG.error("admission internal error", extra=fields)
     elif outcome.decision.result == "denied":
         # The detail, not the user's message: that one may quote annotation values.
         LOG.info("admission denied: %s", outcome.detail or outcome.decision.reason, extra=fields)
@@ -108,6 +153,9 @@ class Mutate:
         }
         # (kind, result, reason) -> child; every part comes from a fixed set, so this stays small.
         self._requests: dict[tuple[str, str, str], Counter] = {}
+        # Large bodies: one read and answered at a time, in a thread (created on first use).
+        self._large = asyncio.Semaphore(1)
+        self._pool: ThreadPoolExecutor | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -128,30 +176,35 @@ class Mutate:
         try:
             if length.isdigit() and int(length) > limit:
                 raise _TooLarge
-            raw = await read_body(receive, limit)
+            chunks, whole = await read_body(receive, limit, pause_at=INLINE_BYTES)
+            if whole:
+                answered = answer(b"".join(chunks), self.settings)
+            else:
+                async with self._large:
+                    chunks, _ = await read_body(receive, limit, chunks)
+                    answered = await asyncio.get_running_loop().run_in_executor(
+                        self._executor(), answer, b"".join(chunks), self.settings
+                    )
         except _TooLarge:
             await self._error(send, 413, "too-large", f"request body is larger than {limit} bytes")
             return
         except _Disconnected:
             return  # nobody to answer
-        try:
-            body = json.loads(raw)
-        except (ValueError, RecursionError) as exc:
-            await self._error(send, 400, "malformed-json", f"request body is not valid JSON: {exc}")
+        if isinstance(answered, _Refusal):
+            await self._error(send, 400, answered.reason, answered.message)
             return
-        try:
-            outcome = admission.review(body, self.settings)
-        except admission.BadReview as exc:
-            message = f"request body is not an AdmissionReview: {exc}"
-            await self._error(send, 400, "not-a-review", message)
-            return
-        answer = _JSON.encode(outcome.review).encode()
+        outcome, encoded = answered
         duration = time.perf_counter() - started
         self._account(outcome, duration)
-        await send_json(send, 200, answer)
+        await send_json(send, 200, encoded)
         # Only now: the apiserver does not wait for the log line (0.2-0.3 ms of a call that finds the
         # logging code cold, as every call does when Pods come now and then).
         _log(outcome, duration)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="large-review")
+        return self._pool
 
     def _account(self, outcome: admission.Outcome, duration: float) -> None:
         decision = outcome.decision

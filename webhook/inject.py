@@ -54,11 +54,12 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from typing import Any, Final
 
 from initcontainer import contract
 from webhook import annotations as ann
+from webhook import limits
 from webhook.annotations import Denied, PackageRequest
 from webhook.quantity import same_quantity
 from webhook.settings import RESERVED_INIT_ENV, Settings
@@ -304,9 +305,25 @@ class _Owner:
 
     status: dict[str, Any] | None
 
+    def _listed(self, field: str) -> frozenset[str]:
+        """The names the status lists under `field`, as a set: membership is checked once per item."""
+        return frozenset(self.status.get(field, [])) if self.status is not None else frozenset()
+
+    @cached_property
+    def _volumes(self) -> frozenset[str]:
+        return self._listed("volumes")
+
+    @cached_property
+    def _containers(self) -> frozenset[str]:
+        return self._listed("containers")
+
+    @cached_property
+    def _pull_secrets(self) -> frozenset[str]:
+        return self._listed("imagePullSecrets")
+
     def volume(self, volume: Obj) -> bool:
         name = volume.get("name")
-        listed = self.status is not None and name in self.status.get("volumes", [])
+        listed = name in self._volumes
         return listed and {k for k in volume if k != "name"} == {_VOLUME_SOURCES.get(str(name))}
 
     def adoptable_volume(self, volume: Obj) -> bool:
@@ -325,8 +342,7 @@ class _Owner:
 
     def mount(self, container_name: Any, mount: Obj) -> bool:
         return (
-            self.status is not None
-            and container_name in self.status["containers"]
+            container_name in self._containers
             and mount.get("name") == contract.VOLUME_NAME
             and mount.get("readOnly") is True
             and not {"subPath", "subPathExpr", "mountPropagation"} & set(mount)
@@ -334,11 +350,7 @@ class _Owner:
 
     def pull_secret(self, entry: Obj) -> bool:
         """An imagePullSecrets entry we added; one the pod listed itself is never in the status."""
-        return (
-            self.status is not None
-            and entry.keys() == {"name"}
-            and entry["name"] in self.status.get("imagePullSecrets", [])
-        )
+        return entry.keys() == {"name"} and entry["name"] in self._pull_secrets
 
 
 def _ensure(
@@ -595,18 +607,23 @@ def inject(pod: Obj, settings: Settings, namespace: str | None = None) -> Inject
     annotations = metadata.get("annotations")
     if annotations is not None and not isinstance(annotations, dict):
         raise Denied("package-injector: metadata.annotations must be an object", 400, "malformed-object")
+    if annotations:
+        limits.check_annotations(annotations)
     parsed = ann.parse(annotations, settings, namespace)
     key = settings.key
     owner = _Owner(ann.read_status(annotations, settings))
+    spec = out.get("spec")
+    has_status = annotations is not None and key(ann.STATUS) in annotations
+    if isinstance(spec, dict) and (parsed.request is not None or has_status):
+        limits.check_pod_spec(spec)  # before anything below walks the spec's lists
     if parsed.request is None:
-        if annotations is not None and key(ann.STATUS) in annotations:
+        if has_status:
             changed, removal = _remove(out, metadata, owner, settings)
             return InjectionResult(out, (*parsed.warnings, *removal), requested=False, changed=changed)
         return InjectionResult(out, parsed.warnings, requested=False, changed=False)
     request = parsed.request
     warnings = list(parsed.warnings)
 
-    spec = out.get("spec")
     if not isinstance(spec, dict):
         raise Denied("package-injector: the pod has no spec", 400, "malformed-object")
     containers = _as_list(spec, "containers", "spec.containers")
@@ -625,7 +642,8 @@ def inject(pod: Obj, settings: Settings, namespace: str | None = None) -> Inject
         )
 
     if request.containers is not None:
-        missing = [c for c in request.containers if c not in names]
+        present = set(names)
+        missing = [c for c in request.containers if c not in present]
         if missing:
             have = ", ".join(str(n) for n in names)
             raise Denied(
