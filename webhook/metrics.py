@@ -54,6 +54,14 @@ class Metrics:
             ("result",),
             registry=self.registry,
         )
+        self.connections_refused = Counter(
+            "package_injector_connections_refused_total",
+            "Connections closed by a connection limit, by port (admission, metrics) and reason: "
+            "connection-limit (all busy), handshake (failed or too slow), header-too-large, request-timeout "
+            "(headers and body not read in time).",
+            ("port", "reason"),
+            registry=self.registry,
+        )
         for result in ("success", "failure"):
             self.certificate_reloads.labels(result=result)  # export 0 from the start, for alert rules
 

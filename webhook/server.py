@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import logging
 import signal
 import ssl
@@ -28,14 +27,13 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from webhook.guard import REFUSALS, ConnectionLimits, Guard
 from webhook.logs import configure_logging
 from webhook.metrics import METRICS, Metrics
 from webhook.settings import Settings
 from webhook.tls import CertInfo, ReloadingCertificate
 
 log = logging.getLogger(__name__)
-
-_HTTP_IMPL = "httptools" if importlib.util.find_spec("httptools") else "h11"
 
 
 class _Server(uvicorn.Server):
@@ -128,15 +126,26 @@ def health_app(runtime: Runtime) -> Starlette:
     )
 
 
-def _config(app: ASGIApp, host: str, port: int, settings: Settings, **kwargs: Any) -> uvicorn.Config:
+def limits(settings: Settings) -> ConnectionLimits:
+    return ConnectionLimits(
+        max_connections=settings.max_connections,
+        max_header_bytes=settings.max_header_bytes,
+        handshake_timeout=settings.tls_handshake_timeout,
+        request_timeout=settings.request_read_timeout,
+    )
+
+
+def _config(app: ASGIApp, port: int, settings: Settings, guard: Guard, **kwargs: Any) -> uvicorn.Config:
+    """uvicorn speaks HTTP; connections, TLS and their limits are `webhook.guard`'s (so no ssl= here)."""
     return uvicorn.Config(
         app,
-        host=host,
+        host=settings.host,
         port=port,
-        http=_HTTP_IMPL,
+        http=guard.factory,  # type: ignore[arg-type] # any callable making the protocol will do
         log_config=None,
         access_log=settings.access_log,
         server_header=False,
+        timeout_keep_alive=settings.keep_alive_timeout,
         timeout_graceful_shutdown=int(settings.shutdown_timeout + 0.999),
         **kwargs,
     )
@@ -147,14 +156,18 @@ async def run_servers(app: ASGIApp, settings: Settings, metrics: Metrics = METRI
     runtime = Runtime(settings, metrics)
     runtime.cert.reload()
 
-    def ssl_factory(_: uvicorn.Config, __: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+    def refused(port: str) -> Callable[[str], None]:
+        children = {r: metrics.connections_refused.labels(port=port, reason=r) for r in REFUSALS}
+        return lambda reason: children[reason].inc()
+
+    def listener() -> ssl.SSLContext:
         return runtime.cert.listener
 
-    runtime.admission = _Server(
-        _config(app, settings.host, settings.port, settings, ssl_context_factory=ssl_factory)
-    )
+    admission_guard = Guard(limits(settings), tls=listener, on_refusal=refused("admission"))
+    health_guard = Guard(limits(settings), on_refusal=refused("metrics"))
+    runtime.admission = _Server(_config(app, settings.port, settings, admission_guard))
     runtime.health = _Server(
-        _config(health_app(runtime), settings.host, settings.metrics_port, settings, lifespan="off")
+        _config(health_app(runtime), settings.metrics_port, settings, health_guard, lifespan="off")
     )
 
     loop = asyncio.get_running_loop()

@@ -180,6 +180,27 @@ class Settings(BaseSettings):
     tls_key_file: Path = Path("/etc/package-injector/tls/tls.key")
     cert_reload_interval: float = Field(default=10.0, description="Seconds between checks of the cert files.")
     max_body_bytes: int = Field(default=3 * 1024 * 1024, description="Larger AdmissionReviews get a 413.")
+    max_connections: int = Field(
+        default=256,
+        ge=1,
+        description="Open connections per port, TLS handshakes included. When all are taken, the one idle "
+        "the longest is closed for the newcomer; a newcomer is refused only when none is idle.",
+    )
+    max_header_bytes: int = Field(
+        default=32 * 1024, ge=1024, description="Request line plus headers; larger ones get a 431."
+    )
+    tls_handshake_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds a client has to finish the TLS handshake."
+    )
+    request_read_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds from a request's first byte (or the connection's start) until its headers and "
+        "body have all arrived; a slower client is disconnected. The apiserver sends a review at once.",
+    )
+    keep_alive_timeout: int = Field(
+        default=5, ge=1, description="Seconds an idle keep-alive connection stays open between requests."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
     access_log: bool = Field(
