@@ -19,7 +19,7 @@ from typing import Any, TextIO
 import yaml
 from pydantic import ValidationError
 
-from webhook import __version__, workloads
+from webhook import __version__, limits, workloads
 from webhook.inject import Denied, inject
 from webhook.settings import Settings, load_settings
 
@@ -83,12 +83,23 @@ def inject_document(obj: Any, settings: Settings, namespace: str | None, report:
 
 
 def run_inject(stream: TextIO, out: TextIO, err: TextIO, settings: Settings, namespace: str | None) -> int:
-    """Read multi-document YAML, write the injected YAML; 1 on a denial, 2 on unreadable input."""
+    """Read multi-document YAML, write the injected YAML; 1 on a denial, 2 on unreadable input (not YAML,
+    or past a cap of `webhook.limits`)."""
     try:
         documents = [d for d in yaml.safe_load_all(stream) if d is not None]
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: not UTF-8, an impossible date
         print(f"error: the input is not valid YAML: {exc}", file=err)
         return 2
+    except RecursionError:
+        print(f"error: the input is nested too deeply (the limit is {limits.MAX_DEPTH} levels)", file=err)
+        return 2
+    for number, document in enumerate(documents, 1):
+        try:
+            # The webhook's caps on a review's shape; strings too, as YAML can write any code point.
+            limits.check_document(document, strings=True)
+        except limits.TooComplex as exc:
+            print(f"error: document {number} {exc}", file=err)
+            return 2
     report = InjectReport()
     try:
         injected = [inject_document(d, settings, namespace, report) for d in documents]

@@ -111,6 +111,12 @@ app.kubernetes.io/part-of: package-injector
   "log_format" .Values.logFormat
   "shutdown_delay" .Values.shutdownDelaySeconds
   "shutdown_timeout" .Values.shutdownTimeoutSeconds
+  "max_connections" .Values.limits.maxConnections
+  "max_header_bytes" .Values.limits.maxHeaderBytes
+  "max_body_bytes" .Values.limits.maxBodyBytes
+  "tls_handshake_timeout" .Values.limits.tlsHandshakeTimeoutSeconds
+  "request_read_timeout" .Values.limits.requestReadTimeoutSeconds
+  "keep_alive_timeout" .Values.limits.keepAliveTimeoutSeconds
 }}
 {{- if $p.maxSizeLimit }}{{ $_ := set $s "max_size_limit" $p.maxSizeLimit }}{{ end }}
 {{- if $p.defaultSizeLimit }}{{ $_ := set $s "default_size_limit" $p.defaultSizeLimit }}{{ end }}
