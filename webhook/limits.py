@@ -37,7 +37,7 @@ MAX_ANNOTATIONS_BYTES: Final = 256 * 1024
 
 # A \uD800-\uDFFF escape in the raw JSON: the only way a lone surrogate gets into a parsed str (raw bytes
 # that are not UTF-8 fail to decode). Bodies without one, i.e. every body an apiserver sends, skip the scan.
-SURROGATE_ESCAPE: Final = re.compile(rb"\\u[dD][89abAB]")
+SURROGATE_ESCAPE: Final = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class TooComplex(ValueError):

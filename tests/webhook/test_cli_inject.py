@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -134,3 +135,75 @@ def test_an_injected_manifest_without_package_url_is_cleaned() -> None:
     assert all(v["name"] != "package-shared-volume" for v in template["spec"].get("volumes", []))
     for container in template["spec"]["containers"]:
         assert all(m["name"] != "package-shared-volume" for m in container.get("volumeMounts", []))
+
+
+POD_HEAD = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n"
+CONTAINERS = "spec: {containers: [{name: a, image: x}]}\n"
+
+
+def _alias_bomb() -> str:
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        name, previous = chr(97 + i), chr(96 + i)
+        lines.append(f"{name}: &{name} [{', '.join(['*' + previous] * 10)}]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("manifest", "code", "message"),
+    [
+        (POD_HEAD + "    package-url: 'https://[::1/a.tgz'\n" + CONTAINERS, 1, "is not a valid URL"),
+        (POD_HEAD + '    package-url: "https://a/\\ud800"\n' + CONTAINERS, 2, "lone UTF-16 surrogate"),
+        (
+            POD_HEAD + "    package-url: https://a/x.tgz\nspec: {containers: [{name: [a]}]}\n",
+            1,
+            "must be a string",
+        ),
+        (
+            POD_HEAD + "    package-url: https://a/x.tgz\nspec: {containers: [{name: a, env: 5}]}\n",
+            1,
+            "env must be a list of objects",
+        ),
+        (
+            POD_HEAD
+            + "    package-url: https://a/x.tgz\n    package-status: '"
+            + "[" * 3000
+            + "]" * 3000
+            + "'\n"
+            + CONTAINERS,
+            0,
+            "",
+        ),
+        ("a: " + "[" * 900 + "]" * 900 + "\n", 2, "nested too deeply"),
+        ("a: " + "[" * 150 + "]" * 150 + "\n", 2, "nested more than 100 levels"),
+        (POD_HEAD + "    package-url: https://a/x.tgz\nspec: {containers: [{name: a, x: .nan}]}\n", 2, "NaN"),
+        (_alias_bomb(), 2, "holds more than"),
+        ("a: 2020-13-45\n", 2, "not valid YAML"),
+    ],
+    ids=[
+        "bad-ipv6",
+        "surrogate",
+        "name-type",
+        "env-type",
+        "deep-status",
+        "deep-900",
+        "deep-150",
+        "nan",
+        "alias-bomb",
+        "bad-date",
+    ],
+)
+def test_malformed_input_is_a_clear_error(manifest: str, code: int, message: str) -> None:
+    result = cli("inject", "-f", "-", stdin=manifest)
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    assert message in result.stderr
+    if code:
+        assert result.stderr.startswith("error: ") and result.stdout == ""
+
+
+def test_undecodable_input_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "pod.yaml"
+    path.write_bytes(b"a: \xff\xfe\n")
+    result = cli("inject", "-f", str(path))
+    assert result.returncode == 2 and "not valid YAML" in result.stderr and "Traceback" not in result.stderr
