@@ -5,10 +5,12 @@ to finish), never times out a client that sends its headers or body slowly, and 
 without limit. So each port's protocol factory returns a `Connection`, which:
 
 - counts every accepted TCP connection, handshakes included, against `max_connections`; when all are
-  taken, the connection idle the longest (between requests, or not yet sent anything) is closed for the
+  taken, the connection idle the longest (still in its handshake, or not in a request) is closed for the
   newcomer, and only when none is idle is the newcomer closed at once: clients holding idle connections
   cannot starve the apiserver, and busy ones are bounded by the timeouts below;
-- does the TLS handshake itself (`loop.start_tls`), so it can bound it with `handshake_timeout`;
+- runs the TLS handshake itself (as `loop.start_tls` would), so it can bound it, and the closing
+  handshake too, with `handshake_timeout`; evicted and timed-out connections are aborted, not closed, so
+  no memory waits for a peer's close_notify;
 - hands the connection to uvicorn's own HTTP protocol, extended (`_Http`) to close a connection whose
   request (headers and body) has not fully arrived `request_timeout` seconds after its first byte (or
   after the connection opened), and to answer 431 once the request line and headers pass
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.sslproto
-import contextlib
 import logging
 import ssl
 from collections.abc import Callable
@@ -60,7 +61,9 @@ class Guard:
         self.tls = tls
         self.on_refusal = on_refusal or (lambda _: None)
         self.open: set[Connection] = set()
-        self.idle: dict[_Http, None] = {}  # insertion order: the longest idle first
+        # Connections not in the middle of a request (handshaking, or between requests), the longest idle
+        # first (dicts keep insertion order).
+        self.idle: dict[Connection, None] = {}
 
     def factory(self, **uvicorn_kwargs: Any) -> Connection:
         """Called by uvicorn (as its `http` protocol class) for every accepted connection."""
@@ -73,29 +76,37 @@ class Guard:
                 self.on_refusal("connection-limit")
                 return False
             oldest = next(iter(self.idle))
-            oldest.connection.release()
-            oldest.transport.close()
+            oldest.release()
+            # abort, not close: a TLS close waits for the peer's close_notify, holding on to its memory.
+            oldest.transport.abort()
         self.open.add(connection)
+        self.idle[connection] = None
         return True
 
 
 class Connection(asyncio.Protocol):
     """The protocol uvicorn gets for an accepted socket: the count, the TLS handshake, then `_Http`."""
 
+    transport: asyncio.Transport  # the TCP transport, under TLS if any
+
     def __init__(self, guard: Guard, http: _Http) -> None:
         self.guard = guard
-        self.http = http
-        self.http.connection = self
+        # Held only until the connection is handed over: `_Http` points back here, and a cycle would keep
+        # every closed connection's TLS buffers until the next full garbage collection.
+        self.http: _Http | None = http
+        http.connection = self
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not derive from asyncio's classes, but have their methods.
-        transport = cast(asyncio.Transport, transport)
+        transport = self.transport = cast(asyncio.Transport, transport)
         if not self.guard.admit(self):
             transport.abort()
             return
+        http, self.http = self.http, None
+        assert http is not None
         if self.guard.tls is None:
-            transport.set_protocol(self.http)
-            self.http.connection_made(transport)
+            transport.set_protocol(http)
+            http.connection_made(transport)
             return
         # What `loop.start_tls` does, but here and now: as a task it would run after the loop has already
         # handed the ClientHello to this protocol (uvloop starts reading right after connection_made).
@@ -103,11 +114,12 @@ class Connection(asyncio.Protocol):
         waiter = loop.create_future()
         tls = _ssl_protocol_class(loop)(
             loop,
-            self.http,
+            http,
             self.guard.tls(),
             waiter,
             server_side=True,
             ssl_handshake_timeout=self.guard.limits.handshake_timeout,
+            ssl_shutdown_timeout=self.guard.limits.handshake_timeout,
         )
         waiter.add_done_callback(self._handshake_done)
         transport.set_protocol(tls)
@@ -125,7 +137,13 @@ class Connection(asyncio.Protocol):
 
     def release(self) -> None:
         self.guard.open.discard(self)
-        self.guard.idle.pop(self.http, None)
+        self.guard.idle.pop(self, None)
+
+    def busy(self, busy: bool) -> None:
+        """A request begun (not evictable) or answered (idle again, now the most recent)."""
+        self.guard.idle.pop(self, None)
+        if not busy and self in self.guard.open:
+            self.guard.idle[self] = None
 
 
 def _ssl_protocol_class(loop: asyncio.AbstractEventLoop) -> Any:
@@ -155,7 +173,6 @@ class _Http(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._idle()
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -180,7 +197,7 @@ class _Http(HttpToolsProtocol):
             self.parser = None  # type: ignore[assignment] # no further parsing of what is buffered
 
     def on_message_begin(self) -> None:
-        self.guard.idle.pop(self, None)
+        self.connection.busy(True)
         self._in_headers = True
         self._arm()
         super().on_message_begin()
@@ -198,11 +215,7 @@ class _Http(HttpToolsProtocol):
         super().on_response_complete()
         if not self.transport.is_closing() and not self.pipeline:
             self._in_headers = True
-            self._idle()
-
-    def _idle(self) -> None:
-        self.guard.idle.pop(self, None)
-        self.guard.idle[self] = None
+            self.connection.busy(False)
 
     def _arm(self) -> None:
         if self._deadline is None:
@@ -216,5 +229,4 @@ class _Http(HttpToolsProtocol):
     def _timed_out(self) -> None:
         self._deadline = None
         self.guard.on_refusal("request-timeout")
-        with contextlib.suppress(Exception):
-            self.transport.close()
+        self.connection.transport.abort()
