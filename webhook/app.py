@@ -5,8 +5,8 @@ body, a body that is not an AdmissionReview) is a 4xx JSON error, never a 500
 with a traceback. The body is read in chunks and the read stops as soon as it
 passes `max_body_bytes`, so a huge body costs no more memory than the limit. What a body may cost past
 parsing (nesting, NaN, lone surrogates, counts) is capped by `webhook.limits`; a large body is answered in a
-worker thread, one at a time, so the event loop (health probes, the apiserver's small reviews) never waits
-for it.
+worker thread, one at a time (`LARGE_BODIES` in flight), so the event loop (health probes, the apiserver's
+small reviews) never waits for it.
 
 `POST /mutate` is a plain ASGI app (`Mutate`), called by `AdmissionApp` before FastAPI's middleware,
 routing, request objects and dependency solving: every Pod create in the cluster waits for it, and
@@ -44,6 +44,8 @@ BAD_REQUEST_REASONS: Final = ("content-type", "too-large", "malformed-json", "to
 INLINE_BYTES: Final = 64 * 1024
 """Bodies up to this size are answered on the event loop (well under a millisecond for a real Pod); larger
 ones are read and answered in a worker thread, one at a time, so health probes and small reviews go on."""
+LARGE_BODIES: Final = 8
+"""Large bodies being read or answered at the same time; others wait (bounded by the read deadline)."""
 
 # The bytes starlette's JSONResponse writes, with one encoder built once instead of one per response.
 _JSON: Final = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
@@ -153,8 +155,9 @@ class Mutate:
         }
         # (kind, result, reason) -> child; every part comes from a fixed set, so this stays small.
         self._requests: dict[tuple[str, str, str], Counter] = {}
-        # Large bodies: one read and answered at a time, in a thread (created on first use).
-        self._large = asyncio.Semaphore(1)
+        # Large bodies: at most LARGE_BODIES read or waiting for the thread (a slow client holds its slot
+        # until the read deadline; memory is slots x max_body_bytes), answered one at a time in a thread.
+        self._large = asyncio.Semaphore(LARGE_BODIES)
         self._pool: ThreadPoolExecutor | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
