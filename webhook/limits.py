@@ -13,6 +13,7 @@ total annotation size) the cap is that limit: the apiserver would refuse such an
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Mapping
@@ -23,7 +24,8 @@ from webhook.annotations import Denied
 MAX_DEPTH: Final = 100
 """Nesting levels of a whole AdmissionReview; a real one, CronJob managedFields included, has about 25."""
 MAX_NODES: Final = 2_000_000
-"""JSON values in one document; a 3 MiB body holds fewer. Only `inject -f` can reach it (YAML aliases)."""
+"""Objects and arrays in one document (all values, when strings are checked too); a 3 MiB body holds
+fewer. Only `inject -f` can reach it (YAML aliases)."""
 MAX_CONTAINERS: Final = 500
 """containers plus initContainers of a pod that asks for a package."""
 MAX_ENTRIES: Final = 10_000
@@ -65,23 +67,46 @@ def check_document(
 
     Iterative, so it works on input nested far deeper than Python's recursion limit.
     """
-    stack: list[tuple[Any, int]] = [(value, 1)]
+    if strings:
+        _check_strings(value, max_nodes)
+    # Containers only: scalars are most of a document and cannot nest (the fast path of every review).
+    level: list[Any] = [value] if type(value) in _NESTING else []
+    depth = nodes = 0
+    while level:
+        depth += 1
+        nodes += len(level)
+        if depth > max_depth:
+            raise TooComplex(f"is nested more than {max_depth} levels deep")
+        if nodes > max_nodes:
+            raise TooComplex(f"holds more than {max_nodes} values")
+        # islice: a YAML alias bomb's next level could hold billions of (shared) lists.
+        children = (
+            child
+            for node in level
+            for child in (node.values() if type(node) is dict else node)
+            if type(child) in _NESTING
+        )
+        level = list(itertools.islice(children, max_nodes - nodes + 1))
+
+
+_NESTING: Final = (dict, list)
+
+
+def _check_strings(value: Any, max_nodes: int) -> None:
+    stack: list[Any] = [value]
     nodes = 0
     while stack:
-        node, depth = stack.pop()
+        node = stack.pop()
         nodes += 1
         if nodes > max_nodes:
             raise TooComplex(f"holds more than {max_nodes} values")
-        kind = type(node)
-        if kind is dict or kind is list:
-            if depth > max_depth:
-                raise TooComplex(f"is nested more than {max_depth} levels deep")
-            children = node.values() if kind is dict else node
-            stack.extend((child, depth + 1) for child in children)
-            if strings and kind is dict:
-                for key in node:
-                    _check_scalar(key)
-        elif strings:
+        if type(node) is dict:
+            for key in node:
+                _check_scalar(key)
+            stack.extend(node.values())
+        elif type(node) is list:
+            stack.extend(node)
+        else:
             _check_scalar(node)
 
 
