@@ -397,5 +397,8 @@ def test_fuzzed_reviews_over_tls(tmp_path: Path) -> None:
                     assert response.content == expected[1], where
                 else:
                     assert response.status_code == 400, where
-                    assert response.json()["error"] == expected.reason, where
+                    reasons = {response.json()["error"], expected.reason}
+                    # Nesting near the interpreter's recursion limit: json.loads itself gives up first
+                    # (malformed-json) or our depth cap does (too-complex), by how deep the caller's stack is.
+                    assert len(reasons) == 1 or reasons == {"malformed-json", "too-complex"}, where
         assert server.proc.poll() is None
