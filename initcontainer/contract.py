@@ -7,6 +7,8 @@ Changing a name here is a breaking change for every running cluster.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Final
 
 # Names kept from the shell-script init container this project replaces, so
@@ -21,7 +23,7 @@ DEFAULT_IMAGE_NAME: Final = "package-init-container"
 ENV_PREFIX: Final = "PACKAGE_"
 
 ENV_URL: Final = "PACKAGE_URL"
-"""Required. The package to fetch (https://, or http:// when ENV_ALLOW_HTTP is true)."""
+"""Required. The package: https://, http:// when ENV_ALLOW_HTTP is true, or oci:// (OCIReference)."""
 ENV_SHA256: Final = "PACKAGE_SHA256"
 """Optional. Expected SHA-256 of the downloaded bytes, 64 hex digits, `sha256:` prefix optional."""
 ENV_DEST: Final = "PACKAGE_DEST"
@@ -31,7 +33,8 @@ ENV_STRIP_COMPONENTS: Final = "PACKAGE_STRIP_COMPONENTS"
 ENV_FORMAT: Final = "PACKAGE_FORMAT"
 """auto (magic bytes), tar, tar.gz, tar.bz2, tar.xz, tar.zst, zip."""
 ENV_CREDENTIALS_DIR: Final = "PACKAGE_CREDENTIALS_DIR"
-"""Directory holding `username`+`password` or `token`, and optionally `ca.crt` (a mounted Secret)."""
+"""Directory holding `username`+`password` or `token`, and optionally `ca.crt` (a mounted Secret).
+For oci:// it may hold `.dockerconfigjson` instead, or one `NAME/.dockerconfigjson` per image pull secret."""
 ENV_ALLOW_HTTP: Final = "PACKAGE_ALLOW_HTTP"
 """true to accept plain http:// URLs (the webhook sets it only where cluster policy allows)."""
 ENV_INSECURE_SKIP_TLS_VERIFY: Final = "PACKAGE_INSECURE_SKIP_TLS_VERIFY"
@@ -55,6 +58,8 @@ CREDENTIAL_USERNAME: Final = "username"
 CREDENTIAL_PASSWORD: Final = "password"  # noqa: S105 - a file name
 CREDENTIAL_TOKEN: Final = "token"  # noqa: S105 - a file name
 CREDENTIAL_CA: Final = "ca.crt"
+CREDENTIAL_DOCKERCONFIG: Final = ".dockerconfigjson"
+"""The key of a `kubernetes.io/dockerconfigjson` Secret: registry credentials for oci:// URLs."""
 
 DEFAULT_FORMAT: Final = "auto"
 FORMATS: Final = ("auto", "tar", "tar.gz", "tar.bz2", "tar.xz", "tar.zst", "zip")
@@ -106,3 +111,162 @@ KNOWN_ENV: Final = frozenset(
         ENV_PASSWORD,
     }
 )
+
+
+# ---------------------------------------------------------------- oci:// references
+#
+# The grammar of distribution's reference package (the one Docker, containerd and
+# the kubelet parse image names with), restricted to what a pin needs: tags, and
+# sha256 digests. Docker Hub short names are normalised as the kubelet does:
+# `nginx` is `docker.io/library/nginx`, `team/app` is `docker.io/team/app`.
+
+OCI_SCHEME: Final = "oci"
+DOCKER_HUB: Final = "docker.io"
+DOCKER_HUB_API_HOST: Final = "registry-1.docker.io"
+"""Where Docker Hub's registry API answers; `docker.io` itself only redirects."""
+_DOCKER_HUB_ALIASES: Final = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+DEFAULT_TAG: Final = "latest"
+MAX_REPOSITORY_NAME: Final = 255
+"""distribution limits the whole name (registry + repository) to 255 characters."""
+
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN_RE: Final = re.compile(
+    rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::([0-9]{{1,5}}))?"
+)
+_PATH_COMPONENT_RE: Final = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+_TAG_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_SHA256_DIGEST_RE: Final = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+class ReferenceError(ValueError):
+    """An oci:// reference that cannot be parsed; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class OCIReference:
+    """A parsed `oci://` package reference: which registry, repository and manifest.
+
+    `registry` is `host[:port]` as written (lowercase), with Docker Hub names
+    normalised to `docker.io`; `digest` (`sha256:...`) pins the manifest, and
+    wins over `tag` when both are given (the tag is then only informative).
+    """
+
+    registry: str
+    repository: str
+    tag: str | None
+    digest: str | None
+
+    @property
+    def host(self) -> str:
+        """Host name without port or brackets: what `allowed_hosts` matches."""
+        host = self.registry.rsplit(":", 1)[0] if _has_port(self.registry) else self.registry
+        return host.strip("[]")
+
+    @property
+    def api_host(self) -> str:
+        """`host[:port]` to connect to (Docker Hub's API lives on another name)."""
+        return DOCKER_HUB_API_HOST if self.registry == DOCKER_HUB else self.registry
+
+    @property
+    def manifest_ref(self) -> str:
+        """What goes after `/manifests/`: the digest when pinned, else the tag."""
+        return self.digest or self.tag or DEFAULT_TAG
+
+    @property
+    def name(self) -> str:
+        """`registry/repository`, the form credential keys are matched against."""
+        return f"{self.registry}/{self.repository}"
+
+    def __str__(self) -> str:
+        tag = f":{self.tag}" if self.tag else ""
+        digest = f"@{self.digest}" if self.digest else ""
+        return f"{OCI_SCHEME}://{self.name}{tag}{digest}"
+
+
+def _has_port(registry: str) -> bool:
+    return registry.rsplit("]", 1)[-1].count(":") == 1
+
+
+def is_oci_url(url: str) -> bool:
+    return url[:6].lower() == f"{OCI_SCHEME}://"
+
+
+def parse_oci_reference(url: str) -> OCIReference:
+    """Parse `oci://[HOST[:PORT]/]REPO[:TAG][@sha256:HEX]`; raise ReferenceError saying what is wrong.
+
+    The first path component is the registry when it holds a `.` or a `:` or is
+    `localhost` (Docker's rule); otherwise the name is on Docker Hub, and a
+    one-component name gets `library/` in front of it.
+    """
+    if not is_oci_url(url):
+        raise ReferenceError("must start with oci://")
+    rest = url[len(OCI_SCHEME) + 3 :]
+    if not rest:
+        raise ReferenceError("names no repository: use oci://HOST/REPOSITORY:TAG or @sha256:DIGEST")
+    if not rest.isascii() or any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in rest):
+        raise ReferenceError("contains whitespace, control or non-ASCII characters")
+    if "?" in rest or "#" in rest:
+        raise ReferenceError("must not carry a query or fragment: oci://HOST/REPOSITORY:TAG@sha256:DIGEST")
+    name, digest = rest, None
+    if "@" in rest:
+        name, digest = rest.split("@", 1)
+        if "/" in digest or "@" in digest:
+            raise ReferenceError(
+                "contains credentials (user:password@host); remove them and put them in a Secret"
+            )
+        if not _SHA256_DIGEST_RE.fullmatch(digest):
+            raise ReferenceError(
+                "has a digest that is not sha256:<64 lowercase hex digits> (the form `crane digest` prints)"
+            )
+    tag = None
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last and (name.count("/") > 0 or not _looks_like_host_port(name)):
+        name, tag = name.rsplit(":", 1)
+        if not _TAG_RE.fullmatch(tag):
+            raise ReferenceError(
+                f"has an invalid tag {tag[:40]!r}: letters, digits, _ . - only, at most 128, "
+                "not starting with . or -"
+            )
+    registry, path = _split_registry(name)
+    components = path.split("/")
+    for component in components:
+        if not _PATH_COMPONENT_RE.fullmatch(component):
+            shown = component[:60]
+            hint = " (repository names are lowercase)" if component.lower() != component else ""
+            raise ReferenceError(
+                f"has an invalid repository component {shown!r}{hint}: lowercase letters and digits "
+                "separated by . _ __ or -"
+            )
+    if len(registry) + 1 + len(path) > MAX_REPOSITORY_NAME:
+        raise ReferenceError(f"names a repository longer than {MAX_REPOSITORY_NAME} characters")
+    if tag is None and digest is None:
+        tag = DEFAULT_TAG
+    return OCIReference(registry=registry, repository=path, tag=tag, digest=digest)
+
+
+def _looks_like_host_port(name: str) -> bool:
+    """`oci://host:5000` alone: a registry with no repository, not a repository with a tag."""
+    return "." in name.split(":", 1)[0] or name.split(":", 1)[0] == "localhost"
+
+
+def _split_registry(name: str) -> tuple[str, str]:
+    first, sep, remainder = name.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost" or first.startswith("[")):
+        m = _DOMAIN_RE.fullmatch(first)
+        if m is None:
+            raise ReferenceError(f"has an invalid registry host {first[:60]!r}")
+        if m.group(1) is not None and not 0 < int(m.group(1)) < 65536:
+            raise ReferenceError(f"has an invalid registry port in {first[:60]!r}")
+        registry = first.lower()
+        if registry in _DOCKER_HUB_ALIASES:
+            registry = DOCKER_HUB
+        path = remainder
+    else:
+        if not sep and _looks_like_host_port(name):
+            raise ReferenceError("names a registry but no repository: use oci://HOST/REPOSITORY:TAG")
+        registry, path = DOCKER_HUB, name
+    if not path:
+        raise ReferenceError("names a registry but no repository: use oci://HOST/REPOSITORY:TAG")
+    if registry == DOCKER_HUB and "/" not in path:
+        path = f"library/{path}"
+    return registry, path
