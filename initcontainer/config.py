@@ -83,6 +83,8 @@ class Config:
     log_format: str
     credentials: Credentials | None = field(default=None, repr=False)
     ca_pem: str | None = field(default=None, repr=False)
+    credentials_dir: Path = Path(contract.DEFAULT_CREDENTIALS_DIR)
+    """Where registry `.dockerconfigjson` files are looked for (oci://)."""
     warnings: tuple[str, ...] = ()
 
 
@@ -145,6 +147,12 @@ def check_url(raw: str, *, allow_http: bool) -> str:
     url = raw.strip()
     if not url:
         raise ConfigError(f"{contract.ENV_URL} is required: the URL of the package to install")
+    if contract.is_oci_url(url):
+        try:
+            contract.parse_oci_reference(url)
+        except contract.ReferenceError as exc:
+            raise ConfigError(f"{contract.ENV_URL} {exc}") from None
+        return url
     if any(c.isspace() for c in url):
         raise ConfigError(f"{contract.ENV_URL} contains whitespace; percent-encode it")
     if not url.isascii() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
@@ -157,7 +165,9 @@ def check_url(raw: str, *, allow_http: bool) -> str:
         raise ConfigError(f"{contract.ENV_URL} is not a valid URL: {exc}") from None
     scheme = parts.scheme.lower()
     if scheme not in ("https", "http"):
-        raise ConfigError(f"{contract.ENV_URL} must start with https:// (got scheme {scheme or 'none'!r})")
+        raise ConfigError(
+            f"{contract.ENV_URL} must start with https:// or oci:// (got scheme {scheme or 'none'!r})"
+        )
     if scheme == "http" and not allow_http:
         raise ConfigError(
             f"{contract.ENV_URL} uses plain http://, which anyone on the path can read and change; "
@@ -307,7 +317,8 @@ def load_config(environ: Mapping[str, str]) -> Config:
             f"pin {contract.ENV_SHA256} or provide ca.crt instead"
         )
     credentials, ca_pem = load_credentials(environ, warnings)
-    if credentials is not None and url.lower().startswith("http://"):
+    oci_http = contract.is_oci_url(url) and allow_http
+    if credentials is not None and (url.lower().startswith("http://") or oci_http):
         warnings.append("credentials are sent over plain http://; anyone on the path can read them")
 
     def size(name: str, default: int) -> int:
@@ -349,5 +360,6 @@ def load_config(environ: Mapping[str, str]) -> Config:
         log_format=log_format,
         credentials=credentials,
         ca_pem=ca_pem,
+        credentials_dir=Path(environ.get(contract.ENV_CREDENTIALS_DIR) or contract.DEFAULT_CREDENTIALS_DIR),
         warnings=tuple(warnings),
     )

@@ -147,6 +147,8 @@ def run(cfg: Config, log: Logger) -> dict[str, Any] | None:
         marker = installed_marker(cfg.dest)
     except OSError as exc:
         raise LocalIOError(f"cannot read {cfg.dest}: {exc.strerror or exc}") from None
+    if contract.is_oci_url(cfg.url):
+        return _run_oci(cfg, log, marker)
     if already_installed(cfg, marker):
         remove_leftovers(cfg.dest)  # of a run killed while switching to another package
         log.info(
@@ -165,6 +167,27 @@ def run(cfg: Config, log: Logger) -> dict[str, Any] | None:
     for restart in range(MAX_RESTARTS + 1):
         try:
             return _install_once(cfg, log, deadline)
+        except RestartDownload as exc:
+            if restart == MAX_RESTARTS:
+                raise
+            log.warning("restart", f"starting the download over: {exc.message}", restart=restart + 1)
+    return None  # pragma: no cover - the loop returns or raises
+
+
+def _run_oci(cfg: Config, log: Logger, marker: dict[str, Any] | None) -> dict[str, Any] | None:
+    """oci:// packages: the same restarts and deadline; idempotency keyed by the manifest digest."""
+    from initcontainer.oci.source import install_once
+
+    if "@sha256:" not in cfg.url:
+        log.warning(
+            "no_checksum",
+            f"{redact_url(cfg.url)} names a tag without a digest: the content is whatever the tag points "
+            "to now; pin it with @sha256:...",
+        )
+    deadline = time.monotonic() + cfg.total_timeout
+    for restart in range(MAX_RESTARTS + 1):
+        try:
+            return install_once(cfg, log, deadline, marker)
         except RestartDownload as exc:
             if restart == MAX_RESTARTS:
                 raise

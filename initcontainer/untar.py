@@ -198,8 +198,14 @@ class TarReader:
             raise IntegrityError(f"a tar member header is corrupt: {type(exc).__name__}: {exc}") from exc
 
 
-def extract_tar(stream: Readable, fmt: str, tree: Tree) -> None:
-    """Extract the tar (compressed as `fmt` says) read from `stream` into `tree`."""
+def extract_tar(
+    stream: Readable, fmt: str, tree: Tree, admit: Callable[[tarfile.TarInfo], bool] | None = None
+) -> None:
+    """Extract the tar (compressed as `fmt` says) read from `stream` into `tree`.
+
+    `admit`, when given, sees every member first; a member it rejects is read past
+    but not written (image layers: whiteouts and what upper layers replaced).
+    """
     limits = tree.limits
     cap = limits.max_extracted_bytes + _STREAM_OVERHEAD_PER_ENTRY * limits.max_files + _STREAM_OVERHEAD
     source = TarSource(stream, fmt, cap)
@@ -207,7 +213,8 @@ def extract_tar(stream: Readable, fmt: str, tree: Tree) -> None:
     while (member := reader.next()) is not None:
         if reader.tell() != member.offset_data:
             raise IntegrityError(f"the tar headers of member {member.name!r} are inconsistent")
-        _tar_member(reader, member, tree)
+        if admit is None or admit(member):
+            _tar_member(reader, member, tree)
         reader.skip_to(reader.offset, member.name)
     source.finish()
 

@@ -3,8 +3,8 @@
 Registries answer an unauthenticated request with 401 and a challenge:
 `Basic realm="..."`, or `Bearer realm="https://auth/token",service="reg",scope="..."`
 (the distribution token spec). For Bearer the client asks the realm for a token
-for `service` and `scope` (Basic credentials attached when it has some, or an
-OAuth2 refresh-token POST when the credential is an identity token) and sends
+for `service` and `scope` (Basic credentials attached when it has some; the
+OAuth2 refresh-token form for `identitytoken` credentials is not supported) and sends
 `Authorization: Bearer TOKEN` to the registry until the token expires.
 
 The realm is named by the registry and may be another host: that is the one
@@ -30,7 +30,6 @@ EXPIRY_MARGIN = 10.0
 """Fetch a new token this long before the old one expires (a blob may take a while to start)."""
 MAX_TOKEN_RESPONSE = 1 << 20
 MAX_TOKEN_LENGTH = 64 * 1024
-CLIENT_ID = "package-injector"
 
 _TOKEN68_OR_PARAM = re.compile(
     r'\s*([!#$%&\'*+\-.^_`|~0-9A-Za-z]+)\s*(?:=\s*("(?:[^"\\]|\\.)*"|[^,\s]*))?\s*(,|$)'
@@ -93,11 +92,10 @@ def basic_authorization(credential: RegistryCredential) -> str | None:
 
 @dataclass(frozen=True)
 class TokenRequest:
-    """What to send to the realm; `body` set means an OAuth2 POST (form-encoded)."""
+    """The GET to send to the realm (with Basic credentials in `headers`, or none)."""
 
     url: str
     headers: dict[str, str] = field(repr=False)
-    body: bytes | None = field(default=None, repr=False)
 
 
 def check_realm(realm: str | None, registry_scheme: str) -> str:
@@ -128,13 +126,6 @@ def token_request(
     realm = check_realm(challenge.realm, registry_scheme)
     service = challenge.params.get("service")
     headers = {"Accept": "application/json"}
-    if credential is not None and credential.identity_token is not None:
-        form = {"grant_type": "refresh_token", "refresh_token": credential.identity_token}
-        form.update(client_id=CLIENT_ID, scope=scope)
-        if service is not None:
-            form["service"] = service
-        headers["Content-Type"] = "application/x-www-form-urlencoded"
-        return TokenRequest(realm, headers, urllib.parse.urlencode(form).encode("ascii"))
     query = [("scope", scope)]
     if service is not None:
         query.insert(0, ("service", service))
