@@ -94,6 +94,10 @@ class Auth:
         """A 401 answered `request`: True to send it once more (after fetching a fresh token)."""
         return False
 
+    def refused(self, sent_auth: bool) -> str | None:
+        """What to tell the user when a request ends in 401; None for the transport's own wording."""
+        return None
+
 
 class OriginAuth(Auth):
     """A fixed Authorization header, sent to the origin of the package URL and nowhere else."""
@@ -339,6 +343,9 @@ class Transport:
         if status in TRANSIENT_STATUSES:
             raise Transient(f"HTTP {status} {reason} from {where}", retry_after)
         if status == 401:
+            hint = self.auth.refused(sent_auth)
+            if hint is not None:
+                raise HTTPClientError(f"HTTP 401 from {where}: {hint}")
             if sent_auth:
                 msg = (
                     f"HTTP 401 from {where}: the server rejected the credentials; check username/password "

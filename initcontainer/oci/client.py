@@ -110,9 +110,10 @@ class RegistryAuth(Auth):
             if "bearer" in by_scheme:
                 challenge = by_scheme["bearer"]
                 if self._token is not None and self._challenge == challenge:
-                    return False  # a fresh token for the same challenge was refused: no access
+                    return False  # a fresh token for the same challenge was refused: see `refused`
                 self._challenge = challenge
-                self._token = self._fetch_token(challenge, [*self.candidates, None])
+                # As the kubelet: the matching credentials in turn, anonymous only when none match.
+                self._token = self._fetch_token(challenge, list(self.candidates) or [None])
                 return True
             if "basic" in by_scheme:
                 if self._basic is not None:
@@ -125,9 +126,23 @@ class RegistryAuth(Auth):
                 raise HTTPClientError(self._no_credentials_message("Basic"))
         return False
 
+    def refused(self, sent_auth: bool) -> str | None:
+        """The registry's final 401, worded for registries (the transport's wording is for URLs)."""
+        if self._token is not None and self._credential is not None:
+            return (
+                f"the registry refused the token issued for {self._credential.source}: "
+                f"that account lacks pull access to {self.scope}"
+            )
+        if self._basic is not None and self._credential is not None:
+            return f"the registry refused the Basic credentials of {self._credential.source}"
+        if self._static is not None:
+            return f"the registry refused the token in {contract.ENV_CREDENTIALS_DIR}"
+        return self._no_credentials_message("token" if self._token is not None else "")
+
     def _no_credentials_message(self, kind: str) -> str:
         return (
-            f"the registry {self.origin.host}:{self.origin.port} requires {kind} authentication and no "
+            f"the registry {self.origin.host}:{self.origin.port} requires {kind + ' ' if kind else ''}"
+            "authentication and no "
             f"credentials match it: put a .dockerconfigjson with an entry for it (or username and password) "
             f"in the Secret mounted at {contract.ENV_CREDENTIALS_DIR}, or list the pull secret in the Pod's "
             "imagePullSecrets"

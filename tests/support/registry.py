@@ -13,7 +13,7 @@ Auth modes, all enforced by the registry itself:
   registry checks against its `rootcertbundle`). It grants push+pull to known users,
   pull to anonymous callers on repositories under `public/`, and can be told to hang.
 
-`BlobRedirect` sits in front of the registry and answers blob GETs with a 307 to a
+`BlobRedirect` (test infrastructure) sits in front of the registry and answers blob GETs with a 307 to a
 second port that serves the blob from the registry's storage and records whether an
 `Authorization` header arrived: the shape of a registry that redirects blob downloads
 to object storage with signed URLs. Distribution 2.8 redirects only for cloud storage
@@ -31,6 +31,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import socketserver
 import ssl
 import subprocess
@@ -179,7 +180,11 @@ class TokenServer:
                     "access": outer.grant(account, query.get("scope", [])),
                 }
                 body = json.dumps(
-                    {"token": outer.sign(claims), "expires_in": outer.expires_in, "issued_at": "now"}
+                    {
+                        "token": outer.sign(claims),
+                        "expires_in": outer.expires_in,
+                        "issued_at": datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z"),
+                    }
                 ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -256,11 +261,11 @@ class RegistryServer:
         path = self.workdir / "registry.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def docker_config(self, user: str | None = None) -> dict[str, Any]:
-        """A .dockerconfigjson for `user` (default: the first user) on this registry."""
+    def docker_config(self, user: str | None = None, host: str | None = None) -> dict[str, Any]:
+        """A .dockerconfigjson for `user` (default: the first user) on this registry (or `host`)."""
         user = user or next(iter(self.users))
         token = base64.b64encode(f"{user}:{self.users[user]}".encode()).decode()
-        return {"auths": {self.host: {"auth": token}}}
+        return {"auths": {host or self.host: {"auth": token}}}
 
     def push_env(self, user: str | None = None) -> dict[str, str]:
         """Environment for oras/crane (DOCKER_CONFIG login, SSL_CERT_FILE = the test CA) and tools' PATH."""
@@ -275,6 +280,14 @@ class RegistryServer:
         if self.ca is not None:
             env["SSL_CERT_FILE"] = str(self.ca.ca_path)
         return env
+
+    def cert_dir(self) -> Path:
+        """A directory holding only ca.crt (skopeo's --cert-dir reads every *.key there as a client key)."""
+        path = self.workdir / "cert-dir"
+        path.mkdir(exist_ok=True)
+        if self.ca is not None:
+            (path / "ca.crt").write_text(self.ca.ca_pem)
+        return path
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -427,6 +440,8 @@ class BlobRedirect:
 
     registry: RegistryServer
     tls: bool = False
+    drop_after: int | None = None
+    """Cut the first whole-blob response after this many bytes (a connection dropped mid-download)."""
     hits: list[dict[str, Any]] = field(default_factory=list)
     proxied: list[dict[str, Any]] = field(default_factory=list)
     signature: str = field(default_factory=lambda: secrets.token_hex(8))
@@ -488,6 +503,13 @@ class BlobRedirect:
                 if status == 206:
                     self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
                 self.end_headers()
+                if outer.drop_after is not None and status == 200:
+                    outer.drop_after, cut = None, outer.drop_after
+                    self.wfile.write(data[:cut])
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
                 self.wfile.write(data[start : end + 1])
 
         class Proxy(http.server.BaseHTTPRequestHandler):
