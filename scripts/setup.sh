@@ -13,6 +13,10 @@ APT_PACKAGES=(
   zstd               # makes .tar.zst fixtures
   zip                # makes zip fixtures with the real zip tool
   python3-venv       # `python3 -m venv` (Debian/Ubuntu split ensurepip out of python3)
+  docker-registry    # real OCI registry (distribution 2.8) for the oci:// tests
+  apache2-utils      # htpasswd -B: the registry's bcrypt password file
+  skopeo             # copies artifacts between registries in the oci:// tests
+  busybox-static     # the one binary of a FROM-scratch image whose RUN steps make whiteouts
 )
 
 SUDO=""
@@ -26,8 +30,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-# nginx-light's package starts a system nginx on port 80; the tests run their own.
-if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true; fi
+# nginx-light and docker-registry start system services (ports 80, 5000); the tests run their own.
+if command -v systemctl >/dev/null 2>&1; then
+  $SUDO systemctl disable --now nginx docker-registry >/dev/null 2>&1 || true
+fi
 
 PYTHON="${PYTHON:-python3}"
 # The init container refuses Pythons without tarfile extraction filters (CPython < 3.11.4, e.g. Debian 12's
@@ -43,4 +49,6 @@ fi
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -r requirements/dev.lock
 .venv/bin/pip install -q --no-deps -e .
+# oras and crane (pinned, built from the Go module proxy once per machine) for the oci:// tests.
+bash scripts/oci-tools.sh >/dev/null
 echo "setup: ready (.venv)"
