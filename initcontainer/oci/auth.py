@@ -16,6 +16,7 @@ The client (`client.py`) does the HTTP; this module builds and checks messages.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import re
 import urllib.parse
@@ -98,8 +99,28 @@ class TokenRequest:
     headers: dict[str, str] = field(repr=False)
 
 
-def check_realm(realm: str | None, registry_scheme: str) -> str:
-    """The realm must be an absolute http(s) URL, and https when the registry is https."""
+def _internal(host: str) -> str | None:
+    """What kind of internal address a literal host is (loopback, link-local, private), else None."""
+    if host.lower() in ("localhost", "localhost."):
+        return "loopback"
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_link_local:
+        return "link-local"
+    if ip.is_private:
+        return "private"
+    return None
+
+
+def check_realm(realm: str | None, registry_scheme: str, registry_host: str) -> str:
+    """The realm must be an absolute http(s) URL, https when the registry is https, and not internal
+    when the registry is not: a registry on the internet naming `http://169.254.169.254/` or
+    `https://10.0.0.5/` as its token endpoint would turn the init container into a request forger
+    inside the cluster network."""
     if not realm:
         raise HTTPClientError("the registry asked for a Bearer token but named no realm (token endpoint)")
     try:
@@ -116,14 +137,24 @@ def check_realm(realm: str | None, registry_scheme: str) -> str:
         )
     if parts.username is not None or parts.fragment:
         raise HTTPClientError("the registry named a token realm with userinfo or a fragment")
+    kind = _internal(parts.hostname)
+    if kind is not None and kind != _internal(registry_host) and _internal(registry_host) is None:
+        raise HTTPClientError(
+            f"the registry {registry_host} named a token realm on a {kind} address ({parts.hostname}); "
+            "refused: only a registry on an internal address may use an internal token endpoint"
+        )
     return realm
 
 
 def token_request(
-    challenge: Challenge, scope: str, credential: RegistryCredential | None, registry_scheme: str
+    challenge: Challenge,
+    scope: str,
+    credential: RegistryCredential | None,
+    registry_scheme: str,
+    registry_host: str,
 ) -> TokenRequest:
     """The request for a token with `scope` (`repository:NAME:pull`) from the challenge's realm."""
-    realm = check_realm(challenge.realm, registry_scheme)
+    realm = check_realm(challenge.realm, registry_scheme, registry_host)
     service = challenge.params.get("service")
     headers = {"Accept": "application/json"}
     query = [("scope", scope)]

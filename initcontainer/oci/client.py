@@ -157,7 +157,7 @@ class RegistryAuth(Auth):
             if credential is not None and credential.username is None:
                 refused.append(f"{credential.source}: identity tokens are not supported (use a password)")
                 continue
-            req = oci_auth.token_request(challenge, self.scope, credential, self.scheme)
+            req = oci_auth.token_request(challenge, self.scope, credential, self.scheme, self.origin.host)
             who = credential.source if credential is not None else "anonymous"
             try:
                 body = self._get_token(req)
@@ -166,7 +166,7 @@ class RegistryAuth(Auth):
                 continue
             self._credential = credential
             return oci_auth.parse_token_response(body, time.monotonic())
-        realm = oci_auth.check_realm(challenge.realm, self.scheme)
+        realm = oci_auth.check_realm(challenge.realm, self.scheme, self.origin.host)
         where = urllib.parse.urlsplit(realm).netloc
         if not self.candidates:
             raise HTTPClientError(self._no_credentials_message("token") + f" (token endpoint {where})")

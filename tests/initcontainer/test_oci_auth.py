@@ -52,7 +52,7 @@ def test_unquoted_values_and_garbage() -> None:
 
 def test_token_request_with_basic_credentials() -> None:
     c = Challenge("bearer", {"realm": "https://auth.example/token?x=1", "service": "reg"})
-    req = token_request(c, pull_scope("team/app"), RegistryCredential("alice", "s3cret"), "https")
+    req = token_request(c, pull_scope("team/app"), RegistryCredential("alice", "s3cret"), "https", "reg.io")
     parts = urllib.parse.urlsplit(req.url)
     assert (parts.scheme, parts.netloc, parts.path) == ("https", "auth.example", "/token")
     assert urllib.parse.parse_qs(parts.query) == {
@@ -67,7 +67,7 @@ def test_token_request_with_basic_credentials() -> None:
 
 def test_token_request_anonymous() -> None:
     c = Challenge("bearer", {"realm": "https://auth.example/token"})
-    anon = token_request(c, "repository:a:pull", None, "https")
+    anon = token_request(c, "repository:a:pull", None, "https", "reg.io")
     assert "Authorization" not in anon.headers and "service" not in anon.url
     assert anon.url == "https://auth.example/token?scope=repository%3Aa%3Apull"
 
@@ -80,17 +80,21 @@ def test_token_request_anonymous() -> None:
         ("ftp://auth.example/token", "https", "unsupported scheme"),
         ("https://u:p@auth.example/token", "https", "userinfo"),
         ("https://auth.example:99999/", "https", "not a valid URL"),
+        ("https://169.254.169.254/latest", "https", "link-local address"),
+        ("https://10.1.2.3/token", "https", "private address"),
+        ("https://127.0.0.1:5001/token", "https", "loopback address"),
+        ("https://localhost/token", "https", "loopback address"),
     ],
 )
 def test_bad_realms_are_refused(realm: str | None, scheme: str, fragment: str) -> None:
     params = {"realm": realm} if realm is not None else {}
     with pytest.raises(HTTPClientError) as info:
-        token_request(Challenge("bearer", params), "s", RegistryCredential("a", "b"), scheme)
+        token_request(Challenge("bearer", params), "s", RegistryCredential("a", "b"), scheme, "reg.io")
     assert fragment in info.value.message
 
 
 def test_plain_http_realm_is_fine_for_a_plain_http_registry() -> None:
-    req = token_request(Challenge("bearer", {"realm": "http://a/t"}), "s", None, "http")
+    req = token_request(Challenge("bearer", {"realm": "http://a/t"}), "s", None, "http", "reg.io")
     assert req.url.startswith("http://a/t?")
 
 
@@ -126,3 +130,18 @@ def test_bad_token_responses(body: bytes, fragment: str) -> None:
 def test_basic_authorization() -> None:
     assert basic_authorization(RegistryCredential("u", "p")) == "Basic dTpw"
     assert basic_authorization(RegistryCredential(identity_token="t")) is None
+
+
+@pytest.mark.parametrize(
+    ("registry", "realm"),
+    [
+        ("127.0.0.1", "https://127.0.0.1:5001/token"),  # a registry next to the cluster
+        ("10.0.0.7", "https://10.0.0.8/token"),
+        ("localhost", "https://127.0.0.1/token"),
+        ("harbor.internal", "https://harbor.internal/service/token"),  # names are not resolved
+        ("reg.io", "https://auth.reg.io/token"),
+    ],
+)
+def test_internal_realms_for_internal_registries(registry: str, realm: str) -> None:
+    req = token_request(Challenge("bearer", {"realm": realm}), "s", None, "https", registry)
+    assert req.url.startswith(realm)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import io
 import json
 import os
 import socketserver
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,12 @@ import pytest
 from corpus import dir_, hard, reg, sym, tar_bytes
 
 from initcontainer import contract
+from initcontainer.config import load_config
+from initcontainer.log import Logger
+from initcontainer.oci.auth import Token
+from initcontainer.oci.client import RegistryClient
+from initcontainer.oci.keyring import RegistryCredential
+from initcontainer.transport import Request
 from tests.support.kube import REPO
 from tests.support.registry import BlobRedirect, RegistryServer, run_registry
 
@@ -609,3 +617,45 @@ def test_huge_manifest(tmp_path: Path) -> None:
     body = json.dumps({"schemaVersion": 2, "annotations": {"pad": "x" * (5 << 20)}}).encode()
     r = hostile_pull(tmp_path, body, "application/vnd.oci.image.manifest.v1+json", "team/app:v1")
     assert_failed_cleanly(r, tmp_path / "dest", contract.EXIT_INTEGRITY, "more than the 4194304")
+
+
+# --------------------------------------------------------------------------- the client in-process
+
+
+def test_expired_token_is_renewed_and_other_origins_get_nothing(
+    token_registry: RegistryServer, tmp_path: Path
+) -> None:
+    """RegistryAuth against the real registry and token server, driven in-process to set the clock."""
+    reg_ = token_registry
+    push_one(reg_, tmp_path, "team/renew:v1")
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    assert reg_.ca is not None
+    (creds / "ca.crt").write_text(reg_.ca.ca_pem)
+    cfg = load_config(
+        {
+            contract.ENV_URL: f"oci://{reg_.host}/team/renew:v1",
+            contract.ENV_DEST: str(tmp_path / "dest"),
+            contract.ENV_CREDENTIALS_DIR: str(creds),
+        }
+    )
+    ref = contract.parse_oci_reference(cfg.url)
+    alice = RegistryCredential("alice", reg_.users["alice"], source="test")
+    client = RegistryClient(cfg, Logger("json", io.StringIO()), ref, [alice], deadline=None)
+    first = client.manifest("v1", None)
+    assert client.auth.token_requests == 1
+    client.manifest("v1", None)
+    assert client.auth.token_requests == 1  # the token is reused while fresh
+    current = client.auth._token
+    assert current is not None
+    client.auth._token = Token(current.value, time.monotonic() - 1)  # expired
+    again = client.manifest("v1", None)
+    assert client.auth.token_requests == 2 and again.digest == first.digest
+
+    elsewhere = Request("GET", f"https://127.0.0.1:{reg_.port + 1}/bucket/blob?sig=x", {})
+    assert client.auth.sign(elsewhere) is False and "Authorization" not in elsewhere.headers
+    other_scheme = Request("GET", f"http://{reg_.host}/v2/", {})
+    assert client.auth.sign(other_scheme) is False
+    home = Request("GET", f"https://{reg_.host}/v2/team/renew/blobs/x", {})
+    assert client.auth.sign(home) is True and home.headers["Authorization"].startswith("Bearer ")
+    client.close()
