@@ -194,7 +194,7 @@ def parse_token_response(body: bytes, now: float) -> Token:
         raise HTTPClientError(f"the token endpoint answered more than {MAX_TOKEN_RESPONSE} bytes")
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise HTTPClientError("the token endpoint did not answer JSON (is the realm a login page?)") from None
     if not isinstance(data, dict):
         raise HTTPClientError("the token endpoint answered JSON that is not an object")

@@ -131,7 +131,7 @@ def parse_dockerconfig(text: str, source: str) -> Keyring:
     """Read one `.dockerconfigjson` (or legacy `.dockercfg`); errors name the file and key, never secrets."""
     try:
         data = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ConfigError(f"{source} is not valid JSON ({exc.__class__.__name__})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source} must hold a JSON object")

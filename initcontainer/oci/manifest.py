@@ -70,6 +70,8 @@ _FOREIGN: Final = frozenset(
     }
 )
 _DIGEST_RE: Final = re.compile(r"sha256:[0-9a-f]{64}")
+_MEDIA_TYPE_RE: Final = re.compile(r"[\x21-\x7e]{1,255}")
+"""RFC 6838 names: type/subtype of at most 127 characters each, no spaces (parameters too here)."""
 
 
 class Kind(Enum):
@@ -144,6 +146,8 @@ def _descriptor(raw: Any, where: str) -> Descriptor:
     media_type, digest, size = raw.get("mediaType"), raw.get("digest"), raw.get("size")
     if not isinstance(media_type, str) or not media_type:
         raise IntegrityError(f"{where} has no mediaType")
+    if not _MEDIA_TYPE_RE.fullmatch(media_type):
+        raise IntegrityError(f"{where} has a malformed mediaType {media_type[:80]!r}")
     if not isinstance(digest, str) or not _DIGEST_RE.fullmatch(digest):
         algorithm = digest.split(":", 1)[0] if isinstance(digest, str) else "none"
         raise IntegrityError(
@@ -171,7 +175,7 @@ def parse(body: bytes, content_type: str) -> Manifest | Index:
         raise IntegrityError(f"the manifest is larger than {MAX_MANIFEST_BYTES} bytes")
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         head = body[:60].decode("utf-8", "replace").strip()
         raise IntegrityError(
             f"the registry answered something that is not a JSON manifest (starts with {head!r})"
@@ -201,9 +205,9 @@ def parse(body: bytes, content_type: str) -> Manifest | Index:
         entries = data.get("manifests")
         if not isinstance(entries, list):
             raise IntegrityError("the index has no manifests list")
-        return Index(
-            media_type, tuple(_descriptor(e, f"index entry {i}") for i, e in enumerate(entries[:MAX_LAYERS]))
-        )
+        if len(entries) > MAX_LAYERS:
+            raise IntegrityError(f"the index lists {len(entries)} manifests, more than {MAX_LAYERS}")
+        return Index(media_type, tuple(_descriptor(e, f"index entry {i}") for i, e in enumerate(entries)))
     layers = data.get("layers")
     if not isinstance(layers, list):
         raise IntegrityError("the manifest has no layers list")
@@ -320,9 +324,9 @@ def plan(manifest: Manifest) -> Plan:
                 "its content is not in the registry"
             )
     if manifest.config.media_type in IMAGE_CONFIG_TYPES:
-        bad = sorted({d.media_type for d in layers if archive_format(d.media_type) is None})
+        bad = [d.media_type for d in layers if archive_format(d.media_type) is None]
         if bad:
-            raise IntegrityError(f"the image has layers that are not tar archives: {', '.join(bad)}")
+            raise IntegrityError(f"the image has layers that are not tar archives: {types_text(bad)}")
         if not layers:
             raise IntegrityError("the image has no layers")
         return Plan(Kind.IMAGE, tuple(Layer(d, archive_format(d.media_type), None) for d in layers))
@@ -354,8 +358,15 @@ def plan(manifest: Manifest) -> Plan:
     )
 
 
+def types_text(types: Sequence[str], most: int = 8) -> str:
+    """Distinct media types, sorted, at most `most` of them: for messages and logs."""
+    distinct = sorted(set(types))
+    text = ", ".join(distinct[:most])
+    return text + f" and {len(distinct) - most} more" if len(distinct) > most else text
+
+
 def _describe_types(manifest: Manifest) -> str:
-    layer_types = ", ".join(sorted({d.media_type for d in manifest.layers})) or "no layers"
+    layer_types = types_text([d.media_type for d in manifest.layers]) or "no layers"
     return f"config {manifest.config.media_type}; layers {layer_types}"
 
 

@@ -20,6 +20,7 @@ The steps, each with the guarantee it keeps:
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import time
 from datetime import UTC, datetime
@@ -43,6 +44,7 @@ MARKER_VERSION = 1
 MAX_INDEX_DEPTH = 2
 """An index may point at another index once (nested platform indexes exist); no deeper."""
 FILE_COPY_CHUNK = 1 << 20
+EMPTY_DIGEST = "sha256:" + hashlib.sha256(b"").hexdigest()
 
 
 def credential_files(directory: Path) -> list[Path]:
@@ -189,6 +191,17 @@ def _write_file(tree: Tree, title: str, stream: PackageStream, size: int) -> Non
     tree.add_file(rel, size, 0o644, None, fill)
 
 
+def _write_empty(tree: Tree, layer: m.Layer) -> None:
+    """An empty file layer: nothing to fetch, but the digest must still be that of no bytes."""
+    assert layer.title is not None
+    if layer.descriptor.digest != EMPTY_DIGEST:
+        raise IntegrityError(f"file layer {layer.title!r} has size 0 but digest {layer.descriptor.digest}")
+    rel = tree.relpath(layer.title, "file layer title")
+    if rel is None:
+        raise UnsafeArchiveError(f"file layer title {layer.title!r} names no file")
+    tree.add_file(rel, 0, 0o644, None, lambda _fd: None)
+
+
 def _install(
     client: RegistryClient, plan: m.Plan, staging: Path, cfg: Config, log: Logger
 ) -> tuple[Tree, int]:
@@ -200,6 +213,9 @@ def _install(
         m.check_titles(plan.layers)
         for layer in plan.layers:
             assert layer.title is not None
+            if layer.descriptor.size == 0:
+                _write_empty(tree, layer)
+                continue
             with client.blob(layer.descriptor) as stream:
                 _write_file(tree, layer.title, stream, layer.descriptor.size)
                 _finish(stream)

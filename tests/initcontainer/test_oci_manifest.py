@@ -92,6 +92,15 @@ def test_parse_oci_and_docker_manifests() -> None:
         (oci_manifest(EMPTY, desc("x", annotations={"a": 1})), "not strings"),
         (b" " * (m.MAX_MANIFEST_BYTES + 1), "larger than"),
         (oci_manifest(EMPTY, *[desc("x")] * (m.MAX_LAYERS + 1)), "more than"),
+        (b"[" * 100_000 + b"]" * 100_000, "not a JSON manifest"),
+        (oci_manifest(EMPTY, desc("text/plain; x=a b")), "malformed mediaType"),
+        (oci_manifest(EMPTY, desc("x" * 256)), "malformed mediaType"),
+        (
+            json.dumps(
+                {"schemaVersion": 2, "mediaType": m.OCI_INDEX, "manifests": [desc("x")] * 1001}
+            ).encode(),
+            "more than 1000",
+        ),
     ],
 )
 def test_parse_refuses(body: bytes, fragment: str) -> None:
@@ -254,3 +263,8 @@ def test_duplicate_titles() -> None:
     layers = (m.Layer(m.Descriptor("t", D1, 1), None, "a"), m.Layer(m.Descriptor("t", D2, 1), None, "a"))
     with pytest.raises(IntegrityError, match="two file layers"):
         m.check_titles(layers)
+
+
+def test_types_text_is_bounded() -> None:
+    assert m.types_text(["b", "a", "a"]) == "a, b"
+    assert m.types_text([f"t{i:02}" for i in range(20)], most=3) == "t00, t01, t02 and 17 more"

@@ -190,7 +190,17 @@ def test_oras_file_and_directory_in_every_auth_mode(registry: RegistryServer, tm
     (src / "hello.txt").write_text("hello\n")
     (src / "conf").mkdir()
     (src / "conf/app.json").write_text('{"a": 1}\n')
-    tool(registry, "oras", "push", f"{registry.host}/team/files:v1", "hello.txt", "conf/app.json", cwd=src)
+    (src / "empty").write_bytes(b"")
+    tool(
+        registry,
+        "oras",
+        "push",
+        f"{registry.host}/team/files:v1",
+        "hello.txt",
+        "conf/app.json",
+        "empty",
+        cwd=src,
+    )
     site = make_site(src)
     tool(registry, "oras", "push", f"{registry.host}/team/site:v1", "site", cwd=src)
 
@@ -200,6 +210,7 @@ def test_oras_file_and_directory_in_every_auth_mode(registry: RegistryServer, tm
         "hello.txt": tree_of(src)["hello.txt"],
         "conf": "d",
         "conf/app.json": tree_of(src)["conf/app.json"],
+        "empty": tree_of(src)["empty"],
     }
     assert marker(tmp_path / "files")["kind"] == "files"
 
