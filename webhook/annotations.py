@@ -146,6 +146,8 @@ def _check_url(value: str, settings: Settings, key: str) -> tuple[str | None, bo
         return None, False, [Problem(key, "is empty; set it to the https:// URL of the package")]
     if _SPACE_OR_CONTROL.search(value):
         return None, False, [Problem(key, "contains whitespace or control characters; percent-encode them")]
+    if contract.is_oci_url(value):
+        return _check_oci(value, settings, key)
     try:
         parts = urlsplit(value)
     except ValueError:  # an unbalanced or invalid [IPv6] host; the parser's message quotes the value
@@ -176,6 +178,30 @@ def _check_url(value: str, settings: Settings, key: str) -> tuple[str | None, bo
     if problems:
         return None, False, problems
     return value, scheme == "http", []
+
+
+def _check_oci(value: str, settings: Settings, key: str) -> tuple[str | None, bool, list[Problem]]:
+    """An oci:// reference, parsed by the rules the init container uses; allow-lists apply to the registry."""
+    try:
+        ref = contract.parse_oci_reference(value)
+    except contract.ReferenceError as exc:
+        return None, False, [Problem(key, f"is not a valid oci:// reference: it {exc}")]
+    problems = []
+    if "oci" not in settings.allowed_schemes:
+        allowed = " or ".join(f"{s}://" for s in settings.allowed_schemes)
+        problems.append(Problem(key, f"oci:// is not allowed in this cluster; use an {allowed} URL", 403))
+    if settings.allowed_hosts and not host_allowed(ref.host, settings.allowed_hosts):
+        hosts = ", ".join(settings.allowed_hosts)
+        problems.append(
+            Problem(key, f'registry "{ref.host}" is not in the cluster allow-list ({hosts})', 403)
+        )
+    if problems:
+        return None, False, problems
+    plain_http = bool(settings.plain_http_registries) and host_allowed(
+        ref.host, settings.plain_http_registries
+    )
+    # The canonical form: Docker Hub short names spelled out, the same string the marker records.
+    return str(ref), plain_http, []
 
 
 def _check_mount_path(value: str, key: str) -> tuple[str | None, list[Problem]]:
@@ -329,7 +355,18 @@ def parse(annotations: Mapping[str, Any] | None, settings: Settings, namespace: 
 
     sha256: str | None = None
     raw_sha = get(SHA256)
-    if raw_sha is not None:
+    oci = url is not None and contract.is_oci_url(url)
+    if oci and raw_sha is not None:
+        msg = (
+            "does not apply to oci:// packages: pin the manifest digest in the URL instead, "
+            "oci://HOST/REPO@sha256:... (`crane digest` or `oras resolve` prints it)"
+        )
+        problems.append(Problem(settings.key(SHA256), msg))
+    elif oci:
+        if settings.require_checksum and "@sha256:" not in (url or ""):
+            msg = "must pin a digest in this cluster: write it as oci://HOST/REPO@sha256:..."
+            problems.append(Problem(settings.key(URL), msg, 403))
+    elif raw_sha is not None:
         digest = raw_sha.strip()
         if digest.lower().startswith("sha256:"):
             digest = digest[len("sha256:") :]
@@ -396,7 +433,12 @@ def parse(annotations: Mapping[str, Any] | None, settings: Settings, namespace: 
     if problems:
         raise Denied.from_problems(problems, warnings)
     assert url is not None and mount_path is not None
-    if is_http and sha256 is None:
+    if oci and "@sha256:" not in url:
+        warnings.append(
+            f'package-injector: "{settings.key(URL)}" names a tag without a digest: the Pod gets whatever '
+            "the tag points to when it starts; pin it with @sha256:..."
+        )
+    elif is_http and sha256 is None:
         warnings.append(
             f'package-injector: "{settings.key(URL)}" uses plain http:// without "{settings.key(SHA256)}": '
             "nothing verifies the download; add the package's SHA-256"

@@ -65,14 +65,21 @@ class Settings(BaseSettings):
         description="Prefix added to every annotation key, e.g. 'example.com/' makes the trigger "
         "'example.com/package-url'. Empty by default, so the trigger is exactly 'package-url'.",
     )
-    allowed_schemes: list[Literal["https", "http"]] = Field(
-        default=["https"], description="URL schemes a package-url may use."
+    allowed_schemes: list[Literal["https", "http", "oci"]] = Field(
+        default=["https", "oci"], description="URL schemes a package-url may use (oci: OCI registries)."
     )
     allowed_hosts: list[str] = Field(
         default_factory=list,
         description="Hosts a package-url may point at; '*.example.com' matches subdomains. Empty: any host.",
     )
-    require_checksum: bool = Field(default=False, description="Deny pods without package-sha256.")
+    require_checksum: bool = Field(
+        default=False, description="Deny pods without package-sha256 (oci://: without an @sha256: digest)."
+    )
+    plain_http_registries: list[str] = Field(
+        default_factory=list,
+        description="OCI registry hosts spoken to over plain http (no TLS); '*.example.com' matches "
+        "subdomains. The init container gets PACKAGE_ALLOW_HTTP=true for them.",
+    )
     max_size_limit: str | None = Field(
         default=None, description="Largest package-size-limit a pod may ask for (a Kubernetes quantity)."
     )
@@ -156,7 +163,7 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} must be a positive quantity such as 1Gi")
         return value
 
-    @field_validator("allowed_hosts")
+    @field_validator("allowed_hosts", "plain_http_registries")
     @classmethod
     def _host_patterns(cls, value: list[str]) -> list[str]:
         for pattern in value:

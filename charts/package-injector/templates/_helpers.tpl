@@ -95,6 +95,7 @@ app.kubernetes.io/part-of: package-injector
   "annotation_prefix" $p.annotationPrefix
   "allowed_schemes" $p.allowedSchemes
   "allowed_hosts" $p.allowedHosts
+  "plain_http_registries" $p.plainHttpRegistries
   "require_checksum" $p.requireChecksum
   "default_mount_path" $p.defaultMountPath
   "init_image" (include "package-injector.image" (list $init.image .))
