@@ -62,11 +62,13 @@ from webhook import annotations as ann
 from webhook import limits
 from webhook.annotations import Denied, PackageRequest
 from webhook.quantity import same_quantity
-from webhook.settings import RESERVED_INIT_ENV, Settings
+from webhook.settings import RESERVED_INIT_ENV, Settings, is_dns_subdomain
 
-__all__ = ["CREDENTIALS_VOLUME", "Denied", "InjectionResult", "inject"]
+__all__ = ["CREDENTIALS_VOLUME", "PULL_SECRETS_VOLUME", "Denied", "InjectionResult", "inject"]
 
 CREDENTIALS_VOLUME: Final = "package-credentials"
+PULL_SECRETS_VOLUME: Final = "package-pull-secrets"
+"""oci:// without package-secret: the Pod's own image pull secrets, one `NAME/.dockerconfigjson` each."""
 # Fields whose values are quantities: the apiserver re-serializes them (1024Mi -> 1Gi).
 _QUANTITY_FIELDS: Final = frozenset({"resources", "sizeLimit"})
 
@@ -110,14 +112,35 @@ def _as_list(parent: Obj, key: str, what: str) -> list[Any]:
     return value
 
 
-def _env(request: PackageRequest, settings: Settings) -> list[Obj]:
+def _registry_pull_secrets(spec: Obj, request: PackageRequest, settings: Settings) -> list[str]:
+    """The Pod's imagePullSecrets the init container gets for an oci:// package without package-secret.
+
+    The kubelet pulls the Pod's images with these; the same credentials fetch its package. The
+    secrets the webhook adds for its own init image (`init_image_pull_secrets`) are not passed on.
+    """
+    if request.secret or not contract.is_oci_url(request.url):
+        return []
+    entries = spec.get("imagePullSecrets")
+    if not isinstance(entries, list):
+        return []
+    names: list[str] = []
+    for entry in entries:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not is_dns_subdomain(name):
+            continue
+        if name not in names and name not in settings.init_image_pull_secrets:
+            names.append(name)
+    return names
+
+
+def _env(request: PackageRequest, settings: Settings, pull_secrets: list[str]) -> list[Obj]:
     env: list[tuple[str, str]] = [(contract.ENV_URL, request.url)]
     if request.sha256:
         env.append((contract.ENV_SHA256, request.sha256))
     env.append((contract.ENV_DEST, contract.DEFAULT_DEST))
     if request.strip_components:
         env.append((contract.ENV_STRIP_COMPONENTS, str(request.strip_components)))
-    if request.secret:
+    if request.secret or pull_secrets:
         env.append((contract.ENV_CREDENTIALS_DIR, contract.DEFAULT_CREDENTIALS_DIR))
     if request.allow_http:
         env.append((contract.ENV_ALLOW_HTTP, "true"))
@@ -173,18 +196,24 @@ def _security_context(spec: Obj, settings: Settings) -> tuple[Obj, list[str]]:
     return sc, warnings
 
 
-def _init_container(spec: Obj, request: PackageRequest, settings: Settings) -> tuple[Obj, list[str]]:
+def _init_container(
+    spec: Obj, request: PackageRequest, settings: Settings, pull_secrets: list[str]
+) -> tuple[Obj, list[str]]:
     mounts: list[Obj] = [{"name": contract.VOLUME_NAME, "mountPath": contract.DEFAULT_DEST}]
     if request.secret:
         mounts.append(
             {"name": CREDENTIALS_VOLUME, "mountPath": contract.DEFAULT_CREDENTIALS_DIR, "readOnly": True}
+        )
+    elif pull_secrets:
+        mounts.append(
+            {"name": PULL_SECRETS_VOLUME, "mountPath": contract.DEFAULT_CREDENTIALS_DIR, "readOnly": True}
         )
     security_context, warnings = _security_context(spec, settings)
     container: Obj = {
         "name": contract.INIT_CONTAINER_NAME,
         "image": settings.init_image,
         "imagePullPolicy": settings.init_image_pull_policy,
-        "env": _env(request, settings),
+        "env": _env(request, settings, pull_secrets),
         # dict[str, dict[str, str]]: a copy two levels deep is a deep copy, without copy.deepcopy's cost.
         "resources": {k: dict(v) for k, v in settings.init_resources.items()},
         "securityContext": security_context,
@@ -194,11 +223,30 @@ def _init_container(spec: Obj, request: PackageRequest, settings: Settings) -> t
     return container, warnings
 
 
-def _volumes(request: PackageRequest) -> list[Obj]:
+def _volumes(request: PackageRequest, pull_secrets: list[str]) -> list[Obj]:
     empty_dir: Obj = {"sizeLimit": request.size_limit} if request.size_limit else {}
     volumes: list[Obj] = [{"name": contract.VOLUME_NAME, "emptyDir": empty_dir}]
     if request.secret:
         volumes.append({"name": CREDENTIALS_VOLUME, "secret": {"secretName": request.secret}})
+    elif pull_secrets:
+        # One directory per Secret, named after it; `optional` because a pull secret of another type
+        # (`.dockercfg`) or one that does not exist must not stop the Pod (the kubelet only warns).
+        sources = [
+            {
+                "secret": {
+                    "name": name,
+                    "items": [
+                        {
+                            "key": contract.CREDENTIAL_DOCKERCONFIG,
+                            "path": f"{name}/{contract.CREDENTIAL_DOCKERCONFIG}",
+                        }
+                    ],
+                    "optional": True,
+                }
+            }
+            for name in pull_secrets
+        ]
+        volumes.append({"name": PULL_SECRETS_VOLUME, "projected": {"sources": sources}})
     return volumes
 
 
@@ -217,8 +265,12 @@ def _volume_rewritten(existing: Obj, desired: Obj) -> Obj:
 
 # --- what counts as ours (the rules are in the module docstring) ---------------------------------------
 
-_VOLUME_SOURCES: Final = {contract.VOLUME_NAME: "emptyDir", CREDENTIALS_VOLUME: "secret"}
-_INIT_MOUNTS: Final = frozenset({contract.VOLUME_NAME, CREDENTIALS_VOLUME})
+_VOLUME_SOURCES: Final = {
+    contract.VOLUME_NAME: "emptyDir",
+    CREDENTIALS_VOLUME: "secret",
+    PULL_SECRETS_VOLUME: "projected",
+}
+_INIT_MOUNTS: Final = frozenset({contract.VOLUME_NAME, CREDENTIALS_VOLUME, PULL_SECRETS_VOLUME})
 _URL_ONLY: Final = frozenset({contract.ENV_URL})
 _SHARED_ONLY: Final = frozenset({contract.VOLUME_NAME})
 # We never set these: an init container with any of them runs something other than the downloader.
@@ -658,19 +710,22 @@ def inject(pod: Obj, settings: Settings, namespace: str | None = None) -> Inject
         targets = {str(n) for n in names}
 
     changed = False
-    for volume in _volumes(request):
+    pull_secrets = _registry_pull_secrets(spec, request, settings)
+    desired_volumes = _volumes(request, pull_secrets)
+    for volume in desired_volumes:
         conflict = partial(_volume_conflict, volume["name"])
         changed |= _ensure(
             volumes, volume, owner.adoptable_volume, conflict, _volume_covers, _volume_rewritten
         )
-    if not request.secret:
-        # The Secret annotation was removed since the last injection: drop its volume.
-        kept = [v for v in volumes if not (v.get("name") == CREDENTIALS_VOLUME and owner.volume(v))]
-        changed |= len(kept) != len(volumes)
-        volumes[:] = kept
+    # A credentials volume no longer wanted (package-secret or the pull secrets gone): drop it.
+    wanted = {v["name"] for v in desired_volumes}
+    stale = {CREDENTIALS_VOLUME, PULL_SECRETS_VOLUME} - wanted
+    kept = [v for v in volumes if not (v.get("name") in stale and owner.volume(v))]
+    changed |= len(kept) != len(volumes)
+    volumes[:] = kept
     spec["volumes"] = volumes
 
-    desired_init, sc_warnings = _init_container(spec, request, settings)
+    desired_init, sc_warnings = _init_container(spec, request, settings, pull_secrets)
     warnings += sc_warnings
     changed |= _place_init_container(
         init_containers, desired_init, request.init_position, owner, our_env_names(settings)
@@ -682,7 +737,7 @@ def inject(pod: Obj, settings: Settings, namespace: str | None = None) -> Inject
     changed |= secrets_changed
 
     mounted = [str(n) for n in names if n in targets]
-    used_volumes = [v["name"] for v in _volumes(request)]
+    used_volumes = [v["name"] for v in desired_volumes]
     new_status = ann.status_value(mounted, used_volumes, our_pull_secrets)
     if owner.status is None or owner.status != ann.read_status({key(ann.STATUS): new_status}, settings):
         if metadata.get("annotations") is None:

@@ -35,6 +35,8 @@ from initcontainer.oci.keyring import RegistryCredential
 from initcontainer.transport import Request
 from tests.support.kube import REPO
 from tests.support.registry import BlobRedirect, RegistryServer, run_registry
+from webhook.inject import inject
+from webhook.settings import Settings
 
 FLUX_CONFIG = "application/vnd.cncf.flux.config.v1+json"
 FLUX_CONTENT = "application/vnd.cncf.flux.content.v1.tar+gzip"
@@ -670,3 +672,69 @@ def test_expired_token_is_renewed_and_other_origins_get_nothing(
     home = Request("GET", f"https://{reg_.host}/v2/team/renew/blobs/x", {})
     assert client.auth.sign(home) is True and home.headers["Authorization"].startswith("Bearer ")
     client.close()
+
+
+# --------------------------------------------------------------------------- the contract with the webhook
+
+
+def test_contract_with_the_webhook_and_the_pods_pull_secrets(tmp_path: Path) -> None:
+    """The env and projected volume `webhook.inject` renders, laid out as the kubelet would; the real run.
+
+    Differs from a cluster: the test writes the projected volume itself (kubelet stand-in) and points
+    PACKAGE_DEST and PACKAGE_CREDENTIALS_DIR at temporary directories.
+    """
+    with run_registry(tmp_path / "reg", auth="token", tls=False) as reg_:
+        src = tmp_path / "src"
+        site = make_site(src)
+        tool(reg_, "oras", "push", f"{reg_.host}/team/site:v1", "site", cwd=src)
+        digest = tool(reg_, "oras", "resolve", f"{reg_.host}/team/site:v1").strip()
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "web",
+                "annotations": {"package-url": f"oci://{reg_.host}/team/site@{digest}"},
+            },
+            "spec": {
+                "containers": [{"name": "app", "image": f"{reg_.host}/team/app:1"}],
+                "imagePullSecrets": [{"name": "stale"}, {"name": "absent"}, {"name": "regcred"}],
+            },
+        }
+        injected = inject(pod, Settings(plain_http_registries=["127.0.0.1"]), "default").pod
+        init = injected["spec"]["initContainers"][0]
+        (volume,) = [v for v in injected["spec"]["volumes"] if "projected" in v]
+        secrets = {
+            "stale": {".dockerconfigjson": json.dumps({"auths": {reg_.host: {"auth": "YWxpY2U6b2xk"}}})},
+            "regcred": {".dockerconfigjson": json.dumps(reg_.docker_config())},
+        }
+        creds = tmp_path / "projected"
+        creds.mkdir()
+        for source in volume["projected"]["sources"]:
+            data = secrets.get(source["secret"]["name"])
+            if data is None:
+                assert source["secret"]["optional"] is True  # the kubelet skips a missing optional Secret
+                continue
+            for item in source["secret"]["items"]:
+                (creds / item["path"]).parent.mkdir(parents=True, exist_ok=True)
+                (creds / item["path"]).write_text(data[item["key"]])
+        env = {e["name"]: e["value"] for e in init["env"]}
+        assert env[contract.ENV_CREDENTIALS_DIR] == contract.DEFAULT_CREDENTIALS_DIR
+        env.update(
+            {
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                contract.ENV_DEST: str(tmp_path / "dest"),
+                contract.ENV_CREDENTIALS_DIR: str(creds),
+                contract.ENV_TERMINATION_LOG: str(tmp_path / "term"),
+            }
+        )
+        proc = subprocess.run(
+            [sys.executable, "-m", "initcontainer"],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert proc.returncode == 0, proc.stderr
+    assert tree_of(tmp_path / "dest") == {f"site/{k}": v for k, v in tree_of(site).items()} | {"site": "d"}
+    assert marker(tmp_path / "dest")["manifestDigest"] == digest

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 
 from initcontainer import contract
 from webhook.annotations import Denied, parse
-from webhook.inject import inject
+from webhook.inject import PULL_SECRETS_VOLUME, inject
 from webhook.settings import Settings
 
 DIGEST = "sha256:" + "ab" * 32
@@ -95,3 +98,95 @@ def test_plain_http_registries_get_allow_http() -> None:
         for e in inject(other, settings, "default").pod["spec"]["initContainers"][0]["env"]
     }
     assert contract.ENV_ALLOW_HTTP not in env
+
+
+# --------------------------------------------------------------------------- the Pod's own pull secrets
+
+
+def oci_pod(url: str = f"oci://ghcr.io/team/site@{DIGEST}", **annotations: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "annotations": {"package-url": url, **annotations}},
+        "spec": {
+            "containers": [{"name": "app", "image": "ghcr.io/team/app:1"}],
+            "imagePullSecrets": [
+                {"name": "ghcr"},
+                {"name": "mirror"},
+                {"name": "ghcr"},
+                {"name": "init-pull"},
+            ],
+        },
+    }
+
+
+def init_of(pod: dict[str, Any]) -> dict[str, Any]:
+    return dict(pod["spec"]["initContainers"][0])
+
+
+def test_the_pods_pull_secrets_are_projected_for_the_init_container_only() -> None:
+    settings = Settings(init_image_pull_secrets=["init-pull"])
+    result = inject(oci_pod(), settings, "default")
+    pod = result.pod
+    (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == PULL_SECRETS_VOLUME]
+    assert volume["projected"]["sources"] == [
+        {
+            "secret": {
+                "name": name,
+                "items": [{"key": ".dockerconfigjson", "path": f"{name}/.dockerconfigjson"}],
+                "optional": True,
+            }
+        }
+        for name in ("ghcr", "mirror")
+    ]
+    init = init_of(pod)
+    assert {
+        "name": PULL_SECRETS_VOLUME,
+        "mountPath": contract.DEFAULT_CREDENTIALS_DIR,
+        "readOnly": True,
+    } in init["volumeMounts"]
+    env = {e["name"]: e["value"] for e in init["env"]}
+    assert env[contract.ENV_CREDENTIALS_DIR] == contract.DEFAULT_CREDENTIALS_DIR
+    app_mounts = [m["name"] for m in pod["spec"]["containers"][0].get("volumeMounts", [])]
+    assert PULL_SECRETS_VOLUME not in app_mounts
+    # Reinvocation changes nothing; removing package-url removes the volume with the rest.
+    again = inject(pod, settings, "default")
+    assert again.changed is False
+    gone = json.loads(json.dumps(pod))
+    del gone["metadata"]["annotations"]["package-url"]
+    removed = inject(gone, settings, "default").pod
+    assert all(v["name"] != PULL_SECRETS_VOLUME for v in removed["spec"].get("volumes", []))
+    assert removed["spec"]["imagePullSecrets"] == pod["spec"]["imagePullSecrets"]
+
+
+def test_package_secret_or_https_means_no_projection() -> None:
+    with_secret = inject(oci_pod(**{"package-secret": "reg-creds"}), Settings(), "default").pod
+    names = {v["name"] for v in with_secret["spec"]["volumes"]}
+    assert PULL_SECRETS_VOLUME not in names and "package-credentials" in names
+    https = inject(oci_pod("https://files.example.com/a.tgz"), Settings(), "default").pod
+    assert PULL_SECRETS_VOLUME not in {v["name"] for v in https["spec"]["volumes"]}
+    assert contract.ENV_CREDENTIALS_DIR not in {e["name"] for e in init_of(https)["env"]}
+    no_secrets = oci_pod()
+    del no_secrets["spec"]["imagePullSecrets"]
+    plain = inject(no_secrets, Settings(), "default").pod
+    assert PULL_SECRETS_VOLUME not in {v["name"] for v in plain["spec"]["volumes"]}
+
+
+def test_switching_from_pull_secrets_to_package_secret_drops_the_projection() -> None:
+    first = inject(oci_pod(), Settings(), "default").pod
+    first["metadata"]["annotations"]["package-secret"] = "reg-creds"
+    second = inject(first, Settings(), "default").pod
+    names = [v["name"] for v in second["spec"]["volumes"]]
+    assert PULL_SECRETS_VOLUME not in names and "package-credentials" in names
+    assert {m["name"] for m in init_of(second)["volumeMounts"]} == {
+        contract.VOLUME_NAME,
+        "package-credentials",
+    }
+
+
+def test_a_foreign_volume_named_like_ours_is_a_conflict() -> None:
+    pod = oci_pod()
+    pod["spec"]["volumes"] = [{"name": PULL_SECRETS_VOLUME, "emptyDir": {}}]
+    with pytest.raises(Denied) as info:
+        inject(pod, Settings(), "default")
+    assert PULL_SECRETS_VOLUME in info.value.message
