@@ -15,13 +15,24 @@ import urllib.parse
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from initcontainer import contract
+
 LOG_FORMATS = ("json", "text")
 PROGRESS_INTERVAL = 5.0
 """Seconds between progress lines: enough to see a download move, not enough to flood."""
 
 
 def redact_url(url: str) -> str:
-    """Return scheme://host[:port]/path: no userinfo, no query string, no fragment."""
+    """Return scheme://host[:port]/path: no userinfo, no query string, no fragment.
+
+    An oci:// reference carries no secret (the parser refuses userinfo, queries and fragments) and is
+    not a URL to urlsplit (`oci://nginx@sha256:...` would read `nginx` as a user): its canonical form.
+    """
+    if contract.is_oci_url(url):
+        try:
+            return str(contract.parse_oci_reference(url))
+        except contract.ReferenceError:
+            return "<invalid oci:// reference>"
     try:
         parts = urllib.parse.urlsplit(url)
         host = parts.hostname or ""

@@ -204,7 +204,9 @@ def parse_token_response(body: bytes, now: float) -> Token:
     if len(value) > MAX_TOKEN_LENGTH or not _HEADER_SAFE.fullmatch(value):
         raise HTTPClientError("the token endpoint's token is too long or not header-safe")
     expires_in = data.get("expires_in", DEFAULT_TOKEN_SECONDS)
-    if isinstance(expires_in, bool) or not isinstance(expires_in, (int, float)) or expires_in <= 0:
+    if isinstance(expires_in, bool) or not isinstance(expires_in, (int, float)):
+        expires_in = DEFAULT_TOKEN_SECONDS
+    if not 0 < expires_in < 366 * 86400:  # also NaN and Infinity, which json.loads accepts
         expires_in = DEFAULT_TOKEN_SECONDS
     lifetime = float(expires_in)
     return Token(value, now + lifetime, min(EXPIRY_MARGIN, lifetime / 2))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from initcontainer.contract import OCIReference, ReferenceError, is_oci_url, parse_oci_reference
+from initcontainer.log import redact_url
 
 D = "sha256:" + "ab" * 32
 
@@ -82,3 +83,8 @@ def test_invalid_references(url: str, fragment: str) -> None:
     with pytest.raises(ReferenceError, match=None) as info:
         parse_oci_reference(url)
     assert fragment in str(info.value)
+
+
+def test_logs_show_the_canonical_reference() -> None:
+    assert redact_url(f"oci://nginx@{D}") == f"oci://docker.io/library/nginx@{D}"
+    assert redact_url("oci://Bad/Ref") == "<invalid oci:// reference>"

@@ -107,6 +107,8 @@ def test_token_responses() -> None:
     short = parse_token_response(b'{"token": "s", "expires_in": 4}', now=0.0)
     assert short.fresh(1.9) and not short.fresh(2.1)  # a short-lived token is still usable once
     assert "abc" not in repr(t)
+    for odd in (b"NaN", b"Infinity", b"-1", b"true", b'"300"'):
+        assert parse_token_response(b'{"token": "t", "expires_in": ' + odd + b"}", now=0.0).expires_at == 60.0
 
 
 @pytest.mark.parametrize(
