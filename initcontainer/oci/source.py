@@ -22,7 +22,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -160,11 +159,6 @@ def _layer_format(stream: PackageStream, layer: m.Layer) -> str:
     return found
 
 
-def _finish(stream: PackageStream) -> None:
-    """Read to the end: the blob's digest is checked there (IntegrityError on mismatch)."""
-    stream.drain()
-
-
 def _write_file(tree: Tree, title: str, stream: PackageStream, size: int) -> None:
     rel = tree.relpath(title, "file layer title")
     if rel is None:
@@ -218,7 +212,7 @@ def _install(
                 continue
             with client.blob(layer.descriptor) as stream:
                 _write_file(tree, layer.title, stream, layer.descriptor.size)
-                _finish(stream)
+                stream.drain()  # to the end, where the blob digest is checked
                 resumes += stream.resumes
         return tree, resumes
     if plan.kind is m.Kind.ARCHIVE:
@@ -226,7 +220,7 @@ def _install(
         with client.blob(layer.descriptor) as stream:
             fmt = _layer_format(stream, layer)
             extract_tar(stream, fmt, tree)
-            _finish(stream)
+            stream.drain()  # to the end, where the blob digest is checked
             resumes += stream.resumes
         return tree, resumes
     # An image: top layer first, so nothing on disk is ever replaced or deleted (see layers.py).
@@ -248,7 +242,7 @@ def _install(
         with client.blob(layer.descriptor) as stream:
             fmt = _layer_format(stream, layer)
             extract_tar(stream, fmt, tree, admit)
-            _finish(stream)
+            stream.drain()  # to the end, where the blob digest is checked
             resumes += stream.resumes
     log.info("flatten", f"{flatten.whiteouts} whiteouts, {flatten.skipped} entries hidden by upper layers")
     return tree, resumes
@@ -329,7 +323,6 @@ def install_once(
             }
             promote(staging, cfg.dest, marker)
             marker["resumes"] = resumes
-            marker["seconds"] = round(time.monotonic() - (deadline - cfg.total_timeout), 2)
             return marker
         finally:
             discard(staging)
