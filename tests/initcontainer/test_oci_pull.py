@@ -32,6 +32,7 @@ from initcontainer.log import Logger
 from initcontainer.oci.auth import Token
 from initcontainer.oci.client import RegistryClient
 from initcontainer.oci.keyring import RegistryCredential
+from initcontainer.oci.manifest import own_platform
 from initcontainer.transport import Request
 from tests.support.kube import REPO
 from tests.support.registry import BlobRedirect, RegistryServer, run_registry
@@ -541,6 +542,51 @@ def test_index_without_our_platform(token_registry: RegistryServer, tmp_path: Pa
     )
     r = pull(tmp_path, reg_, "multi/arch:index", dockerconfig=reg_.docker_config())
     assert_failed_cleanly(r, tmp_path / "dest", contract.EXIT_INTEGRITY, "(it has: linux/s390x)")
+
+
+@pytest.mark.parametrize(
+    "index_type",
+    ["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"],
+)
+def test_index_resolves_to_our_platform(
+    token_registry: RegistryServer, tmp_path: Path, index_type: str
+) -> None:
+    reg_ = token_registry
+    repo = f"multi/{'oci' if 'oci' in index_type else 'docker'}"
+    other = push_one(reg_, tmp_path, f"{repo}:s390x", name="s390x.bin")
+    ours = push_one(reg_, tmp_path, f"{repo}:ours", name="ours.bin")
+    platform = own_platform()
+
+    def entry(digest: str, plat: dict[str, str]) -> dict[str, Any]:
+        body = tool(reg_, "oras", "manifest", "fetch", f"{reg_.host}/{repo}@{digest}").encode()
+        media_type = "application/vnd.oci.image.manifest.v1+json"
+        return {"mediaType": media_type, "digest": digest, "size": len(body), "platform": plat}
+
+    ours_platform = {"os": platform.os, "architecture": platform.architecture}
+    index = {
+        "schemaVersion": 2,
+        "mediaType": index_type,
+        "manifests": [entry(other, {"os": "linux", "architecture": "s390x"}), entry(ours, ours_platform)],
+    }
+    if platform.architecture == "s390x":
+        pytest.fail("this test assumes the machine is not s390x")
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    tool(
+        reg_,
+        "oras",
+        "manifest",
+        "push",
+        "--media-type",
+        index_type,
+        f"{reg_.host}/{repo}:multi",
+        str(tmp_path / "index.json"),
+    )
+    r = pull(tmp_path, reg_, f"{repo}:multi", dockerconfig=reg_.docker_config())
+    assert r.code == 0, r.stderr
+    assert {p.name for p in (tmp_path / "dest").iterdir()} == {"ours.bin", contract.MARKER_NAME}
+    m = marker(tmp_path / "dest")
+    assert m["platformManifestDigest"] == ours and m["manifestDigest"] != ours
+    assert "platform" in r.events()
 
 
 @pytest.mark.parametrize(
