@@ -9,7 +9,10 @@ HTTP, anonymous: tests/support/registry.py). Each round runs, in rotating order:
 - `init`: `python -m initcontainer` with `PACKAGE_URL=oci://127.0.0.1:PORT/bench/pkg@sha256:...`
   (manifest and blob digests verified, every extraction check on, atomic promote);
 - `oras+tar`: `oras pull --plain-http` into a directory, then `tar -xzf` of the pulled file into the
-  destination, then the file removed (what a shell init container would do).
+  destination, then the file removed (what a shell init container would do);
+- `init-url`: the same program given the layer's blob URL on the same registry as a plain package URL
+  with its SHA-256 (`http://.../v2/bench/pkg/blobs/sha256:...`): the cost of the oci:// machinery
+  (manifest, digest checks, registry client) is the difference between `init` and `init-url`.
 
 Both write into /dev/shm (tmpfs), so the shared disk's write-back does not decide the result. Wall time
 and peak RSS come from GNU time around each method (for `oras+tar`, the larger of the two steps).
@@ -49,10 +52,11 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
         return wall, int(out.read().split()[-1])
 
 
-def run_init(ref: str, dest: Path, env: dict[str, str]) -> dict[str, Any]:
+def run_init(ref: str, dest: Path, env: dict[str, str], sha256: str | None = None) -> dict[str, Any]:
     run_env = {
         "PATH": env["PATH"],
         "PACKAGE_URL": ref,
+        **({"PACKAGE_SHA256": sha256} if sha256 else {}),
         "PACKAGE_DEST": str(dest),
         "PACKAGE_ALLOW_HTTP": "true",
         "PACKAGE_TERMINATION_LOG": str(SHM / "term"),
@@ -85,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     archive = pkg.archive("tar.gz")
     shutil.rmtree(SHM, ignore_errors=True)
     SHM.mkdir(parents=True)
-    results: dict[str, list[dict[str, Any]]] = {"init": [], "oras+tar": []}
+    results: dict[str, list[dict[str, Any]]] = {"init": [], "oras+tar": [], "init-url": []}
     with run_registry(SHM / "registry", auth="none", tls=False) as reg:
         env = reg.push_env()
         stage = SHM / "push"
@@ -113,14 +117,27 @@ def main(argv: list[str] | None = None) -> None:
             text=True,
         ).stdout.strip()
         oci_ref = f"oci://{reg.host}/bench/pkg@{digest}"
+        manifest = json.loads(
+            subprocess.run(
+                ["oras", "manifest", "fetch", "--plain-http", f"{reg.host}/bench/pkg@{digest}"],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
+        layer = manifest["layers"][0]["digest"]
+        blob_url = f"http://{reg.host}/v2/bench/pkg/blobs/{layer}"
         plain_ref = f"{reg.host}/bench/pkg@{digest}"
         log(f"pushed {archive.stat().st_size} bytes as {plain_ref}")
         for round_ in range(args.rounds):
-            for method in rotate(["init", "oras+tar"], round_):
+            for method in rotate(["init", "oras+tar", "init-url"], round_):
                 dest = SHM / "dest"
                 shutil.rmtree(dest, ignore_errors=True)
                 if method == "init":
                     result = run_init(oci_ref, dest, env)
+                elif method == "init-url":
+                    result = run_init(blob_url, dest, env, sha256=layer.split(":", 1)[1])
                 else:
                     result = run_oras_tar(plain_ref, dest, env)
                 files = sum(len(f) for _, _, f in os.walk(dest))
