@@ -33,6 +33,7 @@ from initcontainer.oci.auth import Token
 from initcontainer.oci.client import RegistryClient
 from initcontainer.oci.keyring import RegistryCredential
 from initcontainer.oci.manifest import own_platform
+from initcontainer.oci.source import credential_files
 from initcontainer.transport import Request
 from tests.support.kube import REPO
 from tests.support.registry import BlobRedirect, RegistryServer, run_registry
@@ -784,3 +785,36 @@ def test_contract_with_the_webhook_and_the_pods_pull_secrets(tmp_path: Path) -> 
     assert proc.returncode == 0, proc.stderr
     assert tree_of(tmp_path / "dest") == {f"site/{k}": v for k, v in tree_of(site).items()} | {"site": "d"}
     assert marker(tmp_path / "dest")["manifestDigest"] == digest
+
+
+def test_download_limit_counts_the_layers_before_any_blob(
+    token_registry: RegistryServer, tmp_path: Path
+) -> None:
+    reg_ = token_registry
+    push_one(reg_, tmp_path, "team/limit:v1", size=200_000)
+    r = pull(
+        tmp_path, reg_, "team/limit:v1", dockerconfig=reg_.docker_config(), PACKAGE_MAX_DOWNLOAD_BYTES="100k"
+    )
+    assert_failed_cleanly(r, tmp_path / "dest", contract.EXIT_INTEGRITY, "layers add up to 200000 bytes")
+    assert "download_start" not in r.events()
+
+
+def test_credentials_in_a_kubelet_projected_layout(tmp_path: Path) -> None:
+    """`..data` and timestamped directories, top-level names as symlinks: what the kubelet writes."""
+    root = tmp_path / "creds"
+    data = root / "..2026_12_02_08_00_00.1"
+    for name in ("b-secret", "a-secret"):
+        (data / name).mkdir(parents=True)
+        (data / name / ".dockerconfigjson").write_text("{}")
+    (data / "..hidden").mkdir()
+    (data / "..hidden" / ".dockerconfigjson").write_text("{}")
+    (root / "..data").symlink_to(data.name)
+    for name in ("a-secret", "b-secret"):
+        (root / name).symlink_to(f"..data/{name}")
+    (root / ".dockerconfigjson").write_text("{}")
+    assert credential_files(root) == [
+        root / ".dockerconfigjson",
+        root / "a-secret" / ".dockerconfigjson",
+        root / "b-secret" / ".dockerconfigjson",
+    ]
+    assert credential_files(tmp_path / "missing") == []
