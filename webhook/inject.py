@@ -20,7 +20,7 @@ writes, and within our pieces we own only the fields we write:
   has `PACKAGE_URL` and it mounts `package-shared-volume`. We own its image,
   imagePullPolicy, resources, securityContext, terminationMessagePolicy (rewritten
   whole when they differ), the env entries named `PACKAGE_*` or configured in
-  `init_env`/`init_proxy_env`, and the mounts of our two volumes. Every other env,
+  `init_env`/`init_proxy_env`, and the mounts of our volumes. Every other env,
   envFrom, volumeMount or field is someone else's: kept, in place, never removed.
   Two changes by others are accepted as saying the same: our image behind a
   registry-mirror prefix or pinned with `@sha256:`, and `imagePullPolicy: Always`
@@ -31,9 +31,11 @@ writes, and within our pieces we own only the fields we write:
   holds nothing before the pod starts, and the name is our contract's): an earlier
   injection's `emptyDir: {}` gets the sizeLimit configured now; a sizeLimit is kept
   when none is configured. Any other volume type with that name is foreign.
-- the Secret volume `package-credentials` and the read-only package mounts in app
+- the Secret volume `package-credentials`, the projected volume `package-pull-secrets`
+  (oci:// without `package-secret`: the pod's own imagePullSecrets, `NAME/.dockerconfigjson`
+  each, for the init container only) and the read-only package mounts in app
   containers are ours when the status annotation lists them and they have the shape
-  we inject (a Secret; a read-only mount without subPath).
+  we inject (a Secret; a projected volume; a read-only mount without subPath).
 
 A hand-written status annotation cannot turn a user's hostPath volume or own init
 container (one with a command, or without our env and mount) into something we
