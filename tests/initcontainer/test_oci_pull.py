@@ -818,3 +818,21 @@ def test_credentials_in_a_kubelet_projected_layout(tmp_path: Path) -> None:
         root / "b-secret" / ".dockerconfigjson",
     ]
     assert credential_files(tmp_path / "missing") == []
+
+
+@pytest.mark.parametrize("fixture", ["basic_registry", "token_registry"])
+def test_username_and_password_files(fixture: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """A plain `package-secret` (username, password, ca.crt) works for registries too, Basic or token."""
+    reg_: RegistryServer = request.getfixturevalue(fixture)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "u.txt").write_text("user+password")
+    tool(reg_, "oras", "push", f"{reg_.host}/team/userpass:v1", "u.txt", cwd=src)
+    creds = tmp_path / "creds-dest"
+    creds.mkdir()
+    (creds / "username").write_text("alice\n")
+    (creds / "password").write_text(reg_.users["alice"] + "\n")
+    r = pull(tmp_path, reg_, "team/userpass:v1")
+    assert r.code == 0, r.stderr
+    assert (tmp_path / "dest/u.txt").read_text() == "user+password"
+    assert reg_.users["alice"] not in r.stderr
