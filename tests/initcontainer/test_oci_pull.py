@@ -836,3 +836,38 @@ def test_username_and_password_files(fixture: str, request: pytest.FixtureReques
     assert r.code == 0, r.stderr
     assert (tmp_path / "dest/u.txt").read_text() == "user+password"
     assert reg_.users["alice"] not in r.stderr
+
+
+def test_a_token_realm_that_redirects_never_forwards_the_credentials(tmp_path: Path) -> None:
+    """The realm answers 307 to the real token endpoint on another port: Basic goes to the first only."""
+    seen: list[dict[str, Any]] = []
+    target: dict[str, str] = {}
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            seen.append({"path": self.path, "authorization": self.headers.get("Authorization")})
+            query = self.path.split("?", 1)[1] if "?" in self.path else ""
+            self.send_response(307)
+            self.send_header("Location", f"{target['realm']}?{query}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    redirector = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=redirector.serve_forever, daemon=True).start()
+    try:
+        realm = f"http://127.0.0.1:{redirector.server_address[1]}/token"
+        with run_registry(tmp_path / "reg", auth="token", tls=False, realm=realm) as reg_:
+            assert reg_.token_server is not None
+            target["realm"] = reg_.token_server.realm
+            r = pull(tmp_path, reg_, "public/redirected:v1", dockerconfig=reg_.docker_config())
+            token_requests = list(reg_.token_server.requests)
+    finally:
+        redirector.shutdown()
+        redirector.server_close()
+    assert seen and all(s["authorization"] and s["authorization"].startswith("Basic ") for s in seen)
+    assert token_requests and all(req["basic"] is False for req in token_requests)
+    # The token that arrived without credentials is anonymous: pull on public/, and the repository is empty.
+    assert r.code == contract.EXIT_HTTP_CLIENT and "HTTP 404" in r.reason["message"]

@@ -318,8 +318,12 @@ def start_registry(
     tls: bool = False,
     users: dict[str, str] | None = None,
     token_expires_in: int = 300,
+    realm: str | None = None,
 ) -> RegistryServer:
-    """Start docker-registry with its own config, storage and (optionally) TLS and auth. Call `.stop()`."""
+    """Start docker-registry with its own config, storage and (optionally) TLS and auth. Call `.stop()`.
+
+    `realm` replaces the token server's URL in the registry's challenges (a realm that redirects).
+    """
     if auth not in ("none", "htpasswd", "token"):
         raise ValueError(auth)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -346,7 +350,7 @@ def start_registry(
         token_server.start()
         config["auth"] = {
             "token": {
-                "realm": token_server.realm,
+                "realm": realm or token_server.realm,
                 "service": SERVICE,
                 "issuer": ISSUER,
                 "rootcertbundle": str(token_server.cert_path),
