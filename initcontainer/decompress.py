@@ -4,6 +4,11 @@ Decompression is done here rather than by tarfile's `r|gz` so that a cut
 stream is always detected (tarfile's stream mode does not check the gzip
 trailer), multi-member gzip/bz2/xz/zstd files (pigz, pbzip2) work, and zstd
 works on any Python that has a zstd module.
+
+gzip is inflated by ISA-L (`isal.isal_zlib`, the one package the init image
+adds to the standard library) when it is importable, else by zlib: same API,
+same checks (CRC and length trailer, end marker), and inflate is most of the
+cost of a .tar.gz (bench/FINDINGS.md).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import bz2
 import lzma
 import zlib
 from collections.abc import Callable
+from types import ModuleType
 from typing import Final, Protocol
 
 from initcontainer import contract, formats
@@ -27,6 +33,18 @@ class Readable(Protocol):
     """What extraction needs from the source: sequential reads, nothing else."""
 
     def read(self, size: int, /) -> bytes: ...
+
+
+def _inflate_backend() -> ModuleType:
+    try:
+        from isal import isal_zlib
+    except ImportError:  # no wheel for this platform, or a bare Python: zlib does the same, slower
+        return zlib
+    return isal_zlib
+
+
+INFLATE: ModuleType = _inflate_backend()
+"""The zlib-compatible module that inflates gzip: `isal.isal_zlib` or `zlib`."""
 
 
 class SourceError(Exception):
@@ -63,11 +81,21 @@ class Codec(Protocol):
     def decompress(self, data: bytes, max_length: int = ..., /) -> bytes: ...
 
 
-class GzipCodec:
-    """zlib's gzip decoder with the needs_input/eof interface of bz2 and lzma."""
+class _Inflater(Protocol):
+    """What `decompressobj()` returns, in zlib and in isal_zlib alike."""
 
-    def __init__(self) -> None:
-        self._d = zlib.decompressobj(wbits=31)
+    eof: bool
+    unused_data: bytes
+    unconsumed_tail: bytes
+
+    def decompress(self, data: bytes, max_length: int = ..., /) -> bytes: ...
+
+
+class GzipCodec:
+    """A zlib-API gzip decoder (INFLATE's) with the needs_input/eof interface of bz2 and lzma."""
+
+    def __init__(self, backend: ModuleType | None = None) -> None:
+        self._d: _Inflater = (backend or INFLATE).decompressobj(wbits=31)
         self._tail = b""
         self._full = False
 
@@ -95,7 +123,8 @@ def codec_factory(fmt: str) -> Callable[[], Codec] | None:
     if fmt == formats.TAR:
         return None
     if fmt == formats.TAR_GZ:
-        return GzipCodec
+        backend = INFLATE  # read now: a test may swap it
+        return lambda: GzipCodec(backend)
     if fmt == formats.TAR_BZ2:
         return bz2.BZ2Decompressor
     if fmt == formats.TAR_XZ:

@@ -143,17 +143,20 @@ def test_images_built_offline_and_hardened(images: Images) -> None:
     assert sizes[images.init] < 100e6
 
 
-def test_init_image_python_has_fixed_tarfile_and_precompiled_code(images: Images) -> None:
+def test_init_image_python_has_fixed_tarfile_isal_and_precompiled_code(images: Images) -> None:
     code = (
         "import os.path, sys, tarfile, initcontainer.__main__ as m, importlib.util as u; "
+        "from initcontainer import decompress as d; "
         "assert hasattr(tarfile, 'data_filter') and hasattr(os.path, 'ALLOW_MISSING'); "
-        "print(sys.version_info[:3] >= (3, 13, 4), u.cache_from_source(m.__file__), os.getuid())"
+        "print(sys.version_info[:3] >= (3, 13, 4), u.cache_from_source(m.__file__), os.getuid(), "
+        "d.INFLATE.__name__)"
     )
     out = images.engine.run(
         "run", "--rm", "--network", "none", "--read-only", "--entrypoint", "python3", images.init, "-c", code
     ).stdout.split()
     assert out[0] == "True"
     assert out[2] == "65532"
+    assert out[3] == "isal.isal_zlib"  # ISA-L's inflate, from requirements/init.lock
     pyc = out[1]
     listed = images.engine.run(
         "run", "--rm", "--network", "none", "--entrypoint", "python3", images.init,
