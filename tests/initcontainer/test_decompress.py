@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import os
+import threading
 import zlib
 from pathlib import Path
 from types import ModuleType
@@ -108,3 +109,24 @@ class _Chunked:
         out = self._data[self._pos : self._pos + n]
         self._pos += len(out)
         return out
+
+
+def _inflate_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "package-inflate" and t.is_alive()]
+
+
+@pytest.mark.parametrize("fmt", ["gz", "bz2", "xz"])
+def test_inflating_thread_is_gone_after_success_and_after_failure(tmp_path: Path, fmt: str) -> None:
+    """The stream is the caller's again when extract returns (it drains and hashes the rest)."""
+    before = _inflate_threads()
+    good = tar_bytes([reg(f"f{i}", os.urandom(300_000)) for i in range(8)], fmt)
+    stream = NonSeekable(good + b"trailing")
+    (tmp_path / "ok").mkdir()
+    assert extract(stream, tmp_path / "ok", fmt=formats.detect_format(good[:512])).files == 8
+    assert _inflate_threads() == before
+    assert stream.consumed + len(stream.read(-1)) == len(good) + len(b"trailing")
+    bad = tar_bytes([reg("a", b"x"), reg("../escape", os.urandom(300_000))], fmt)
+    (tmp_path / "bad").mkdir()
+    with pytest.raises(PackageError, match="traversal"):
+        extract(NonSeekable(bad), tmp_path / "bad", fmt=formats.detect_format(bad[:512]))
+    assert _inflate_threads() == before
