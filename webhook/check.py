@@ -31,6 +31,7 @@ from urllib.parse import quote, urlsplit
 from cryptography import x509
 
 from initcontainer import contract
+from webhook import annotation_keys as keys
 from webhook import kubeapi
 
 DEFAULT_NAME: Final = "package-injector"
@@ -195,8 +196,8 @@ def probe_pod(webhooks: list[dict[str, Any]], annotation_prefix: str, package_ur
             "name": f"package-injector-check-{secrets.token_hex(4)}",
             "labels": labels,
             "annotations": {
-                f"{annotation_prefix}package-url": package_url,
-                f"{annotation_prefix}package-sha256": DUMMY_SHA256,
+                annotation_prefix + keys.URL: package_url,
+                annotation_prefix + keys.SHA256: DUMMY_SHA256,
             },
         },
         "spec": {
