@@ -139,7 +139,7 @@ def test_images_built_offline_and_hardened(images: Images) -> None:
         f"\nimages built in {images.build_seconds:.0f} s; "
         + ", ".join(f"{ref} {size / 1e6:.1f} MB" for ref, size in sizes.items())
     )
-    # Guards against an accidental fat image (the init image is about 70 MB on Debian trixie).
+    # Guards against an accidental fat image (the init image is about 60 MB on Debian trixie).
     assert sizes[images.init] < 100e6
 
 
