@@ -332,7 +332,7 @@ def test_push_to_a_private_registry(images: Images, registry: str, tmp_path: Pat
     env = {
         **images.engine.env,
         "REGISTRY": f"{registry}/platform",
-        "TAG": "test",
+        "TAG": images.tag,
         # No credentials anywhere: an empty docker config dir of the user's choosing.
         "DOCKER_CONFIG": str(tmp_path / "docker-config"),
     }
@@ -342,16 +342,17 @@ def test_push_to_a_private_registry(images: Images, registry: str, tmp_path: Pat
     assert proc.returncode == 0, proc.stderr
     pushed = proc.stdout.split()
     assert pushed == [
-        f"{registry}/platform/package-init-container:test",
-        f"{registry}/platform/package-injector:test",
+        f"{registry}/platform/package-init-container:{images.tag}",
+        f"{registry}/platform/package-injector:{images.tag}",
     ]
     for ref in pushed:
         repo = ref.split("/", 1)[1].rsplit(":", 1)[0]
         with urllib.request.urlopen(f"http://{registry}/v2/{repo}/tags/list", timeout=5) as r:
-            assert json.load(r)["tags"] == ["test"]
+            assert json.load(r)["tags"] == [images.tag]
         # Pull it back into the engine after dropping the local tag.
         images.engine.run("rmi", ref)
         images.engine.run("pull", ref)
         local = images.engine.run("image", "inspect", "-f", "{{.Id}}", ref).stdout.strip()
         source = ref.rsplit("/", 1)[1]
         assert local == images.engine.run("image", "inspect", "-f", "{{.Id}}", source).stdout.strip()
+        images.engine.run("rmi", ref)  # the registry's tag is gone with the registry; so is ours
