@@ -1,4 +1,7 @@
-"""Package delivery: `python -m initcontainer` against the seed's curl + tar, in the same run.
+"""Package delivery: `python -m initcontainer` against two references, in the same run.
+
+The references: the seed's `curl -o && tar -xf` (what we replace), and the limit of this machine: `curl |
+igzip -dc | tar -x` for .tar.gz (ISA-L's inflater, Debian package `isal`), `curl | tar -x` for .tar.
 
 Every run downloads the same file from the same nginx (the archive is read once before the runs, so all
 methods are served from the page cache) into an empty directory on a dedicated ext4 filesystem (a sparse
@@ -28,7 +31,12 @@ from bench.common import PYTHON, REPO, WORK, log, machine, require, rotate, summ
 from bench.nginx import serve
 from bench.package import Package, PackageSpec, ensure_package
 
-METHODS = ("seed", "stream", "contender")
+METHODS = ("seed", "stream", "limit", "contender")
+PACKAGES = {
+    "mixed": PackageSpec(name="p800", scale=1.0),
+    "large": PackageSpec(name="p800large", scale=1.0, large_files=True),
+}
+"""`mixed`: 24,000 small files and 48 binaries; `large`: four large files."""
 GNU_TIME = "/usr/bin/time"
 
 
@@ -117,6 +125,12 @@ def command(method: str, url: str, fmt: str, dest: Path, pkg: Package) -> tuple[
         z = "z" if fmt == "tar.gz" else ""
         script = f'set -o pipefail; curl -f -L -sS "$URL" | tar -x{z} -C "$DEST"'
         return ["bash", "-c", script], {**env, "DEST": str(dest), "URL": url}
+    if method == "limit":
+        # Three processes on two cores, each doing one job with the fastest tool there is; for .tar the
+        # same as `stream`, so it only runs for .tar.gz (the table takes `stream` as the .tar limit).
+        inflate = "igzip -dc | " if fmt == "tar.gz" else ""
+        script = f'set -o pipefail; curl -f -L -sS "$URL" | {inflate}tar -x -C "$DEST"'
+        return ["bash", "-c", script], {**env, "DEST": str(dest), "URL": url}
     if method.startswith("contender"):
         # contender-EXPERIMENT: the same program with bench/experiments/site/sitecustomize.py loaded
         experiment = method.partition("-")[2]
@@ -204,9 +218,10 @@ def bench_delivery(
     formats: tuple[str, ...],
     throttled: bool,
     fs: str = "tmpfs",
+    package: str = "mixed",
 ) -> dict[str, Any]:
-    require("nginx", "curl", "tar", GNU_TIME)
-    pkg = ensure_package(PackageSpec(name="p800", scale=1.0))
+    require("nginx", "curl", "tar", GNU_TIME, *(["igzip"] if "limit" in methods else []))
+    pkg = ensure_package(PACKAGES[package])
     big_pkg = ensure_package(PackageSpec(name="p4g", scale=5.3, formats=("tar.gz",))) if big else None
     # The 800 MB seed run needs archive + tree (< 2 GB); the 4 GB case runs only methods that need the tree.
     size_gb = 4 if big_pkg is None else 2 + big_pkg.extracted_bytes // 1024**3
@@ -215,6 +230,7 @@ def bench_delivery(
     out: dict[str, Any] = {
         "machine": machine(),
         "package": {
+            "kind": package,
             "extracted_bytes": pkg.extracted_bytes,
             "files": pkg.files,
             "dirs": pkg.dirs,
@@ -229,12 +245,12 @@ def bench_delivery(
         out["dest_fs"] = {"kind": fs if target.isolated else "shared", "mount": str(target.mount)}
         out["limit_rate"] = web.limit_rate
         for fmt in formats:
-            _warm(f"{web.url}/p800/{pkg.archives[fmt]['file']}")
+            _warm(f"{web.url}/{pkg.spec.name}/{pkg.archives[fmt]['file']}")
         for r in range(rounds):
             for fmt, slow in configs:
                 base = web.throttled_url if slow else web.url
-                url = f"{base}/p800/{pkg.archives[fmt]['file']}"
-                for method in rotate(methods, r):
+                url = f"{base}/{pkg.spec.name}/{pkg.archives[fmt]['file']}"
+                for method in rotate(_methods_for(methods, fmt), r):
                     res = run_once(method, url, fmt, pkg, target, timeout=600)
                     res.update(round=r, throttled=slow)
                     runs.append(res)
@@ -264,6 +280,22 @@ def bench_delivery(
     return out
 
 
+def _methods_for(methods: tuple[str, ...], fmt: str) -> tuple[str, ...]:
+    """`limit` of a .tar is `stream`'s command: run it once."""
+    if fmt == "tar.gz" or "stream" not in methods:
+        return methods
+    return tuple(m for m in methods if m != "limit")
+
+
+def _paired(by_round: dict[int, dict[str, dict[str, Any]]], ref: str, m: str) -> list[float]:
+    """Per round, ref's wall time / m's (> 1: m is faster), over the rounds where both completed."""
+    return [
+        rr[ref]["wall_s"] / rr[m]["wall_s"]
+        for rr in by_round.values()
+        if ref in rr and m in rr and rr[ref]["extracted_ok"] and rr[m]["extracted_ok"]
+    ]
+
+
 def _table(
     runs: list[dict[str, Any]], configs: list[tuple[str, bool]], methods: tuple[str, ...]
 ) -> list[Any]:
@@ -273,13 +305,10 @@ def _table(
         by_round: dict[int, dict[str, dict[str, Any]]] = {}
         for r in sel:
             by_round.setdefault(r["round"], {})[r["method"]] = r
-        for m in methods:
+        limit = "limit" if fmt == "tar.gz" else "stream"
+        for m in _methods_for(methods, fmt):
             mine = [r for r in sel if r["method"] == m]
-            ratios = [
-                rr["seed"]["wall_s"] / rr[m]["wall_s"]
-                for rr in by_round.values()
-                if "seed" in rr and m in rr and rr["seed"]["extracted_ok"] and rr[m]["extracted_ok"]
-            ]
+            ratios = _paired(by_round, "seed", m)
             rows.append(
                 {
                     "format": fmt,
@@ -289,6 +318,8 @@ def _table(
                     "wall_s": summary(r["wall_s"] for r in mine),
                     "throughput_mb_s": summary(r["throughput_mb_s"] for r in mine),
                     "ratio_vs_seed": summary(ratios),
+                    "limit": limit,
+                    "ratio_vs_limit": summary(_paired(by_round, limit, m)),
                     "maxrss_mib": summary(r["maxrss_mib"] for r in mine),
                     "peak_disk_mb": summary(r["peak_disk_mb"] for r in mine),
                     "cpu_s": summary(r["cpu_s"] for r in mine),
@@ -306,6 +337,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-throttled", action="store_true")
     ap.add_argument("--name", default="delivery")
     ap.add_argument("--fs", choices=("tmpfs", "ext4"), default="tmpfs", help="destination filesystem")
+    ap.add_argument("--package", choices=tuple(PACKAGES), default="mixed", help="mixed files, or a few large")
     args = ap.parse_args(argv)
     out = bench_delivery(
         args.rounds,
@@ -314,14 +346,17 @@ def main(argv: list[str] | None = None) -> None:
         tuple(args.formats.split(",")),
         not args.no_throttled,
         args.fs,
+        args.package,
     )
     out["command"] = "python -m bench delivery " + " ".join(argv or [])
     write_result(args.name, out)
     for row in out["table"]:
-        med = {k: row[k].get("median", 0) for k in ("wall_s", "ratio_vs_seed", "maxrss_mib", "peak_disk_mb")}
+        keys = ("wall_s", "ratio_vs_seed", "ratio_vs_limit", "maxrss_mib", "peak_disk_mb")
+        med = {k: row[k].get("median", 0) for k in keys}
         log(
             f"{row['format']:6} {'100MB/s' if row['throttled'] else 'fast':5} {row['method']:9} "
-            f"wall {med['wall_s']:6.2f} s  ratio {med['ratio_vs_seed']:5.2f} "
+            f"wall {med['wall_s']:6.2f} s  vs seed {med['ratio_vs_seed']:5.2f}  vs limit "
+            f"{med['ratio_vs_limit']:5.2f} "
             f"rss {med['maxrss_mib']:6.1f} MiB  disk {med['peak_disk_mb']:7.1f} MB"
         )
 

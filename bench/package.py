@@ -43,13 +43,17 @@ class PackageSpec:
     scale: float = 1.0
     seed: int = 20240601
     formats: tuple[str, ...] = ("tar", "tar.gz")
+    large_files: bool = False
+    """Only four large binary files (800 MiB at scale 1): the per-byte path, with no per-file cost."""
 
     @property
     def text_files(self) -> int:
-        return int(24_000 * self.scale)
+        return 0 if self.large_files else int(24_000 * self.scale)
 
     @property
     def binary_sizes(self) -> list[int]:
+        if self.large_files:
+            return [max(1, round(s * self.scale)) * MIB for s in (256, 224, 192, 128)]
         # 8 large files (560 MiB at scale 1) and 40 of 1 MiB.
         large = [192, 128, 96, 64, 32, 24, 16, 8]
         return [max(1, round(s * self.scale)) * MIB for s in large] + [MIB] * int(40 * self.scale)

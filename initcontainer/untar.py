@@ -210,13 +210,16 @@ def extract_tar(
     cap = limits.max_extracted_bytes + _STREAM_OVERHEAD_PER_ENTRY * limits.max_files + _STREAM_OVERHEAD
     source = TarSource(stream, fmt, cap)
     reader = TarReader(source)
-    while (member := reader.next()) is not None:
-        if reader.tell() != member.offset_data:
-            raise IntegrityError(f"the tar headers of member {member.name!r} are inconsistent")
-        if admit is None or admit(member):
-            _tar_member(reader, member, tree)
-        reader.skip_to(reader.offset, member.name)
-    source.finish()
+    try:
+        while (member := reader.next()) is not None:
+            if reader.tell() != member.offset_data:
+                raise IntegrityError(f"the tar headers of member {member.name!r} are inconsistent")
+            if admit is None or admit(member):
+                _tar_member(reader, member, tree)
+            reader.skip_to(reader.offset, member.name)
+        source.finish()
+    finally:
+        source.close()
 
 
 def _tar_member(reader: TarReader, member: tarfile.TarInfo, tree: Tree) -> None:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build and push the two images.
 #
-#   scripts/images.sh wheels   # host step: wheels of the project + requirements/runtime.lock -> build/wheelhouse
+#   scripts/images.sh wheels   # host step: wheels of the project + requirements/{runtime,init}.lock -> build/wheelhouse
 #   scripts/images.sh build    # wheels (if missing), then both images, with no network inside the build
 #   REGISTRY=registry.example.com:5000/team scripts/images.sh push
 #   scripts/images.sh lock     # regenerate requirements/runtime.lock from pyproject.toml + dev.lock
@@ -43,8 +43,9 @@ libc, ver = platform.libc_ver()
 print(f"{sys.version_info[0]}.{sys.version_info[1]}", platform.machine(), ver if libc == "glibc" else "")'
 }
 
-wheel_stamp() {  # what the wheelhouse was made for: the lock, the base image and pip
-  printf '%s' "$(cat requirements/runtime.lock; echo "$BASE_IMAGE $PIP_VERSION")" | sha256sum | cut -c1-16
+wheel_stamp() {  # what the wheelhouse was made for: the locks, the base image and pip
+  printf '%s' "$(cat requirements/runtime.lock requirements/init.lock; echo "$BASE_IMAGE $PIP_VERSION")" \
+    | sha256sum | cut -c1-16
 }
 
 cmd_wheels() {
@@ -60,7 +61,7 @@ cmd_wheels() {
   # shellcheck disable=SC2086
   $HOST_PIP download -q --no-deps --only-binary=:all: --implementation cp \
     --python-version "$pyver" "${platforms[@]}" -d "$WHEELHOUSE" \
-    -r requirements/runtime.lock "pip==$PIP_VERSION"
+    -r requirements/runtime.lock -r requirements/init.lock "pip==$PIP_VERSION"
   # The project itself (pure Python), from a clean build dir so removed modules do not linger.
   cmd_project_wheel
   wheel_stamp >"$WHEELHOUSE/.stamp"

@@ -10,7 +10,8 @@ What it does, in order:
    no package manager, no network tool), package manager data (keeping dpkg's status file, so
    image scanners still see the OS packages), docs, man pages and locales;
 3. deletes parts of the standard library a server never imports (ensurepip, idlelib, tkinter,
-   turtledemo, test) and the base's site-packages (pip, setuptools);
+   turtledemo, test, sqlite3 and the dbm C modules, with their shared libraries), glibc's iconv
+   modules (gconv: Python decodes with its own codecs) and the base's site-packages (pip, setuptools);
 4. precompiles the standard library and the given application directories to .pyc with
    unchecked-hash invalidation, so a read-only root filesystem with PYTHONDONTWRITEBYTECODE=1
    starts without compiling anything;
@@ -68,6 +69,10 @@ REMOVE_GLOBS = (
     "/usr/local/include",
     "/usr/local/lib/libpython*.a",
     "/usr/local/share/man",
+    "/usr/lib/*/gconv",  # glibc's iconv modules; Python's codecs are its own
+    "/usr/lib/*/libsqlite3.so*",  # with the sqlite3 module (STDLIB_DROP)
+    "/usr/lib/*/libdb-*.so",  # Berkeley DB, for _dbm only
+    "/usr/lib/*/libgdbm*.so*",  # for _gdbm only
 )
 STDLIB_DROP = (
     "ensurepip",
@@ -78,7 +83,10 @@ STDLIB_DROP = (
     "test",
     "pydoc_data",
     "__phello__",
+    "sqlite3",
 )
+DYNLOAD_DROP = ("_tkinter*", "_sqlite3*", "_dbm*", "_gdbm*")
+"""C modules dropped with the libraries they need (dbm.dumb, pure Python, stays)."""
 DEFAULT_IMPORTS = (
     "ssl",
     "hashlib",
@@ -138,8 +146,9 @@ def prune_stdlib() -> None:
     stdlib = sysconfig.get_paths()["stdlib"]
     for name in STDLIB_DROP:
         remove(os.path.join(stdlib, name))
-    for so in glob.glob(os.path.join(sysconfig.get_paths()["platstdlib"], "lib-dynload", "_tkinter*")):
-        remove(so)
+    for pattern in DYNLOAD_DROP:
+        for so in glob.glob(os.path.join(sysconfig.get_paths()["platstdlib"], "lib-dynload", pattern)):
+            remove(so)
     # The base's own site-packages (pip, setuptools, wheel); applications live elsewhere (a venv
     # or PYTHONPATH). Paths of the base interpreter, also when this runs under a venv's python.
     base = sysconfig.get_paths(vars={"base": sys.base_prefix, "platbase": sys.base_exec_prefix})

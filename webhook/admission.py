@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from webhook import workloads
+from webhook.annotations import for_user
 from webhook.inject import Denied, inject
 from webhook.patch import make_patch
 from webhook.settings import Settings
@@ -144,7 +145,7 @@ def _decide(request: dict[str, Any], settings: Settings, api_version: str, base:
     if (is_pod and operation != "CREATE") or (is_workload and operation not in ("CREATE", "UPDATE")):
         return allow("skipped", "operation")
     if not isinstance(obj, dict):
-        message = f"package-injector: {operation} of a {kind} without an object"
+        message = for_user(f"{operation} of a {kind} without an object")
         return outcome(
             _denial(api_version, uid, 400, message, ()),
             "denied",

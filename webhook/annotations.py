@@ -20,24 +20,63 @@ from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from initcontainer import contract
+from webhook.annotation_keys import (
+    ALL_KEYS,
+    CONTAINERS,
+    FAMILY_PREFIX,
+    INIT_POSITION,
+    MOUNT_PATH,
+    SECRET,
+    SHA256,
+    SIZE_LIMIT,
+    STATUS,
+    STRIP_COMPONENTS,
+    URL,
+    USER_KEYS,
+)
 from webhook.hosts import host_allowed
 from webhook.quantity import parse_quantity
 from webhook.settings import DNS_LABEL, Settings, is_dns_subdomain
 
-URL: Final = "package-url"
-SHA256: Final = "package-sha256"
-MOUNT_PATH: Final = "package-mount-path"
-CONTAINERS: Final = "package-containers"
-STRIP_COMPONENTS: Final = "package-strip-components"
-SECRET: Final = "package-secret"  # noqa: S105 - an annotation key, not a password
-SIZE_LIMIT: Final = "package-size-limit"
-INIT_POSITION: Final = "package-init-position"
-STATUS: Final = "package-status"
-"""Written by the webhook, never by users: JSON saying what was injected, so a re-run converges."""
+# The keys are defined, one documented line each, in annotation_keys.py, and re-exported here.
+__all__ = [
+    "ALL_KEYS",
+    "CONTAINERS",
+    "FAMILY_PREFIX",
+    "INIT_POSITION",
+    "MESSAGE_PREFIX",
+    "MOUNT_PATH",
+    "POSITIONS",
+    "SECRET",
+    "SHA256",
+    "SIZE_LIMIT",
+    "STATUS",
+    "STATUS_VERSION",
+    "STRIP_COMPONENTS",
+    "SYSTEM_PATHS",
+    "SYSTEM_PATHS_EXACT",
+    "URL",
+    "USER_KEYS",
+    "Denied",
+    "PackageRequest",
+    "Parsed",
+    "Problem",
+    "default_size_limit",
+    "for_user",
+    "parse",
+    "read_status",
+    "status_value",
+    "unknown_key_warnings",
+]
 
-USER_KEYS: Final = (URL, SHA256, MOUNT_PATH, CONTAINERS, STRIP_COMPONENTS, SECRET, SIZE_LIMIT, INIT_POSITION)
-ALL_KEYS: Final = (*USER_KEYS, STATUS)
-FAMILY_PREFIX: Final = "package-"
+MESSAGE_PREFIX: Final = "package-injector: "
+"""Starts every message a user sees (denials and warnings); added by `for_user` and nowhere else."""
+
+
+def for_user(text: str) -> str:
+    """`text` as kubectl shows it to the user: with the prefix that says which webhook is speaking."""
+    return MESSAGE_PREFIX + text
+
 
 POSITIONS: Final = ("first", "last")
 
@@ -88,14 +127,15 @@ class Denied(Exception):
 
     def __init__(
         self,
-        message: str,
+        text: str,
         code: int = 400,
         reason: str = "invalid-annotation",
         warnings: tuple[str, ...] = (),
         detail: str | None = None,
     ) -> None:
-        super().__init__(message)
-        self.message = message
+        self.text = text
+        self.message = for_user(text)
+        super().__init__(self.message)
         self.code = code
         self.reason = reason
         self.warnings = warnings
@@ -108,7 +148,7 @@ class Denied(Exception):
         reason = "policy" if code == 403 else "invalid-annotation"
         keys = ", ".join(dict.fromkeys(p.key for p in problems))
         return cls(
-            "package-injector: " + "; ".join(str(p) for p in problems),
+            "; ".join(str(p) for p in problems),
             code,
             reason,
             tuple(warnings),
@@ -314,9 +354,7 @@ def unknown_key_warnings(annotations: Mapping[str, Any], settings: Settings) -> 
         hint = f'; did you mean "{settings.key(close)}"?' if close else ""
         valid = ", ".join(settings.key(k) for k in USER_KEYS)
         tail = hint or f" (valid keys: {valid})"
-        warnings.append(
-            f'package-injector: annotation "{key}" is not a package-injector key and is ignored{tail}'
-        )
+        warnings.append(for_user(f'annotation "{key}" is not a package-injector key and is ignored{tail}'))
     return warnings
 
 
@@ -343,8 +381,10 @@ def parse(annotations: Mapping[str, Any] | None, settings: Settings, namespace: 
         present = [settings.key(k) for k in USER_KEYS if settings.key(k) in annotations]
         if present:
             warnings.append(
-                f"package-injector: {', '.join(present)} set without "
-                f'"{settings.key(URL)}", so nothing is injected; add "{settings.key(URL)}"'
+                for_user(
+                    f"{', '.join(present)} set without "
+                    f'"{settings.key(URL)}", so nothing is injected; add "{settings.key(URL)}"'
+                )
             )
         if problems:
             raise Denied.from_problems(problems, warnings)
@@ -440,8 +480,10 @@ def parse(annotations: Mapping[str, Any] | None, settings: Settings, namespace: 
         )
     elif is_http and sha256 is None:
         warnings.append(
-            f'package-injector: "{settings.key(URL)}" uses plain http:// without "{settings.key(SHA256)}": '
-            "nothing verifies the download; add the package's SHA-256"
+            for_user(
+                f'"{settings.key(URL)}" uses plain http:// without "{settings.key(SHA256)}": '
+                "nothing verifies the download; add the package's SHA-256"
+            )
         )
     return Parsed(
         PackageRequest(

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import os
 import secrets
 import socket
@@ -27,17 +26,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from cryptography import x509
 
 from initcontainer import contract
+from webhook import annotation_keys as keys
+from webhook import kubeapi
 
 DEFAULT_NAME: Final = "package-injector"
 DEFAULT_PACKAGE_URL: Final = "https://example.com/package-injector-check.tar.gz"
 # SHA-256 of the empty string: a well-formed pin, for clusters that require checksums.
 DUMMY_SHA256: Final = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 EXPIRY_WARNING: Final = timedelta(days=14)
+MWC_PATH: Final = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
 
 Status = Literal["PASS", "WARN", "SKIP", "FAIL"]
 
@@ -194,8 +196,8 @@ def probe_pod(webhooks: list[dict[str, Any]], annotation_prefix: str, package_ur
             "name": f"package-injector-check-{secrets.token_hex(4)}",
             "labels": labels,
             "annotations": {
-                f"{annotation_prefix}package-url": package_url,
-                f"{annotation_prefix}package-sha256": DUMMY_SHA256,
+                annotation_prefix + keys.URL: package_url,
+                annotation_prefix + keys.SHA256: DUMMY_SHA256,
             },
         },
         "spec": {
@@ -269,45 +271,24 @@ class Cluster:
 
 def kubernetes_cluster(kubeconfig: str | None, context: str | None) -> Cluster:
     """API access from a kubeconfig (flag, $KUBECONFIG, ~/.kube/config) or, failing that, in-cluster."""
-    from kubernetes import client, config
-    from kubernetes.client.exceptions import ApiException
-
-    in_cluster = False
-    default_file = os.path.expanduser(os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0])
-    if kubeconfig or context or os.path.exists(default_file):
-        api_client = config.new_client_from_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
-    else:
-        configuration = client.Configuration()
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        api_client = client.ApiClient(configuration)
-        in_cluster = True
-    admission = client.AdmissionregistrationV1Api(api_client)
-    core = client.CoreV1Api(api_client)
+    api = kubeapi.load(kubeconfig, context)
 
     def get_configuration(name: str) -> dict[str, Any] | None:
-        try:
-            # Raw JSON keeps the API's camelCase field names (caBundle, clientConfig).
-            resp: Any = admission.read_mutating_webhook_configuration(name, _preload_content=False)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        data: dict[str, Any] = json.loads(resp.data)
+        status, body = api.request("GET", f"{MWC_PATH}/{quote(name, safe='')}")
+        if status == 404:
+            return None
+        if status != 200:
+            raise RuntimeError(f"HTTP {status}: {body.get('message') or body}")
+        data: dict[str, Any] = body
         return data
 
     def dry_run_pod(namespace: str, pod: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        try:
-            body: Any = pod
-            resp: Any = core.create_namespaced_pod(namespace, body, dry_run="All", _preload_content=False)
-        except ApiException as exc:
-            try:
-                error: dict[str, Any] = json.loads(exc.body or "{}")
-            except ValueError:
-                error = {"message": str(exc.body)}
-            return int(exc.status or 0), error
-        return int(resp.status), json.loads(resp.data)
+        status, body = api.request(
+            "POST", f"/api/v1/namespaces/{quote(namespace, safe='')}/pods?dryRun=All", pod
+        )
+        return status, body if isinstance(body, dict) else {"message": str(body)}
 
-    return Cluster(get_configuration, dry_run_pod, in_cluster or "KUBERNETES_SERVICE_HOST" in os.environ)
+    return Cluster(get_configuration, dry_run_pod, api.in_cluster or "KUBERNETES_SERVICE_HOST" in os.environ)
 
 
 def run_checks(cluster: Cluster, args: argparse.Namespace) -> list[Result]:

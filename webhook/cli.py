@@ -78,7 +78,10 @@ def inject_document(obj: Any, settings: Settings, namespace: str | None, report:
             return out
     except Denied as denied:
         report.warnings += [f"{where}: {w}" for w in denied.warnings]
-        raise Denied(f"{where}: {denied.message}", denied.code, denied.reason, (), denied.detail) from None
+        # Named before the prefix, as kubectl names the object before the webhook's message.
+        denied.message = f"{where}: {denied.message}"
+        denied.warnings = ()
+        raise
     return obj
 
 

@@ -110,7 +110,7 @@ def _as_list(parent: Obj, key: str, what: str) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise Denied(f"package-injector: {what} must be a list of objects", 400, "malformed-object")
+        raise Denied(f"{what} must be a list of objects", 400, "malformed-object")
     return value
 
 
@@ -192,8 +192,9 @@ def _security_context(spec: Obj, settings: Settings) -> tuple[Obj, list[str]]:
             uid = settings.init_run_as_user
             who = f"UID {uid}" if uid is not None else "the image's non-root user"
             warnings.append(
-                f"package-injector: the pod runs as root (runAsUser: 0); "
-                f"{contract.INIT_CONTAINER_NAME} runs as {who}"
+                ann.for_user(
+                    f"the pod runs as root (runAsUser: 0); {contract.INIT_CONTAINER_NAME} runs as {who}"
+                )
             )
     return sc, warnings
 
@@ -452,7 +453,7 @@ def _place_init_container(
         converged = _init_converged(existing, desired, env_names)
         if not converged and not owner.init_container(existing):
             raise Denied(
-                "package-injector: the pod already has an init container named "
+                "the pod already has an init container named "
                 f'"{contract.INIT_CONTAINER_NAME}" that package-injector did not inject; rename it',
                 400,
                 "conflict",
@@ -490,7 +491,7 @@ def _check_mount_paths(name: Any, mounts: list[Obj], request: PackageRequest, se
         path, volume = _normal_path(mount.get("mountPath")), mount.get("name")
         if path == mount_path:
             raise Denied(
-                f'package-injector: container "{name}" already mounts volume "{volume}" at '
+                f'container "{name}" already mounts volume "{volume}" at '
                 f'{mount_path}; set the "{key}" annotation to another directory',
                 400,
                 "conflict",
@@ -498,7 +499,7 @@ def _check_mount_paths(name: Any, mounts: list[Obj], request: PackageRequest, se
             )
         if path.startswith(mount_path + "/"):
             raise Denied(
-                f'package-injector: container "{name}" mounts volume "{volume}" at {path}, inside the '
+                f'container "{name}" mounts volume "{volume}" at {path}, inside the '
                 f"package mount path {mount_path}, where it would hide package files; move that volumeMount "
                 f'out of {mount_path} or set the "{key}" annotation to another directory',
                 400,
@@ -509,7 +510,7 @@ def _check_mount_paths(name: Any, mounts: list[Obj], request: PackageRequest, se
 
 def _mount_conflict(name: Any) -> Denied:
     return Denied(
-        f'package-injector: container "{name}" already mounts "{contract.VOLUME_NAME}" differently; '
+        f'container "{name}" already mounts "{contract.VOLUME_NAME}" differently; '
         "remove that volumeMount, package-injector adds it",
         400,
         "conflict",
@@ -519,8 +520,7 @@ def _mount_conflict(name: Any) -> Denied:
 
 def _volume_conflict(name: str) -> Denied:
     return Denied(
-        f'package-injector: the pod already has a volume named "{name}" that package-injector '
-        "did not add; rename that volume",
+        f'the pod already has a volume named "{name}" that package-injector did not add; rename that volume',
         400,
         "conflict",
         detail=f'foreign volume "{name}"',
@@ -606,8 +606,10 @@ def _remove(out: Obj, metadata: Obj, owner: _Owner, settings: Settings) -> tuple
     del metadata["annotations"][settings.key(ann.STATUS)]
     what = f"removed what it injected before ({', '.join(removed)})" if removed else "removed its status"
     return True, [
-        f'package-injector: "{settings.key(ann.URL)}" is not set but "{settings.key(ann.STATUS)}" is; '
-        f"package-injector {what}"
+        ann.for_user(
+            f'"{settings.key(ann.URL)}" is not set but "{settings.key(ann.STATUS)}" is; '
+            f"package-injector {what}"
+        )
     ]
 
 
@@ -651,16 +653,16 @@ def inject(pod: Obj, settings: Settings, namespace: str | None = None) -> Inject
     Secret, which must live in that namespace. The result does not depend on it.
     """
     if not isinstance(pod, dict):
-        raise Denied("package-injector: the object is not a JSON object", 400, "malformed-object")
+        raise Denied("the object is not a JSON object", 400, "malformed-object")
     out = _writable_copy(pod)
     metadata = out.get("metadata")
     if metadata is None:
         metadata = {}
     if not isinstance(metadata, dict):
-        raise Denied("package-injector: metadata must be an object", 400, "malformed-object")
+        raise Denied("metadata must be an object", 400, "malformed-object")
     annotations = metadata.get("annotations")
     if annotations is not None and not isinstance(annotations, dict):
-        raise Denied("package-injector: metadata.annotations must be an object", 400, "malformed-object")
+        raise Denied("metadata.annotations must be an object", 400, "malformed-object")
     if annotations:
         limits.check_annotations(annotations)
     parsed = ann.parse(annotations, settings, namespace)
@@ -679,16 +681,16 @@ def inject(pod: Obj, settings: Settings, namespace: str | None = None) -> Inject
     warnings = list(parsed.warnings)
 
     if not isinstance(spec, dict):
-        raise Denied("package-injector: the pod has no spec", 400, "malformed-object")
+        raise Denied("the pod has no spec", 400, "malformed-object")
     containers = _as_list(spec, "containers", "spec.containers")
     init_containers = _as_list(spec, "initContainers", "spec.initContainers")
     volumes = _as_list(spec, "volumes", "spec.volumes")
     if not containers:
-        raise Denied("package-injector: the pod has no containers", 400, "malformed-object")
+        raise Denied("the pod has no containers", 400, "malformed-object")
     names = [c.get("name") for c in containers]
     if contract.INIT_CONTAINER_NAME in names:
         raise Denied(
-            f'package-injector: the pod has a container named "{contract.INIT_CONTAINER_NAME}", the name of '
+            f'the pod has a container named "{contract.INIT_CONTAINER_NAME}", the name of '
             "the injected init container; rename it",
             400,
             "conflict",
@@ -701,7 +703,7 @@ def inject(pod: Obj, settings: Settings, namespace: str | None = None) -> Inject
         if missing:
             have = ", ".join(str(n) for n in names)
             raise Denied(
-                f'package-injector: annotation "{key(ann.CONTAINERS)}": the pod has no container '
+                f'annotation "{key(ann.CONTAINERS)}": the pod has no container '
                 f"{', '.join(repr(m) for m in missing)} (it has: {have})",
                 400,
                 "invalid-annotation",

@@ -197,4 +197,4 @@ def _string(item: Mapping[str, Any], field: str, where: str) -> None:
 
 
 def _denied(message: str, reason: str = "too-large") -> Denied:
-    return Denied(f"package-injector: {message}", 400, reason)
+    return Denied(message, 400, reason)

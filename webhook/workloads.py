@@ -69,8 +69,10 @@ def misplaced_warnings(obj: dict[str, Any], template: dict[str, Any] | None, set
     kind = obj.get("kind") or "workload"
     path = "spec.jobTemplate.spec.template" if kind == "CronJob" else "spec.template"
     return [
-        f"package-injector: {', '.join(misplaced)} on the {kind}'s own metadata does nothing; "
-        f"move it to {path}.metadata.annotations"
+        ann.for_user(
+            f"{', '.join(misplaced)} on the {kind}'s own metadata does nothing; "
+            f"move it to {path}.metadata.annotations"
+        )
     ]
 
 
@@ -88,9 +90,7 @@ def validate(
         # Say where: the user edits the workload, and the keys live in its pod template.
         kind = kind or str(obj.get("kind") or "workload")
         path = ".".join(WORKLOADS[kind][1]) if kind in WORKLOADS else "pod template"
-        prefix = "package-injector: "
-        text = denied.message.removeprefix(prefix)
         raise Denied(
-            f"{prefix}{kind} {path}: {text}", denied.code, denied.reason, denied.warnings, denied.detail
+            f"{kind} {path}: {denied.text}", denied.code, denied.reason, denied.warnings, denied.detail
         ) from None
     return Validation((*result.warnings, *warnings), requested=result.requested)

@@ -9,6 +9,7 @@ wheelhouse, layer cache).
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import time
@@ -39,6 +40,7 @@ class Images:
     init: str
     webhook: str
     build_seconds: float
+    tag: str
 
 
 def _script(name: str, env: dict[str, str], timeout: float = 1200) -> str:
@@ -73,19 +75,29 @@ def engine() -> Engine:
 
 
 @pytest.fixture(scope="session")
-def images(engine: Engine) -> Images:
-    """Both images, built offline (--network none) against local/python-base:trixie."""
+def images(engine: Engine) -> Iterator[Images]:
+    """Both images, built offline (--network none) against local/python-base:trixie.
+
+    The tag is this session's own: the engine may be shared (scripts/dockerd.sh), and another checkout's
+    tests building `:test` at the same time would swap our images for theirs between build and use.
+    """
     base = _script("base-image.sh", engine.env)
-    env = {**engine.env, "BASE_IMAGE": base, "TAG": "test"}
+    tag = f"test-{os.getpid()}-{secrets.token_hex(3)}"
+    env = {**engine.env, "BASE_IMAGE": base, "TAG": tag}
     start = time.monotonic()
     _script("images.sh", env)
-    return Images(
+    built = Images(
         engine=engine,
         base=base,
-        init="package-init-container:test",
-        webhook="package-injector:test",
+        init=f"package-init-container:{tag}",
+        webhook=f"package-injector:{tag}",
         build_seconds=time.monotonic() - start,
+        tag=tag,
     )
+    try:
+        yield built
+    finally:  # only the tags go; the layers stay cached for the next build
+        engine.run("rmi", built.init, built.webhook, check=False)
 
 
 @pytest.fixture(scope="session")

@@ -41,14 +41,13 @@ def test_total_timeout(tmp_path: Path) -> None:
     (root / "pkg.bin").write_bytes(PAYLOAD)
     with run_nginx(root, tmp_path / "ng", limit_rate="100k") as slow:
         cfg = make_cfg(slow.url("pkg.bin"), tmp_path, **{contract.ENV_TOTAL_TIMEOUT: "1"})
-        started = time.monotonic()
         log = Logger(stream=io.StringIO())
+        # At 100 KB/s the body takes seconds: only the 1 s deadline ends it (mid-read or before a retry).
         with (
-            pytest.raises(TransportError, match="PACKAGE_TOTAL_TIMEOUT"),
+            pytest.raises(TransportError, match="PACKAGE_TOTAL_TIMEOUT=1s"),
             open_package(cfg, log, deadline=time.monotonic() + 1) as s,
         ):
             s.read(-1)
-        assert time.monotonic() - started < 4
 
 
 def test_progress_lines_on_slow_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -138,10 +137,11 @@ def test_stalled_server_times_out(faults: FaultServer, tmp_path: Path) -> None:
         faults.url("/pkg"), tmp_path, **{contract.ENV_READ_TIMEOUT: "1", contract.ENV_RETRIES: "0"}
     )
     started = time.monotonic()
-    with pytest.raises(TransportError, match=r"giving up.*(timed out|TimeoutError)"):
+    with pytest.raises(TransportError, match=r"giving up after 1 attempt.*(timed out|TimeoutError)"):
         fetch_all(cfg)
-    # The read timeout fired (not an earlier error, not the 20 s stall ending).
-    assert 0.9 <= time.monotonic() - started < 3
+    # The read timeout fired: the message says so (the stall ending would be a closed connection), and
+    # not before its second (a lower bound holds on any machine; an upper one would not).
+    assert time.monotonic() - started >= 0.9
 
 
 def test_bytes_beyond_content_length_are_not_part_of_the_body(faults: FaultServer, tmp_path: Path) -> None:

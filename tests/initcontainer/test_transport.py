@@ -57,10 +57,10 @@ def test_custom_ca(nginx: NginxServer, tmp_path: Path) -> None:
 
 def test_untrusted_certificate_fails_without_retry(nginx: NginxServer, tmp_path: Path) -> None:
     cfg = make_cfg(nginx.https_url("pkg.bin"), tmp_path)
-    started = time.monotonic()
+    out = io.StringIO()
     with pytest.raises(TransportError, match=r"not trusted.*ca\.crt"):
-        fetch_all(cfg)
-    assert time.monotonic() - started < 2  # permanent: no backoff
+        fetch_all(cfg, Logger(stream=out))
+    assert '"retry"' not in out.getvalue()  # permanent: no backoff
 
 
 def test_insecure_skip_verify(nginx: NginxServer, tmp_path: Path) -> None:
@@ -80,18 +80,21 @@ def test_retry_after_is_capped(faults: FaultServer, tmp_path: Path, monkeypatch:
 
     monkeypatch.setattr(transport_mod, "RETRY_AFTER_MAX", 0.5)
     faults.script("/pkg", Respond(status=503, headers={"Retry-After": "86400"}), Respond(body=PAYLOAD))
+    out = io.StringIO()
     started = time.monotonic()
-    check(*fetch_all(make_cfg(faults.url("/pkg"), tmp_path)))
-    assert 0.45 <= time.monotonic() - started < 3
+    check(*fetch_all(make_cfg(faults.url("/pkg"), tmp_path), Logger(stream=out)))
+    assert time.monotonic() - started >= 0.45
+    (retry,) = [json.loads(line) for line in out.getvalue().splitlines() if '"retry"' in line]
+    assert retry["delaySeconds"] == 0.5
 
 
 def test_retry_after_past_the_total_timeout_fails_now(faults: FaultServer, tmp_path: Path) -> None:
     faults.script("/pkg", Respond(status=429, headers={"Retry-After": "3600"}), Respond(body=PAYLOAD))
     cfg = make_cfg(faults.url("/pkg"), tmp_path, **{contract.ENV_TOTAL_TIMEOUT: "20"})
-    started = time.monotonic()
+    out = io.StringIO()
     with pytest.raises(TransportError, match="PACKAGE_TOTAL_TIMEOUT=20s would be exceeded"):
-        open_package(cfg, Logger(stream=io.StringIO()), deadline=time.monotonic() + 20)
-    assert time.monotonic() - started < 2
+        open_package(cfg, Logger(stream=out), deadline=time.monotonic() + 20)
+    assert '"retry"' not in out.getvalue()  # failed at once, without sleeping first
     assert len(faults.requests_to("/pkg")) == 1
 
 

@@ -15,9 +15,11 @@ Range + If-Range -> 206), or a status with headers, and can cut the body after
 
 from __future__ import annotations
 
+import fcntl
 import re
 import socket
 import struct
+import termios
 import threading
 import time
 from dataclasses import dataclass, field
@@ -165,11 +167,23 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.owner.stopping.wait(spec.stall_seconds)
             return
         if spec.cut == "reset":
-            # Let the client read what was sent first: a RST discards unread data at the receiver.
-            time.sleep(0.2)
+            # A RST drops what is still in our send queue (what the client already received stays
+            # readable there): wait until the client's kernel has acknowledged every byte, however
+            # busy the machine, so the client gets exactly `cut_after` bytes before the reset.
+            _wait_sent(self.connection, self.server.owner.stopping)
             # SO_LINGER 0: close() sends RST instead of FIN, like a dropped middlebox connection.
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.connection.close()
+
+
+def _wait_sent(sock: socket.socket, stopping: threading.Event, limit: float = 30.0) -> None:
+    """Until the kernel's send queue of `sock` is empty (TIOCOUTQ: bytes not yet acknowledged)."""
+    deadline = time.monotonic() + limit
+    while not stopping.is_set() and time.monotonic() < deadline:
+        unacked = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+        if unacked == 0:
+            return
+        time.sleep(0.005)
 
 
 class FaultServer:

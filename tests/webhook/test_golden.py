@@ -1,5 +1,8 @@
 """Golden files: `golden/<case>.in.yaml` injected (with `<case>.settings.yaml` if present) must equal
-`<case>.out.yaml`, and injecting that output again must change nothing. UPDATE_GOLDEN=1 rewrites them."""
+`<case>.out.yaml`, and injecting that output again must change nothing.
+
+A stale golden fails with the command that rewrites it (REGENERATE); review the diff before committing it.
+A `.out.yaml` or `.settings.yaml` without its `.in.yaml` fails too: it would never be checked."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from webhook.settings import Settings, load_settings
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = sorted(p.name.removesuffix(".in.yaml") for p in GOLDEN.glob("*.in.yaml"))
+REGENERATE = "UPDATE_GOLDEN=1 .venv/bin/pytest tests/webhook/test_golden.py -p no:randomly"
 
 
 def settings_for(case: str) -> Settings:
@@ -38,10 +42,24 @@ def test_golden(case: str) -> None:
     expected = GOLDEN / f"{case}.out.yaml"
     if os.environ.get("UPDATE_GOLDEN") == "1":
         expected.write_text(out)
-    assert out == expected.read_text()
+    assert expected.exists(), f"{expected.name} is missing; create it with: {REGENERATE}"
+    assert out == expected.read_text(), (
+        f"{expected.name} is stale: the injector's output changed. If the change is intended, regenerate "
+        f"with `{REGENERATE}` and review `git diff tests/webhook/golden/{expected.name}`"
+    )
     # Converges: injecting the injected output is the identity, with no new warnings.
     code2, out2, _ = run(out, settings)
     assert code2 == 0 and list(yaml.safe_load_all(out2)) == list(yaml.safe_load_all(out))
+
+
+def test_every_golden_file_belongs_to_a_case() -> None:
+    orphans = [
+        p.name
+        for p in GOLDEN.iterdir()
+        if p.name.removesuffix(".in.yaml").removesuffix(".out.yaml").removesuffix(".settings.yaml")
+        not in CASES
+    ]
+    assert not orphans, f"golden files without a .in.yaml (never checked): {orphans}; remove or rename them"
 
 
 def objects(text: str) -> list[dict[str, Any]]:
