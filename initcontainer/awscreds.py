@@ -27,7 +27,7 @@ from pathlib import Path
 
 from initcontainer import contract
 from initcontainer.errors import ConfigError, HTTPClientError, TransportError
-from initcontainer.sigv4 import AwsCredentials
+from initcontainer.sigv4 import AwsCredentials, header_safe
 
 STS_VERSION = "2011-06-15"
 SESSION_SECONDS = 3600
@@ -176,6 +176,8 @@ def parse_assume_role_response(status: int, body: bytes, *, role_arn: str, token
         key, secret, session = (_text(root, n) for n in ("AccessKeyId", "SecretAccessKey", "SessionToken"))
         if not key or not secret or not session:
             raise TransportError("STS answered 200 without AccessKeyId, SecretAccessKey and SessionToken")
+        if not header_safe(key) or not header_safe(session):
+            raise TransportError("STS answered an access key or session token that no HTTP header can carry")
         return AwsCredentials(
             key,
             secret,

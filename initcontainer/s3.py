@@ -26,7 +26,7 @@ from pathlib import Path
 from initcontainer import contract
 from initcontainer.awscreds import WebIdentityConfig, check_session_name, default_session_name
 from initcontainer.errors import ConfigError
-from initcontainer.sigv4 import AwsCredentials
+from initcontainer.sigv4 import AwsCredentials, header_safe
 
 _SECRET_KEYS = (
     contract.CREDENTIAL_AWS_ACCESS_KEY_ID,
@@ -163,6 +163,12 @@ def load_s3_config(
                 contract.CREDENTIAL_AWS_SECRET_ACCESS_KEY if key_id else contract.CREDENTIAL_AWS_ACCESS_KEY_ID
             )
             raise ConfigError(f"the Secret in {directory} lacks {missing}")
+        for name, value in (
+            (contract.CREDENTIAL_AWS_ACCESS_KEY_ID, key_id),
+            (contract.CREDENTIAL_AWS_SESSION_TOKEN, session),
+        ):
+            if value is not None and not header_safe(value):
+                raise ConfigError(f"{name} in the Secret in {directory} holds spaces or non-ASCII characters")
         static = AwsCredentials(key_id, secret_key, session_token=session, source=f"Secret in {directory}")
 
     web: WebIdentityConfig | None = None

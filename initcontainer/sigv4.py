@@ -45,6 +45,15 @@ class AwsCredentials:
         return tuple(s for s in (self.secret_access_key, self.session_token) if s)
 
 
+def header_safe(value: str) -> bool:
+    """Printable ASCII without spaces: what a key id or session token must be to go in a header.
+
+    http.client refuses other values with an error that quotes them, which
+    would put a session token in the termination message.
+    """
+    return bool(value) and all(0x21 <= ord(c) < 0x7F for c in value)
+
+
 def uri_encode(text: str, *, keep_slash: bool) -> str:
     """Percent-encode every byte of UTF-8 `text` except RFC 3986 unreserved ones (and '/' if asked)."""
     return urllib.parse.quote(text, safe="/~" if keep_slash else "~")
