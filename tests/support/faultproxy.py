@@ -1,4 +1,4 @@
-"""A TCP proxy on 127.0.0.1 that drops chosen connections mid-response: a flaky network in front of a real server.
+"""A TCP proxy on 127.0.0.1 that drops chosen connections mid-response: a flaky network before a server.
 
     with FaultProxy(upstream_port, cut_after=[100_000_000]) as proxy:
         proxy.port          # connect here instead of upstream
