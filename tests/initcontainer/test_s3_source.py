@@ -6,8 +6,11 @@ identity token or signature in stderr or the termination message.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -177,7 +180,8 @@ def test_resume_after_a_dropped_connection_is_signed_and_guarded(s3: MotoS3, tmp
     secret(
         tmp_path, AWS_ACCESS_KEY_ID=s3.reader.access_key_id, AWS_SECRET_ACCESS_KEY=s3.reader.secret_access_key
     )
-    with FaultProxy(s3.port, cut_after=[len(PKG_A) // 2]) as proxy:
+    # A clean close half-way (a RST could make the kernel drop all of a 2 MB body before it is read).
+    with FaultProxy(s3.port, cut_after=[len(PKG_A) // 2], reset=False) as proxy:
         result = run(s3_env(tmp_path, f"http://127.0.0.1:{proxy.port}", PACKAGE_SHA256=SHA_A))
     assert result.code == 0, result.stderr[-3000:]
     assert proxy.cut == 1 and proxy.connections == 2
@@ -206,11 +210,63 @@ def test_object_replaced_during_the_download_starts_over(s3: MotoS3, tmp_path: P
                 s3.put_object(BUCKET, key, PKG_B)
             super()._serve(client, limit)
 
-    with Swap(s3.port, cut_after=[len(PKG_A) // 2]) as proxy:
+    with Swap(s3.port, cut_after=[len(PKG_A) // 2], reset=False) as proxy:
         env[contract.ENV_S3_ENDPOINT] = f"http://127.0.0.1:{proxy.port}"
         result = run(env)
     assert result.code == 0, result.stderr[-3000:]
     assert "restart" in result.events()
-    assert "changed during the download" in result.stderr
+    assert "its ETag no longer matches" in result.stderr
     marker = json.loads((tmp_path / "dest" / contract.MARKER_NAME).read_text())
     assert marker["sha256"] == SHA_B
+
+
+LARGE_BYTES = int(os.environ.get("S3_TEST_LARGE_OBJECT_BYTES", str(1024**3)))
+"""Size of the member of the large-object test: 1 GiB in CI; the issue's 5 GB was run by hand with
+S3_TEST_LARGE_OBJECT_BYTES=5368709120 (moto holds each object in memory, so CI stays at 1 GiB)."""
+
+
+def large_tar(size: int) -> tuple[list[bytes], int, str]:
+    """A plain tar with one `size`-byte member of incompressible data, as a list of blocks (one block
+    object repeated, so memory stays small), its length and SHA-256."""
+    block = os.urandom(1 << 20)
+    info = tarfile.TarInfo("big.bin")
+    info.size = size
+    info.mode = 0o644
+    head = info.tobuf(format=tarfile.GNU_FORMAT)
+    blocks = [head] + [block] * (size >> 20)
+    if size % (1 << 20):
+        blocks.append(block[: size % (1 << 20)])
+    blocks.append(b"\0" * ((512 - size % 512) % 512) + b"\0" * 1024)
+    digest = hashlib.sha256()
+    for b in blocks:
+        digest.update(b)
+    return blocks, sum(map(len, blocks)), digest.hexdigest()
+
+
+def test_large_object_resumes_after_a_reset_at_half_way(s3: MotoS3, tmp_path: Path) -> None:
+    blocks, length, sha = large_tar(LARGE_BYTES)
+    s3.put_object(BUCKET, "large/big.tar", iter(blocks), length=length)
+    del blocks
+    secret(
+        tmp_path, AWS_ACCESS_KEY_ID=s3.reader.access_key_id, AWS_SECRET_ACCESS_KEY=s3.reader.secret_access_key
+    )
+    with FaultProxy(s3.port, cut_after=[length // 2]) as proxy:
+        env = s3_env(
+            tmp_path,
+            f"http://127.0.0.1:{proxy.port}",
+            PACKAGE_SHA256=sha,
+            PACKAGE_MAX_DOWNLOAD_BYTES="16Gi",
+            PACKAGE_MAX_EXTRACTED_BYTES="16Gi",
+            PACKAGE_READ_TIMEOUT="120",
+        )
+        env[contract.ENV_URL] = f"s3://{BUCKET}/large/big.tar"
+        result = run(env, timeout=1800)
+    assert result.code == 0, result.stderr[-3000:]
+    assert (proxy.cut, proxy.connections) == (1, 2)
+    resumed = [json.loads(x) for x in result.stderr.splitlines() if '"event":"download_resumed"' in x]
+    # A RST drops what the client had not read yet: at most its socket buffer and our queue.
+    assert len(resumed) == 1 and length // 2 - 64 * 1024**2 < resumed[0]["offset"] <= length // 2
+    assert "Connection reset" in resumed[0]["msg"]
+    assert (tmp_path / "dest" / "big.bin").stat().st_size == LARGE_BYTES
+    marker = json.loads((tmp_path / "dest" / contract.MARKER_NAME).read_text())
+    assert (marker["sha256"], marker["size"]) == (sha, length)

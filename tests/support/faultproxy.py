@@ -7,8 +7,12 @@
 
 The n-th accepted connection is reset (RST, like a middlebox dropping it) after
 `cut_after[n]` bytes came back from the server; connections past the list, or
-with None, pass through untouched. Unlike FaultServer it scripts nothing about
-HTTP: the server behind it answers for itself (moto recomputing signatures).
+with None, pass through untouched. A RST makes the client's kernel drop what the
+program has not read yet, so where a test needs the client to have received
+every byte before the cut, `reset=False` closes cleanly (FIN) instead.
+
+Unlike FaultServer it scripts nothing about HTTP: the server behind it answers
+for itself (moto recomputing signatures).
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ from types import TracebackType
 
 
 class FaultProxy:
-    def __init__(self, upstream_port: int, *, cut_after: list[int | None] | None = None) -> None:
+    def __init__(
+        self, upstream_port: int, *, cut_after: list[int | None] | None = None, reset: bool = True
+    ) -> None:
         self.upstream_port = upstream_port
+        self.reset = reset
         self.cut_after = list(cut_after or [])
         self.connections = 0
         self.cut = 0
@@ -60,17 +67,14 @@ class FaultProxy:
         self._pump(upstream, client, limit)
 
     def _pump(self, src: socket.socket, dst: socket.socket, limit: int | None) -> None:
+        """Copy src -> dst; past `limit` bytes reset both connections."""
         sent = 0
         try:
             while not self._stop.is_set():
                 want = 256 * 1024 if limit is None else min(256 * 1024, limit - sent)
                 if want <= 0:
-                    with self._lock:
-                        self.cut += 1
-                    # SO_LINGER 0: close() sends RST, not FIN.
-                    dst.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    src.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    break
+                    self._reset(dst, src)
+                    return
                 data = src.recv(want)
                 if not data:
                     with contextlib.suppress(OSError):
@@ -80,7 +84,24 @@ class FaultProxy:
                 sent += len(data)
         except OSError:
             pass
-        for s in (src, dst):
+
+    def _reset(self, *socks: socket.socket) -> None:
+        with self._lock:
+            self.cut += 1
+        if not self.reset:
+            # A clean close (FIN): the client reads every byte sent, then a short body.
+            for s in socks:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                with contextlib.suppress(OSError):
+                    s.close()
+            return
+        for s in socks:
+            with contextlib.suppress(OSError):
+                # SO_LINGER 0: the close sends RST, not FIN, like a middlebox dropping the connection.
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                # Wakes the other direction's recv(), which holds the socket open until it returns.
+                s.shutdown(socket.SHUT_RD)
             with contextlib.suppress(OSError):
                 s.close()
 

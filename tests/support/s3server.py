@@ -33,7 +33,7 @@ import re
 import subprocess
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -80,7 +80,7 @@ class MotoS3:
         *,
         creds: AwsCredentials,
         service: str = "s3",
-        body: bytes | IO[bytes] = b"",
+        body: bytes | IO[bytes] | Iterable[bytes] = b"",
         length: int | None = None,
         headers: dict[str, str] | None = None,
         base: str | None = None,
@@ -202,10 +202,14 @@ class MotoS3:
         status, _, data = self.request("PUT", f"/{bucket}", creds=self.admin.creds())
         assert status == 200, (status, data[:300])
 
-    def put_object(self, bucket: str, key: str, body: bytes | Path) -> str:
-        """Upload; return the ETag. A Path is streamed from disk."""
+    def put_object(self, bucket: str, key: str, body: bytes | Path | Iterable[bytes], length: int = 0) -> str:
+        """Upload; return the ETag. A Path is streamed from disk, an iterable of `length` bytes as made."""
         path = f"/{bucket}/{urllib.parse.quote(key, safe='/~')}"
-        if isinstance(body, Path):
+        if not isinstance(body, (bytes, Path)):
+            status, headers, data = self.request(
+                "PUT", path, creds=self.admin.creds(), body=body, length=length
+            )
+        elif isinstance(body, Path):
             with open(body, "rb") as f:
                 status, headers, data = self.request(
                     "PUT", path, creds=self.admin.creds(), body=f, length=body.stat().st_size
