@@ -20,7 +20,7 @@ from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from initcontainer import contract
-from webhook.hosts import host_allowed
+from webhook.hosts import bucket_allowed, host_allowed
 from webhook.quantity import parse_quantity
 from webhook.settings import DNS_LABEL, Settings, is_dns_subdomain
 
@@ -146,6 +146,8 @@ def _check_url(value: str, settings: Settings, key: str) -> tuple[str | None, bo
         return None, False, [Problem(key, "is empty; set it to the https:// URL of the package")]
     if _SPACE_OR_CONTROL.search(value):
         return None, False, [Problem(key, "contains whitespace or control characters; percent-encode them")]
+    if value[:5].lower() == f"{contract.S3_SCHEME}://":
+        return _check_s3(value, settings, key)
     try:
         parts = urlsplit(value)
     except ValueError:  # an unbalanced or invalid [IPv6] host; the parser's message quotes the value
@@ -176,6 +178,28 @@ def _check_url(value: str, settings: Settings, key: str) -> tuple[str | None, bo
     if problems:
         return None, False, problems
     return value, scheme == "http", []
+
+
+def _check_s3(value: str, settings: Settings, key: str) -> tuple[str | None, bool, list[Problem]]:
+    """An s3:// URL by the rules the init container applies; `allowed_hosts` names buckets as `s3://BUCKET`."""
+    try:
+        location = contract.parse_s3_url(value)
+    except contract.S3URLError as exc:
+        return None, False, [Problem(key, f"is not a valid s3://BUCKET/KEY URL: {exc}")]
+    problems = []
+    if contract.S3_SCHEME not in settings.allowed_schemes:
+        allowed = " or ".join(f"{s}://" for s in settings.allowed_schemes)
+        problems.append(Problem(key, f"s3:// is not allowed in this cluster; use an {allowed} URL", 403))
+    if settings.allowed_hosts and not bucket_allowed(location.bucket, settings.allowed_hosts):
+        buckets = [p for p in settings.allowed_hosts if p.startswith(f"{contract.S3_SCHEME}://")]
+        listed = f" ({', '.join(buckets)})" if buckets else " (it lists no s3:// buckets)"
+        problems.append(
+            Problem(key, f'bucket "{location.bucket}" is not in the cluster allow-list{listed}', 403)
+        )
+    if problems:
+        return None, False, problems
+    # A cluster endpoint over plain http needs the init container's consent, as an http:// URL does.
+    return value, (settings.s3_endpoint or "").startswith("http://"), []
 
 
 def _check_mount_path(value: str, key: str) -> tuple[str | None, list[Problem]]:
