@@ -219,4 +219,10 @@ def parse_s3_url(url: str) -> S3Location:
         raise S3URLError(f"the key is longer than S3's {MAX_S3_KEY_BYTES} bytes")
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
         raise S3URLError("the key contains control characters")
+    if any(segment in (".", "..") for segment in key.split("/")):
+        # S3 takes them literally, but proxies and path-style endpoints may resolve them into another
+        # bucket's path, past the bucket the webhook allowed.
+        raise S3URLError(
+            "the key has a '.' or '..' path segment, which proxies may resolve; rename the object"
+        )
     return S3Location(bucket, key)

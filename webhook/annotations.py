@@ -199,7 +199,8 @@ def _check_s3(value: str, settings: Settings, key: str) -> tuple[str | None, boo
     if problems:
         return None, False, problems
     # A cluster endpoint over plain http needs the init container's consent, as an http:// URL does.
-    return value, (settings.s3_endpoint or "").startswith("http://"), []
+    plain = any((e or "").startswith("http://") for e in (settings.s3_endpoint, settings.sts_endpoint))
+    return value, plain, []
 
 
 def _check_mount_path(value: str, key: str) -> tuple[str | None, list[Problem]]:

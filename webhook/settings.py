@@ -210,8 +210,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _plain_http_endpoint(self) -> Settings:
-        if (self.s3_endpoint or "").startswith("http://") and "http" not in self.allowed_schemes:
-            raise ValueError("s3_endpoint uses plain http://; add http to allowed_schemes to allow it")
+        for name in ("s3_endpoint", "sts_endpoint"):
+            if (getattr(self, name) or "").startswith("http://") and "http" not in self.allowed_schemes:
+                raise ValueError(f"{name} uses plain http://; add http to allowed_schemes to allow it")
         return self
 
     @field_validator("default_mount_path")

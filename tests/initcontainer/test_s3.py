@@ -21,6 +21,7 @@ from initcontainer.s3 import object_url
         ("s3://abc/dir%20with%20space/p%2Bq.tar", "abc", "dir with space/p+q.tar"),
         ("s3://abc/%E1%88%B4", "abc", "\u1234"),
         ("S3://abc/a//b", "abc", "a//b"),
+        ("s3://abc/v1..2/.hidden/x.", "abc", "v1..2/.hidden/x."),
     ],
 )
 def test_valid_urls(url: str, bucket: str, key: str) -> None:
@@ -47,6 +48,9 @@ def test_valid_urls(url: str, bucket: str, key: str) -> None:
         ("s3://abc:9000/k", "no user, password or port"),
         ("s3://abc/k?versionId=1", "no query"),
         ("s3://abc/k#frag", "no query"),
+        ("s3://abc/a/../other-bucket/k", "'..' path segment"),
+        ("s3://abc/./k", "'..' path segment"),
+        ("s3://abc/a/%2E%2E/k", "'..' path segment"),
         ("s3://abc/%ff", "UTF-8"),
         ("s3://abc/a%0Ab", "control"),
         ("s3://abc/" + "k" * 1025, "1024"),

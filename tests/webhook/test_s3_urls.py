@@ -59,6 +59,7 @@ def test_the_webhook_denies_exactly_what_the_init_container_refuses() -> None:
         "s3://Bad_Bucket/k",
         "s3://abc",
         "s3://abc/k#frag",
+        "s3://abc/a/../b",
         "s3://a..b/k",
         "s3://abc/%ff",
         "s3://abc/" + "k" * 1025,
@@ -107,6 +108,7 @@ def test_allowed_hosts_list_buckets_as_s3_entries() -> None:
         ({"s3_endpoint": "https://minio:99999"}, "invalid port"),
         ({"sts_endpoint": "ftp://sts"}, "https:// URL"),
         ({"s3_endpoint": "http://minio:9000"}, "add http to allowed_schemes"),
+        ({"sts_endpoint": "http://sts:8080"}, "sts_endpoint uses plain http"),
     ],
 )
 def test_settings_are_checked_when_they_load(fields: dict[str, Any], words: str) -> None:
