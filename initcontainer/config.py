@@ -14,9 +14,13 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from initcontainer import contract
 from initcontainer.errors import ConfigError
+
+if TYPE_CHECKING:
+    from initcontainer.s3 import S3Config
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off", ""})
@@ -86,6 +90,8 @@ class Config:
     credentials_dir: Path = Path(contract.DEFAULT_CREDENTIALS_DIR)
     """Where registry `.dockerconfigjson` files are looked for (oci://)."""
     warnings: tuple[str, ...] = ()
+    s3: S3Config | None = None
+    """Set for s3:// URLs: bucket, key, region, endpoint and credentials."""
 
 
 def parse_bool(name: str, raw: str) -> bool:
@@ -164,9 +170,15 @@ def check_url(raw: str, *, allow_http: bool) -> str:
     except ValueError as exc:
         raise ConfigError(f"{contract.ENV_URL} is not a valid URL: {exc}") from None
     scheme = parts.scheme.lower()
+    if scheme == contract.S3_SCHEME:
+        try:
+            contract.parse_s3_url(url)
+        except contract.S3URLError as exc:
+            raise ConfigError(f"{contract.ENV_URL} is not a usable s3:// URL: {exc}") from None
+        return url
     if scheme not in ("https", "http"):
         raise ConfigError(
-            f"{contract.ENV_URL} must start with https:// or oci:// (got scheme {scheme or 'none'!r})"
+            f"{contract.ENV_URL} must start with https://, oci:// or s3:// (got scheme {scheme or 'none'!r})"
         )
     if scheme == "http" and not allow_http:
         raise ConfigError(
@@ -198,7 +210,7 @@ def check_unknown(environ: Mapping[str, str]) -> None:
         raise ConfigError(f"unknown variable {name}{hint}")
 
 
-def _read_secret_file(path: Path) -> str:
+def read_secret_file(path: Path) -> str:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -243,12 +255,12 @@ def load_credentials(
             raise ConfigError(f"credentials directory {directory} lacks the file {missing!r}")
         if has_token:
             creds = Credentials(
-                token=_read_secret_file(files[contract.CREDENTIAL_TOKEN]), source=str(directory)
+                token=read_secret_file(files[contract.CREDENTIAL_TOKEN]), source=str(directory)
             )
         elif has_user:
             creds = Credentials(
-                username=_read_secret_file(files[contract.CREDENTIAL_USERNAME]),
-                password=_read_secret_file(files[contract.CREDENTIAL_PASSWORD]),
+                username=read_secret_file(files[contract.CREDENTIAL_USERNAME]),
+                password=read_secret_file(files[contract.CREDENTIAL_PASSWORD]),
                 source=str(directory),
             )
         if contract.CREDENTIAL_CA in present:
@@ -329,6 +341,15 @@ def load_config(environ: Mapping[str, str]) -> Config:
         raw = get(name)
         return default if raw is None else parse_duration(name, raw)
 
+    s3_config = None
+    if url.lower().startswith(f"{contract.S3_SCHEME}://"):
+        from initcontainer.s3 import load_s3_config
+
+        directory = Path(environ.get(contract.ENV_CREDENTIALS_DIR, contract.DEFAULT_CREDENTIALS_DIR))
+        s3_config = load_s3_config(
+            environ, contract.parse_s3_url(url), directory, allow_http=allow_http, warnings=warnings
+        )
+
     raw_strip = get(contract.ENV_STRIP_COMPONENTS)
     raw_retries = get(contract.ENV_RETRIES)
     return Config(
@@ -362,4 +383,5 @@ def load_config(environ: Mapping[str, str]) -> Config:
         ca_pem=ca_pem,
         credentials_dir=Path(environ.get(contract.ENV_CREDENTIALS_DIR) or contract.DEFAULT_CREDENTIALS_DIR),
         warnings=tuple(warnings),
+        s3=s3_config,
     )

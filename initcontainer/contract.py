@@ -7,7 +7,9 @@ Changing a name here is a breaking change for every running cluster.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import urllib.parse
 from dataclasses import dataclass
 from typing import Final
 
@@ -23,7 +25,7 @@ DEFAULT_IMAGE_NAME: Final = "package-init-container"
 ENV_PREFIX: Final = "PACKAGE_"
 
 ENV_URL: Final = "PACKAGE_URL"
-"""Required. The package: https://, http:// when ENV_ALLOW_HTTP is true, or oci:// (OCIReference)."""
+"""Required. The package: https://, http:// when ENV_ALLOW_HTTP is true, oci:// (OCIReference) or s3://BUCKET/KEY."""
 ENV_SHA256: Final = "PACKAGE_SHA256"
 """Optional. Expected SHA-256 of the downloaded bytes, 64 hex digits, `sha256:` prefix optional."""
 ENV_DEST: Final = "PACKAGE_DEST"
@@ -49,6 +51,12 @@ ENV_RETRIES: Final = "PACKAGE_RETRIES"
 ENV_TERMINATION_LOG: Final = "PACKAGE_TERMINATION_LOG"
 ENV_LOG_FORMAT: Final = "PACKAGE_LOG_FORMAT"
 """json (default) or text."""
+ENV_S3_REGION: Final = "PACKAGE_S3_REGION"
+"""s3:// only: region when the Secret names none (cluster setting s3_region)."""
+ENV_S3_ENDPOINT: Final = "PACKAGE_S3_ENDPOINT"
+"""s3:// only: an S3-compatible endpoint URL when the Secret names none (path-style addressing)."""
+ENV_STS_ENDPOINT: Final = "PACKAGE_STS_ENDPOINT"
+"""s3:// only: the STS endpoint for web identity (default: the region's AWS STS)."""
 # Legacy variables of the shell-script version; still honoured, with a warning.
 ENV_USERNAME: Final = "PACKAGE_USERNAME"
 ENV_PASSWORD: Final = "PACKAGE_PASSWORD"  # noqa: S105 - a variable name, not a password
@@ -60,6 +68,21 @@ CREDENTIAL_TOKEN: Final = "token"  # noqa: S105 - a file name
 CREDENTIAL_CA: Final = "ca.crt"
 CREDENTIAL_DOCKERCONFIG: Final = ".dockerconfigjson"
 """The key of a `kubernetes.io/dockerconfigjson` Secret: registry credentials for oci:// URLs."""
+# s3:// URLs: Secret keys named like the AWS SDK's environment variables.
+CREDENTIAL_AWS_ACCESS_KEY_ID: Final = "AWS_ACCESS_KEY_ID"
+CREDENTIAL_AWS_SECRET_ACCESS_KEY: Final = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 - a file name
+CREDENTIAL_AWS_SESSION_TOKEN: Final = "AWS_SESSION_TOKEN"  # noqa: S105 - a file name
+CREDENTIAL_AWS_REGION: Final = "AWS_REGION"
+CREDENTIAL_AWS_ENDPOINT_URL_S3: Final = "AWS_ENDPOINT_URL_S3"
+# Web identity: what the EKS pod identity webhook sets in every container of a Pod whose
+# ServiceAccount has the eks.amazonaws.com/role-arn annotation (no PACKAGE_ prefix: not ours).
+AWS_ENV_ROLE_ARN: Final = "AWS_ROLE_ARN"
+AWS_ENV_WEB_IDENTITY_TOKEN_FILE: Final = "AWS_WEB_IDENTITY_TOKEN_FILE"  # noqa: S105 - a variable name
+AWS_ENV_ROLE_SESSION_NAME: Final = "AWS_ROLE_SESSION_NAME"
+AWS_ENV_REGION: Final = "AWS_REGION"
+AWS_ENV_DEFAULT_REGION: Final = "AWS_DEFAULT_REGION"
+AWS_ENV_ENDPOINT_URL_STS: Final = "AWS_ENDPOINT_URL_STS"
+DEFAULT_S3_REGION: Final = "us-east-1"
 
 DEFAULT_FORMAT: Final = "auto"
 FORMATS: Final = ("auto", "tar", "tar.gz", "tar.bz2", "tar.xz", "tar.zst", "zip")
@@ -107,6 +130,9 @@ KNOWN_ENV: Final = frozenset(
         ENV_RETRIES,
         ENV_TERMINATION_LOG,
         ENV_LOG_FORMAT,
+        ENV_S3_REGION,
+        ENV_S3_ENDPOINT,
+        ENV_STS_ENDPOINT,
         ENV_USERNAME,
         ENV_PASSWORD,
     }
@@ -270,3 +296,95 @@ def _split_registry(name: str) -> tuple[str, str]:
     if registry == DOCKER_HUB and "/" not in path:
         path = f"library/{path}"
     return registry, path
+
+
+# ---------------------------------------------------------------- s3:// URLs
+#
+# s3://BUCKET/KEY as the AWS CLI writes it. The key is the rest of the path,
+# percent-decoded (write a space as %20, a literal % as %25), so the URL stays a
+# valid URL; the webhook denies what the init container would refuse.
+
+S3_SCHEME: Final = "s3"
+MAX_S3_KEY_BYTES: Final = 1024
+_BUCKET_RE: Final = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_BUCKET_RESERVED_PREFIXES: Final = ("xn--", "sthree-", "amzn-s3-demo-")
+_BUCKET_RESERVED_SUFFIXES: Final = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+
+
+class S3URLError(ValueError):
+    """An s3:// URL that cannot name an object; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """Bucket and object key of an s3:// URL (the key decoded)."""
+
+    bucket: str
+    key: str
+
+    def __str__(self) -> str:
+        return f"{S3_SCHEME}://{self.bucket}/{urllib.parse.quote(self.key, safe='/~')}"
+
+
+def s3_bucket_problem(bucket: str) -> str | None:
+    """What breaks S3's bucket naming rules, or None for a valid name."""
+    if not 3 <= len(bucket) <= 63:
+        return f"bucket name {bucket!r} must be 3 to 63 characters long"
+    if not _BUCKET_RE.fullmatch(bucket):
+        return (
+            f"bucket name {bucket!r} may hold only lowercase letters, digits, dots and hyphens, "
+            "and must begin and end with a letter or digit"
+        )
+    if ".." in bucket:
+        return f"bucket name {bucket!r} must not have two dots side by side"
+    try:
+        ipaddress.IPv4Address(bucket)
+    except ValueError:
+        pass
+    else:
+        return f"bucket name {bucket!r} must not look like an IP address"
+    if bucket.startswith(_BUCKET_RESERVED_PREFIXES) or bucket.endswith(_BUCKET_RESERVED_SUFFIXES):
+        return f"bucket name {bucket!r} uses a prefix or suffix that S3 reserves"
+    return None
+
+
+def parse_s3_url(url: str) -> S3Location:
+    """Bucket and key of `s3://BUCKET/KEY`; S3URLError names what is wrong."""
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+    except ValueError as exc:
+        raise S3URLError(f"not a valid URL: {exc}") from None
+    if parts.scheme.lower() != S3_SCHEME:
+        raise S3URLError("an S3 URL starts with s3://")
+    if "@" in parts.netloc or ":" in parts.netloc:
+        raise S3URLError(
+            "write s3://BUCKET/KEY with no user, password or port; credentials go in the Secret "
+            "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), an endpoint in AWS_ENDPOINT_URL_S3"
+        )
+    if parts.query or parts.fragment or url.rstrip().endswith(("?", "#")):
+        raise S3URLError("an s3:// URL takes no query string or fragment; percent-encode ? and # in the key")
+    bucket = parts.netloc
+    problem = s3_bucket_problem(bucket)
+    if problem:
+        raise S3URLError(problem)
+    try:
+        key = urllib.parse.unquote(parts.path[1:], errors="strict") if parts.path.startswith("/") else ""
+    except UnicodeDecodeError:
+        raise S3URLError("the key is not UTF-8 once percent-decoded") from None
+    if not key:
+        raise S3URLError(
+            f"s3://{bucket}/ names no object: add the key, e.g. s3://{bucket}/app/package.tar.gz"
+        )
+    if key.endswith("/"):
+        raise S3URLError("the key ends with '/', which names a folder, not a package file")
+    if len(key.encode()) > MAX_S3_KEY_BYTES:
+        raise S3URLError(f"the key is longer than S3's {MAX_S3_KEY_BYTES} bytes")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
+        raise S3URLError("the key contains control characters")
+    if any(segment in (".", "..") for segment in key.split("/")):
+        # S3 takes them literally, but proxies and path-style endpoints may resolve them into another
+        # bucket's path, past the bucket the webhook allowed.
+        raise S3URLError(
+            "the key has a '.' or '..' path segment, which proxies may resolve; rename the object"
+        )
+    return S3Location(bucket, key)

@@ -25,7 +25,7 @@ from typing import Any
 
 from initcontainer import contract
 from initcontainer.config import Config, load_config
-from initcontainer.download import open_package
+from initcontainer.download import PackageStream, open_package
 from initcontainer.errors import (
     ConfigError,
     IntegrityError,
@@ -88,6 +88,15 @@ def write_termination_message(path: Path, payload: Mapping[str, Any]) -> None:
         pass
 
 
+def _open_source(cfg: Config, log: Logger, deadline: float) -> PackageStream:
+    """The package's byte stream, from the source its URL's scheme names."""
+    if cfg.s3 is not None:
+        from initcontainer.s3source import open_s3_object
+
+        return open_s3_object(cfg, log, deadline=deadline)
+    return open_package(cfg, log, deadline=deadline)
+
+
 def _install_once(cfg: Config, log: Logger, deadline: float) -> dict[str, Any]:
     """One download+extract attempt into a fresh staging dir; promote on success."""
     from initcontainer.extract import Limits, extract
@@ -96,7 +105,7 @@ def _install_once(cfg: Config, log: Logger, deadline: float) -> dict[str, Any]:
 
     staging = prepare_staging(cfg.dest)  # also removes what a crashed run left
     try:
-        with open_package(cfg, log, deadline=deadline) as stream:
+        with _open_source(cfg, log, deadline) as stream:
             head = stream.peek(HEAD_BYTES)
             try:
                 fmt = detect_format(head, cfg.fmt)
@@ -222,7 +231,7 @@ def main(environ: Mapping[str, str] | None = None) -> int:
             url=url_for_report,
             dest=str(cfg.dest),
             sha256=cfg.sha256,
-            auth=cfg.credentials.kind if cfg.credentials else None,
+            auth=cfg.s3.auth_kind if cfg.s3 else cfg.credentials.kind if cfg.credentials else None,
             customCA=cfg.ca_pem is not None,
         )
         marker = run(cfg, log)

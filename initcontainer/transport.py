@@ -94,8 +94,16 @@ class Auth:
         """A 401 answered `request`: True to send it once more (after fetching a fresh token)."""
         return False
 
-    def refused(self, sent_auth: bool) -> str | None:
+    def unauthorized(self, sent_auth: bool) -> str | None:
         """What to tell the user when a request ends in 401; None for the transport's own wording."""
+        return None
+
+    def refused(self, request: Request, response: http.client.HTTPResponse) -> Exception | None:
+        """Any answer but 200/206/416: an error that words it better (an S3 error code), or None.
+
+        May read the body (bounded); the transport closes the connection after it.
+        Returning a `Transient` makes the caller retry.
+        """
         return None
 
 
@@ -299,6 +307,11 @@ class Transport:
                 conn.close()
                 raise Transient(f"request to {redact_url(url)} failed: {describe(exc, url)}") from None
             status = resp.status
+            if status not in (200, 206, 416):
+                better = self.auth.refused(request, resp)
+                if better is not None:
+                    conn.close()
+                    raise better
             if status in REDIRECT_STATUSES:
                 location = resp.getheader("Location")
                 conn.close()
@@ -315,6 +328,30 @@ class Transport:
             conn.close()
             self._raise_for_status(status, resp.reason, url, sent_auth, retry_after)
         raise HTTPClientError(f"more than {MAX_REDIRECTS} redirects starting at {redact_url(start)}")
+
+    def post_form(self, url: str, body: bytes, *, limit: int) -> tuple[int, bytes]:
+        """POST a form to `url` (no redirects, no credentials: the body is the proof); status and body.
+
+        For token exchanges such as STS AssumeRoleWithWebIdentity: same TLS, CA,
+        proxies and timeouts as the download. At most `limit` bytes of the body are read.
+        """
+        conn, target, headers = self._connect(url)
+        headers.update(
+            {
+                "User-Agent": USER_AGENT,
+                "Accept": "*/*",
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Content-Length": str(len(body)),
+            }
+        )
+        try:
+            conn.request("POST", target, body=body, headers=headers)
+            resp = conn.getresponse()
+            return resp.status, resp.read(limit)
+        except (OSError, http.client.HTTPException) as exc:
+            raise Transient(f"request to {redact_url(url)} failed: {describe(exc, url)}") from None
+        finally:
+            conn.close()
 
     def _follow(self, url: str, location: str | None, status: int) -> str:
         if not location:
@@ -343,7 +380,7 @@ class Transport:
         if status in TRANSIENT_STATUSES:
             raise Transient(f"HTTP {status} {reason} from {where}", retry_after)
         if status == 401:
-            hint = self.auth.refused(sent_auth)
+            hint = self.auth.unauthorized(sent_auth)
             if hint is not None:
                 raise HTTPClientError(f"HTTP 401 from {where}: {hint}")
             if sent_auth:

@@ -98,6 +98,8 @@ DEFAULT_IMPORTS = (
     "json",
     "urllib.request",
     "http.client",
+    "hmac",
+    "xml.etree.ElementTree",  # s3:// STS and error answers (pyexpat)
     "tempfile",
     "logging",
     "socket",

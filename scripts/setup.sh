@@ -51,4 +51,11 @@ fi
 .venv/bin/pip install -q --no-deps -e .
 # oras and crane (pinned, built from the Go module proxy once per machine) for the oci:// tests.
 bash scripts/oci-tools.sh >/dev/null
-echo "setup: ready (.venv)"
+# moto's S3 server (real SigV4 checking) for the s3:// tests, apart from the project's own deps.
+S3_STAMP=".venv-s3/.lock-$(sha256sum requirements/s3-server.lock | cut -c1-16)"
+if [ ! -e "$S3_STAMP" ]; then
+  [ -x .venv-s3/bin/python ] || "$PYTHON" -m venv .venv-s3
+  .venv-s3/bin/pip install -q -r requirements/s3-server.lock
+  rm -f .venv-s3/.lock-* && touch "$S3_STAMP"
+fi
+echo "setup: ready (.venv, .venv-s3)"

@@ -34,7 +34,7 @@ from webhook.annotation_keys import (
     URL,
     USER_KEYS,
 )
-from webhook.hosts import host_allowed
+from webhook.hosts import bucket_allowed, host_allowed
 from webhook.quantity import parse_quantity
 from webhook.settings import DNS_LABEL, Settings, is_dns_subdomain
 
@@ -179,6 +179,12 @@ class Parsed:
     warnings: tuple[str, ...]
 
 
+def _schemes(settings: Settings) -> str:
+    """The allowed schemes as prose: "https://, oci:// or s3://"."""
+    names = [f"{s}://" for s in settings.allowed_schemes]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 def _check_url(value: str, settings: Settings, key: str) -> tuple[str | None, bool, list[Problem]]:
     """The URL and whether it is http; the URL itself is never echoed (it may carry a signed token)."""
     value = value.strip()
@@ -188,12 +194,14 @@ def _check_url(value: str, settings: Settings, key: str) -> tuple[str | None, bo
         return None, False, [Problem(key, "contains whitespace or control characters; percent-encode them")]
     if contract.is_oci_url(value):
         return _check_oci(value, settings, key)
+    if value[:5].lower() == f"{contract.S3_SCHEME}://":
+        return _check_s3(value, settings, key)
     try:
         parts = urlsplit(value)
     except ValueError:  # an unbalanced or invalid [IPv6] host; the parser's message quotes the value
         return None, False, [Problem(key, "is not a valid URL; write an IPv6 host as [address] in brackets")]
     scheme = parts.scheme.lower()
-    allowed = " or ".join(f"{s}://" for s in settings.allowed_schemes)
+    allowed = _schemes(settings)
     if scheme not in ("http", "https") or not parts.netloc:
         return None, False, [Problem(key, f"must be an absolute {allowed} URL")]
     problems = []
@@ -228,7 +236,7 @@ def _check_oci(value: str, settings: Settings, key: str) -> tuple[str | None, bo
         return None, False, [Problem(key, f"is not a valid oci:// reference: it {exc}")]
     problems = []
     if "oci" not in settings.allowed_schemes:
-        allowed = " or ".join(f"{s}://" for s in settings.allowed_schemes)
+        allowed = _schemes(settings)
         problems.append(Problem(key, f"oci:// is not allowed in this cluster; use an {allowed} URL", 403))
     if settings.allowed_hosts and not host_allowed(ref.host, settings.allowed_hosts):
         hosts = ", ".join(settings.allowed_hosts)
@@ -242,6 +250,29 @@ def _check_oci(value: str, settings: Settings, key: str) -> tuple[str | None, bo
     )
     # The canonical form: Docker Hub short names spelled out, the same string the marker records.
     return str(ref), plain_http, []
+
+
+def _check_s3(value: str, settings: Settings, key: str) -> tuple[str | None, bool, list[Problem]]:
+    """An s3:// URL by the rules the init container applies; `allowed_hosts` names buckets as `s3://BUCKET`."""
+    try:
+        location = contract.parse_s3_url(value)
+    except contract.S3URLError as exc:
+        return None, False, [Problem(key, f"is not a valid s3://BUCKET/KEY URL: {exc}")]
+    problems = []
+    if contract.S3_SCHEME not in settings.allowed_schemes:
+        allowed = _schemes(settings)
+        problems.append(Problem(key, f"s3:// is not allowed in this cluster; use an {allowed} URL", 403))
+    if settings.allowed_hosts and not bucket_allowed(location.bucket, settings.allowed_hosts):
+        buckets = [p for p in settings.allowed_hosts if p.startswith(f"{contract.S3_SCHEME}://")]
+        listed = f" ({', '.join(buckets)})" if buckets else " (it lists no s3:// buckets)"
+        problems.append(
+            Problem(key, f'bucket "{location.bucket}" is not in the cluster allow-list{listed}', 403)
+        )
+    if problems:
+        return None, False, problems
+    # A cluster endpoint over plain http needs the init container's consent, as an http:// URL does.
+    plain = any((e or "").startswith("http://") for e in (settings.s3_endpoint, settings.sts_endpoint))
+    return value, plain, []
 
 
 def _check_mount_path(value: str, key: str) -> tuple[str | None, list[Problem]]:

@@ -146,6 +146,14 @@ def _env(request: PackageRequest, settings: Settings, pull_secrets: list[str]) -
         env.append((contract.ENV_CREDENTIALS_DIR, contract.DEFAULT_CREDENTIALS_DIR))
     if request.allow_http:
         env.append((contract.ENV_ALLOW_HTTP, "true"))
+    if request.url[:5].lower() == f"{contract.S3_SCHEME}://":
+        for name, value in (
+            (contract.ENV_S3_REGION, settings.s3_region),
+            (contract.ENV_S3_ENDPOINT, settings.s3_endpoint),
+            (contract.ENV_STS_ENDPOINT, settings.sts_endpoint),
+        ):
+            if value:
+                env.append((name, value))
     env += sorted((k, v) for k, v in settings.init_env.items() if k not in RESERVED_INIT_ENV)
     env += sorted(settings.init_proxy_env.items())
     return [{"name": k, "value": kubelet_escape(v)} for k, v in env]

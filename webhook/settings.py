@@ -13,9 +13,10 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Final, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from initcontainer import contract
@@ -36,6 +37,10 @@ RESERVED_INIT_ENV: Final = frozenset(
         contract.ENV_INSECURE_SKIP_TLS_VERIFY,
         contract.ENV_USERNAME,
         contract.ENV_PASSWORD,
+        # Set from the s3_region, s3_endpoint and sts_endpoint settings.
+        contract.ENV_S3_REGION,
+        contract.ENV_S3_ENDPOINT,
+        contract.ENV_STS_ENDPOINT,
     }
 )
 PROXY_ENV: Final = frozenset(
@@ -65,12 +70,27 @@ class Settings(BaseSettings):
         description="Prefix added to every annotation key, e.g. 'example.com/' makes the trigger "
         "'example.com/package-url'. Empty by default, so the trigger is exactly 'package-url'.",
     )
-    allowed_schemes: list[Literal["https", "http", "oci"]] = Field(
-        default=["https", "oci"], description="URL schemes a package-url may use (oci: OCI registries)."
+    allowed_schemes: list[Literal["https", "http", "oci", "s3"]] = Field(
+        default=["https", "oci", "s3"],
+        description="URL schemes a package-url may use (oci: OCI registries; s3: s3://BUCKET/KEY).",
     )
     allowed_hosts: list[str] = Field(
         default_factory=list,
-        description="Hosts a package-url may point at; '*.example.com' matches subdomains. Empty: any host.",
+        description="Hosts a package-url may point at; '*.example.com' matches subdomains; buckets of s3:// "
+        "URLs are listed as 's3://BUCKET' ('s3://*': any). Empty: any host and any bucket.",
+    )
+    s3_region: str | None = Field(
+        default=None,
+        description="Region of s3:// packages whose Secret names none (PACKAGE_S3_REGION). Empty: us-east-1.",
+    )
+    s3_endpoint: str | None = Field(
+        default=None,
+        description="S3-compatible endpoint (https://host[:port]) for s3:// packages whose Secret names none "
+        "(PACKAGE_S3_ENDPOINT); path-style addressing. Empty: AWS.",
+    )
+    sts_endpoint: str | None = Field(
+        default=None,
+        description="STS endpoint for web identity (PACKAGE_STS_ENDPOINT). Empty: the region's AWS STS.",
     )
     require_checksum: bool = Field(
         default=False, description="Deny pods without package-sha256 (oci://: without an @sha256: digest)."
@@ -171,6 +191,37 @@ class Settings(BaseSettings):
             if problem:
                 raise ValueError(problem)
         return value
+
+    @field_validator("s3_region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", value):
+            raise ValueError(f"{value!r} is not a region name like eu-west-1")
+        return value or None
+
+    @field_validator("s3_endpoint", "sts_endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        """scheme://host[:port][/prefix], checked as the init container will check it."""
+        if not value:
+            return None
+        parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise ValueError(f"{value!r} has an invalid port") from None
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError(f"{value!r} must be an https:// URL with a host, e.g. https://minio.example.com")
+        if parts.username is not None or "@" in parts.netloc or parts.query or parts.fragment:
+            raise ValueError(f"{value!r} must hold no user, password, query string or fragment")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _plain_http_endpoint(self) -> Settings:
+        for name in ("s3_endpoint", "sts_endpoint"):
+            if (getattr(self, name) or "").startswith("http://") and "http" not in self.allowed_schemes:
+                raise ValueError(f"{name} uses plain http://; add http to allowed_schemes to allow it")
+        return self
 
     @field_validator("default_mount_path")
     @classmethod

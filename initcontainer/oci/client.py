@@ -126,7 +126,7 @@ class RegistryAuth(Auth):
                 raise HTTPClientError(self._no_credentials_message("Basic"))
         return False
 
-    def refused(self, sent_auth: bool) -> str | None:
+    def unauthorized(self, sent_auth: bool) -> str | None:
         """The registry's final 401, worded for registries (the transport's wording is for URLs)."""
         if self._token is not None and self._credential is not None:
             return (

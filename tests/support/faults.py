@@ -61,6 +61,7 @@ class Seen:
     method: str
     path: str
     headers: dict[str, str]
+    body: bytes = b""
 
     def header(self, name: str) -> str | None:
         for k, v in self.headers.items():
@@ -87,6 +88,17 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         owner._record(Seen(self.command, self.path, dict(self.headers.items())))
         spec = owner._next(path)
+        if spec is None:
+            self._simple(404, b"not found\n")
+            return
+        self._respond(spec)
+
+    def do_POST(self) -> None:
+        """A form POST (an STS token exchange): recorded with its body, answered like a GET."""
+        owner = self.server.owner
+        body = self.rfile.read(min(int(self.headers.get("Content-Length") or 0), 1 << 20))
+        owner._record(Seen(self.command, self.path, dict(self.headers.items()), body))
+        spec = owner._next(self.path.split("?", 1)[0])
         if spec is None:
             self._simple(404, b"not found\n")
             return

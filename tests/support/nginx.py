@@ -16,6 +16,7 @@ Locations: `/` serves `root`; `/basic/` and `/bearer/` serve the same files behi
 auth; `/to-http/X` redirects (302) to `http://127.0.0.1:PORT/X` and, with tls,
 `/to-https/X` to `https://127.0.0.1:TLSPORT/X` (same host, other scheme and port).
 `limit_rate` (e.g. "200k") throttles every response, for slow-download tests.
+`proxy_to=PORT` makes it a reverse proxy (TLS terminator) for a plain-HTTP server on 127.0.0.1:PORT.
 `nginx_binary()` is None when nginx is not installed (`scripts/setup.sh` installs it).
 """
 
@@ -188,6 +189,7 @@ def _config(
     basic_auth: bool,
     bearer_token: str | None,
     limit_rate: str | None,
+    proxy_to: int | None = None,
 ) -> str:
     user = "user root root;" if os.geteuid() == 0 else ""
     listen = [f"listen 127.0.0.1:{srv.port};"]
@@ -199,6 +201,13 @@ def _config(
         ]
     rate = f"limit_rate {limit_rate};" if limit_rate else ""
     locations = [f"location / {{ root {srv.root}; {rate} }}"]
+    if proxy_to is not None:
+        # A TLS terminator in front of a plain-HTTP server; Host passes unchanged (it is signed).
+        locations = [
+            f"location / {{ proxy_pass http://127.0.0.1:{proxy_to}; proxy_set_header Host $http_host; "
+            "proxy_http_version 1.1; proxy_buffering off; proxy_request_buffering off; "
+            "client_max_body_size 0; }"
+        ]
     # For wait_idle: nginx's request counters; not logged, so it never shows in requests().
     locations.append(f"location = {_STATUS_PATH} {{ stub_status; access_log off; }}")
     # Scheme switches on the same host (other port): /to-http/X -> http://.../X, /to-https/X -> https://.../X.
@@ -268,8 +277,9 @@ def start_nginx(
     bearer_token: str | None = None,
     tls: bool = False,
     limit_rate: str | None = None,
+    proxy_to: int | None = None,
 ) -> NginxServer:
-    """Start nginx serving `root`; its config, logs and certs live in `workdir`. Call `.stop()`."""
+    """Start nginx serving `root` (or proxying to 127.0.0.1:`proxy_to`); config, logs, certs in `workdir`."""
     binary = nginx_binary()
     if binary is None:
         raise RuntimeError("nginx is not installed: run scripts/setup.sh")
@@ -288,7 +298,13 @@ def start_nginx(
         )
         conf = workdir / "nginx.conf"
         conf.write_text(
-            _config(srv, basic_auth=basic_auth is not None, bearer_token=bearer_token, limit_rate=limit_rate)
+            _config(
+                srv,
+                basic_auth=basic_auth is not None,
+                bearer_token=bearer_token,
+                limit_rate=limit_rate,
+                proxy_to=proxy_to,
+            )
         )
         proc = subprocess.Popen(
             [binary, "-p", str(srv.prefix), "-c", str(conf), "-e", str(srv.prefix / "error.log")],

@@ -103,7 +103,9 @@ def test_invalid_annotation_is_denied_with_status(make_pod: PodFactory, settings
     assert response["status"] == {
         "code": 400,
         "reason": "BadRequest",
-        "message": 'package-injector: annotation "package-url": must be an absolute https:// or oci:// URL',
+        "message": (
+            'package-injector: annotation "package-url": must be an absolute https://, oci:// or s3:// URL'
+        ),
     }
     assert "did you mean" in response["warnings"][0]
     assert str(out.decision) == "denied:invalid-annotation"

@@ -67,8 +67,12 @@ def test_all_keys_parsed_and_normalized() -> None:
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
-        ("package-url", "files.example.com/a.tgz", "must be an absolute https:// or oci:// URL"),
-        ("package-url", "ftp://files.example.com/a.tgz", "must be an absolute https:// or oci:// URL"),
+        ("package-url", "files.example.com/a.tgz", "must be an absolute https://, oci:// or s3:// URL"),
+        (
+            "package-url",
+            "ftp://files.example.com/a.tgz",
+            "must be an absolute https://, oci:// or s3:// URL",
+        ),
         ("package-url", "", "is empty"),
         ("package-url", "https://files.example.com/a b.tgz", "whitespace or control characters"),
         ("package-url", "https://files.example.com:99999/a.tgz", "invalid port"),

@@ -121,6 +121,9 @@ app.kubernetes.io/part-of: package-injector
 }}
 {{- if $p.maxSizeLimit }}{{ $_ := set $s "max_size_limit" $p.maxSizeLimit }}{{ end }}
 {{- if $p.defaultSizeLimit }}{{ $_ := set $s "default_size_limit" $p.defaultSizeLimit }}{{ end }}
+{{- if $p.s3.region }}{{ $_ := set $s "s3_region" $p.s3.region }}{{ end }}
+{{- if $p.s3.endpoint }}{{ $_ := set $s "s3_endpoint" $p.s3.endpoint }}{{ end }}
+{{- if $p.s3.stsEndpoint }}{{ $_ := set $s "sts_endpoint" $p.s3.stsEndpoint }}{{ end }}
 {{- toYaml $s }}
 {{- end }}
 
