@@ -17,16 +17,16 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import yaml
-from pydantic import ValidationError
 
 from webhook import __version__, limits, workloads
 from webhook.inject import Denied, inject
-from webhook.settings import Settings, load_settings
+from webhook.settings import Settings, SettingsError, load_settings_or_explain
 
 # Subcommands implemented in their own modules: each has add_arguments(parser) and run(args) -> int.
 DELEGATED = {
     "certs": "create a CA and serving certificate for the webhook",
     "check": "check a running installation in the current cluster",
+    "explain": "say whether a Pod or workload was or would be injected, and if not, why and what to change",
 }
 
 
@@ -116,18 +116,8 @@ def run_inject(stream: TextIO, out: TextIO, err: TextIO, settings: Settings, nam
     return 0
 
 
-class SettingsError(Exception):
-    """Settings cannot be loaded (bad variable, bad config file): the operator's to fix, no traceback."""
-
-
 def _settings(args: argparse.Namespace) -> Settings:
-    try:
-        return load_settings(args.config)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise SettingsError(f"invalid settings: {problems}") from None
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise SettingsError(f"cannot load settings from {args.config}: {exc}") from None
+    return load_settings_or_explain(args.config)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

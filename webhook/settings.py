@@ -8,15 +8,18 @@ Environment variables win over the file. The Helm chart renders these variables.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
 
 import yaml
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 from initcontainer import contract
 from webhook.hosts import pattern_problem
@@ -230,8 +233,64 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
         loaded = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
         if loaded is not None and not isinstance(loaded, dict):
             raise ValueError(f"{path}: expected a mapping of settings, got {type(loaded).__name__}")
-        file_values = {k.replace("-", "_"): v for k, v in (loaded or {}).items()}
+        file_values = loaded or {}
+    return settings_from_values(file_values, **overrides)
+
+
+def settings_from_values(
+    values: Mapping[str, Any], *, environment: bool = True, **overrides: Any
+) -> Settings:
+    """Settings from a mapping (a file's content), then the environment unless told not to, then overrides.
+
+    `environment=False` reads nothing from this process's environment: for settings read from a cluster,
+    which the caller's shell variables must not change.
+    """
+    file_values = {str(k).replace("-", "_"): v for k, v in values.items()}
+    if not environment:
+        return Settings.model_validate({**file_values, **overrides})
     env_names = {name for name in Settings.model_fields if f"{ENV_PREFIX}{name.upper()}" in os.environ}
     merged = {k: v for k, v in file_values.items() if k not in env_names}
     merged.update(overrides)
     return Settings(**merged)
+
+
+class SettingsError(Exception):
+    """Settings cannot be loaded (bad variable, bad file): the operator's to fix, said without a traceback."""
+
+
+def _where(name: str) -> str:
+    """How the user wrote setting `name`: the environment variable when it is set, else the file key."""
+    env = f"{ENV_PREFIX}{name.upper()}"
+    return env if env in os.environ else name
+
+
+def _describe_problem(error: Mapping[str, Any]) -> str:
+    loc = [str(p) for p in error["loc"]]
+    name = loc[0] if loc else "?"
+    if error["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(name, Settings.model_fields, n=1, cutoff=0.6)
+        hint = f'; did you mean "{close[0]}"?' if close else " (see the settings reference in the docs)"
+        return f'unknown setting "{name}"{hint}'
+    where = ".".join([_where(name), *loc[1:]])
+    return f"{where}: {str(error['msg']).removeprefix('Value error, ')}"
+
+
+def load_settings_or_explain(config_file: str | os.PathLike[str] | None = None) -> Settings:
+    """`load_settings`, with every failure turned into one SettingsError sentence per problem."""
+    try:
+        return load_settings(config_file)
+    except ValidationError as exc:
+        problems = "; ".join(_describe_problem(e) for e in exc.errors())
+        raise SettingsError(f"invalid settings: {problems}") from None
+    except PydanticSettingsError as exc:
+        # A PACKAGE_INJECTOR_* variable of a list or mapping setting that is not JSON.
+        name = str(exc).partition('field "')[2].partition('"')[0]
+        env = f"{ENV_PREFIX}{name.upper()}" if name else "a PACKAGE_INJECTOR_* variable"
+        field = Settings.model_fields.get(name)
+        is_list = field is not None and getattr(field.annotation, "__origin__", None) is list
+        example = "'[\"a.example.com\"]'" if is_list else '\'{"KEY": "value"}\''
+        kind = "list" if is_list else "mapping"
+        raise SettingsError(f"{env} must be a JSON {kind}, e.g. {env}={example}") from None
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        source = config_file or os.environ.get(CONFIG_FILE_ENV)
+        raise SettingsError(f"cannot load settings from {source}: {exc}") from None

@@ -108,14 +108,17 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     broken = cli("inject", "-f", "-", stdin="a: [b\n")
     assert broken.returncode == 2 and "not valid YAML" in broken.stderr
     bad_settings = cli("inject", "-f", "-", stdin="{}", env={"PACKAGE_INJECTOR_MAX_SIZE_LIMIT": "huge"})
-    assert bad_settings.returncode == 2 and "invalid settings: max_size_limit" in bad_settings.stderr
+    assert (
+        bad_settings.returncode == 2
+        and "invalid settings: PACKAGE_INJECTOR_MAX_SIZE_LIMIT: 'huge' is not" in bad_settings.stderr
+    )
     assert "Traceback" not in bad_settings.stderr
 
 
 def test_help_lists_the_subcommands() -> None:
     result = cli("--help")
     assert result.returncode == 0
-    for command in ("serve", "inject", "certs", "check"):
+    for command in ("serve", "inject", "certs", "check", "explain"):
         assert command in result.stdout
 
 

@@ -1,0 +1,172 @@
+"""Read-only Kubernetes API access for the offline commands (`explain`, `inject --cluster-settings`).
+
+One operation, GET of an API path as JSON, so the callers stay independent of a client library and tests
+can answer from a real apiserver or a dict. The connection comes from a kubeconfig (flag, $KUBECONFIG,
+~/.kube/config) or, inside a Pod, the service account. The settings the cluster's webhook runs with are
+read from the ConfigMap the chart (and deploy/) mounts into the webhook, found through the
+MutatingWebhookConfiguration's service reference: no release name to guess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import yaml
+
+from webhook.settings import Settings, settings_from_values
+
+DEFAULT_CONFIGURATION: Final = "package-injector"
+CONFIG_KEY: Final = "config.yaml"
+MWC_PATH: Final = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
+# Metadata only (no `data`): enough to know a Secret exists, without reading its content.
+METADATA_ONLY: Final = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+
+
+class ApiError(Exception):
+    """The API answered with an error other than 404 (or could not be reached)."""
+
+    def __init__(self, path: str, status: int, message: str) -> None:
+        super().__init__(f"GET {path}: {status or 'no answer'} {message}".rstrip())
+        self.status = status
+
+
+Getter = Callable[[str, bool], "dict[str, Any] | None"]
+
+
+@dataclass(frozen=True)
+class Kube:
+    """GET `path` (metadata only when asked) -> the object, or None on 404; raises ApiError otherwise."""
+
+    get_json: Getter
+    where: str
+
+    def get(self, path: str, metadata_only: bool = False) -> dict[str, Any] | None:
+        return self.get_json(path, metadata_only)
+
+
+def default_kubeconfig() -> str | None:
+    """The kubeconfig kubectl would use, if one exists."""
+    path = os.path.expanduser(os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0])
+    return path if os.path.exists(path) else None
+
+
+def connect(kubeconfig: str | None, context: str | None) -> Kube:
+    """A connection from a kubeconfig or the in-cluster service account; raises on missing credentials."""
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+
+    path = kubeconfig or default_kubeconfig()
+    if path or context:
+        api_client = config.new_client_from_config(config_file=path, context=context)  # type: ignore[no-untyped-call]
+        where = f"kubeconfig {path}" + (f", context {context}" if context else "")
+    elif "KUBERNETES_SERVICE_HOST" in os.environ:
+        configuration = client.Configuration()
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        api_client = client.ApiClient(configuration)
+        where = "in-cluster service account"
+    else:
+        raise LookupError(
+            "no kubeconfig: set --kubeconfig or $KUBECONFIG, or create ~/.kube/config (kubectl's own)"
+        )
+
+    def get_json(path: str, metadata_only: bool) -> dict[str, Any] | None:
+        headers = {"Accept": METADATA_ONLY if metadata_only else "application/json"}
+        try:
+            resp: Any = api_client.call_api(
+                path,
+                "GET",
+                header_params=headers,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=15,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            try:
+                message = json.loads(exc.body or "{}").get("message") or exc.reason
+            except ValueError:
+                message = exc.reason
+            raise ApiError(path, int(exc.status or 0), str(message)) from None
+        except Exception as exc:  # urllib3 connection errors: say where, no traceback
+            raise ApiError(path, 0, f"({type(exc).__name__}: {exc})") from None
+        response = resp[0] if isinstance(resp, tuple) else resp
+        data: dict[str, Any] = json.loads(response.data)
+        return data
+
+    return Kube(get_json, where)
+
+
+def resource_path(kind: str, namespace: str | None, name: str | None = None) -> str:
+    """API path of a namespaced object (or collection) of the kinds `explain` reads."""
+    group = KINDS[kind]
+    ns = f"/namespaces/{namespace}" if namespace else ""
+    tail = f"/{name}" if name else ""
+    return f"{group[0]}{ns}/{group[1]}{tail}"
+
+
+# kind -> (API prefix, plural); CronJob is batch/v1 from 1.21 (explain falls back to v1beta1).
+KINDS: Final = {
+    "Pod": ("/api/v1", "pods"),
+    "Namespace": ("/api/v1", "namespaces"),
+    "Secret": ("/api/v1", "secrets"),
+    "ConfigMap": ("/api/v1", "configmaps"),
+    "Deployment": ("/apis/apps/v1", "deployments"),
+    "StatefulSet": ("/apis/apps/v1", "statefulsets"),
+    "DaemonSet": ("/apis/apps/v1", "daemonsets"),
+    "ReplicaSet": ("/apis/apps/v1", "replicasets"),
+    "Job": ("/apis/batch/v1", "jobs"),
+    "CronJob": ("/apis/batch/v1", "cronjobs"),
+}
+
+
+def webhook_configuration(kube: Kube, name: str) -> dict[str, Any] | None:
+    """The MutatingWebhookConfiguration `name`, or None."""
+    return kube.get(f"{MWC_PATH}/{name}")
+
+
+def settings_configmap(mwc: dict[str, Any]) -> tuple[str, str]:
+    """(namespace, name) of the webhook's settings ConfigMap: the chart names it like the Service."""
+    for webhook in mwc.get("webhooks") or []:
+        service = (webhook.get("clientConfig") or {}).get("service")
+        if isinstance(service, dict) and service.get("name") and service.get("namespace"):
+            return str(service["namespace"]), str(service["name"])
+    raise LookupError(
+        "the webhook configuration calls a URL, not a Service: name the settings ConfigMap with "
+        "--settings-configmap NAMESPACE/NAME"
+    )
+
+
+def cluster_settings(kube: Kube, configuration: str, configmap: str | None = None) -> tuple[Settings, str]:
+    """The settings the cluster's webhook runs with, and where they were read (for messages).
+
+    Environment variables of the webhook Deployment would win over the file in the cluster; the chart sets
+    none besides the file's path, and those of the caller's shell are not applied here.
+    """
+    if configmap:
+        namespace, _, name = configmap.partition("/")
+        if not name:
+            raise LookupError(f"--settings-configmap must be NAMESPACE/NAME, got {configmap!r}")
+    else:
+        mwc = webhook_configuration(kube, configuration)
+        if mwc is None:
+            raise LookupError(
+                f"MutatingWebhookConfiguration {configuration} not found (installed under another name? "
+                "use --name)"
+            )
+        namespace, name = settings_configmap(mwc)
+    cm = kube.get(resource_path("ConfigMap", namespace, name))
+    where = f"ConfigMap {namespace}/{name}"
+    if cm is None:
+        raise LookupError(f"{where} not found")
+    text = (cm.get("data") or {}).get(CONFIG_KEY)
+    if text is None:
+        raise LookupError(f"{where} has no {CONFIG_KEY} key")
+    values = yaml.safe_load(text) or {}
+    if not isinstance(values, dict):
+        raise LookupError(f"{where}: {CONFIG_KEY} is not a mapping of settings")
+    return settings_from_values(values, environment=False), where
