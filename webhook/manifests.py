@@ -52,7 +52,10 @@ def read_sources(paths: list[str]) -> list[Source]:
     sources = []
     for name in expand(paths):
         if name == "-":
-            sources.append(Source("<stdin>", sys.stdin.read()))
+            try:
+                sources.append(Source("<stdin>", sys.stdin.buffer.read().decode("utf-8")))
+            except UnicodeDecodeError:
+                raise ManifestError("cannot read <stdin>: not UTF-8 text") from None
             continue
         try:
             sources.append(Source(name, Path(name).read_text(encoding="utf-8")))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import secrets
+import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -157,10 +159,7 @@ def test_settings_found_through_the_webhook_configurations_service(
     }
     status, body = cluster.request("POST", MWC_PATH, mwc)
     assert status == 201, body
-    manifest = {
-        **pod("web", {"package-url": URL}),
-        "metadata": {"name": "web", "annotations": {"package-url": URL}},
-    }
+    manifest = pod("web", {"package-url": URL})
     try:
         parser = argparse.ArgumentParser()
         explain.add_arguments(parser)
@@ -172,9 +171,18 @@ def test_settings_found_through_the_webhook_configurations_service(
             )
         )
         out = capsys.readouterr().out
+        # `inject --cluster-settings` reads the same ConfigMap the same way.
+        injected = subprocess.run(
+            [sys.executable, "-m", "webhook", "inject", "--cluster-settings", "--kubeconfig",
+             str(cluster.kubeconfig), "--name", name, "-f", str(path)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
     finally:
         cluster.request("DELETE", f"{MWC_PATH}/{name}")
     assert code == 1, out
     assert f"settings: ConfigMap {ns}/pi-settings" in out
     assert '"package-sha256": is required in this cluster' in out
     assert f"needs {name}-nobody In (x)" in out
+    assert injected.returncode == 1, injected.stderr
+    assert f"using the settings of ConfigMap {ns}/pi-settings" in injected.stderr
+    assert '"package-sha256": is required in this cluster' in injected.stderr
