@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import yaml
 
-from webhook.settings import Settings, settings_from_values
+from webhook.settings import Settings, settings_from_environment, settings_from_values
 
 DEFAULT_CONFIGURATION: Final = "package-injector"
 CONFIG_KEY: Final = "config.yaml"
@@ -141,11 +141,24 @@ def settings_configmap(mwc: dict[str, Any]) -> tuple[str, str]:
     )
 
 
+def _container_env(deployment: dict[str, Any]) -> dict[str, str]:
+    """Plain `value` variables of the Deployment's containers (valueFrom cannot be resolved here)."""
+    env: dict[str, str] = {}
+    for container in (
+        ((deployment.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers", [])
+    ):
+        for var in container.get("env") or []:
+            if isinstance(var, dict) and isinstance(var.get("value"), str):
+                env[str(var.get("name"))] = var["value"]
+    return env
+
+
 def cluster_settings(kube: Kube, configuration: str, configmap: str | None = None) -> tuple[Settings, str]:
     """The settings the cluster's webhook runs with, and where they were read (for messages).
 
-    Environment variables of the webhook Deployment would win over the file in the cluster; the chart sets
-    none besides the file's path, and those of the caller's shell are not applied here.
+    The settings file from the ConfigMap, then the PACKAGE_INJECTOR_* variables of the webhook Deployment
+    (named like the ConfigMap, as the chart and deploy/ name them), which win as they do in the Pod; the
+    caller's own environment is not applied.
     """
     if configmap:
         namespace, _, name = configmap.partition("/")
@@ -169,4 +182,8 @@ def cluster_settings(kube: Kube, configuration: str, configmap: str | None = Non
     values = yaml.safe_load(text) or {}
     if not isinstance(values, dict):
         raise LookupError(f"{where}: {CONFIG_KEY} is not a mapping of settings")
+    deployment = kube.get(resource_path("Deployment", namespace, name))
+    if deployment is not None:
+        values = {**values, **settings_from_environment(_container_env(deployment))}
+        where += f" and Deployment {namespace}/{name}'s environment"
     return settings_from_values(values, environment=False), where

@@ -254,6 +254,19 @@ def settings_from_values(
     return Settings(**merged)
 
 
+def settings_from_environment(env: Mapping[str, str]) -> dict[str, Any]:
+    """The settings a PACKAGE_INJECTOR_* environment (e.g. a Deployment's env) sets, lists and mappings
+    decoded from JSON as pydantic-settings decodes them; the config-file variable and other names ignored."""
+    values: dict[str, Any] = {}
+    for name, text in env.items():
+        field = name.removeprefix(ENV_PREFIX).lower()
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_FILE_ENV or field not in Settings.model_fields:
+            continue
+        origin = getattr(Settings.model_fields[field].annotation, "__origin__", None)
+        values[field] = json.loads(text) if origin in (list, dict) else text
+    return values
+
+
 class SettingsError(Exception):
     """Settings cannot be loaded (bad variable, bad file): the operator's to fix, said without a traceback."""
 
