@@ -1,11 +1,11 @@
-"""Read-only Kubernetes API access for the offline commands (`explain`, `inject --cluster-settings`).
+"""Kubernetes API access for the commands that talk to a cluster: `check`, `explain`, `inject
+--cluster-settings`.
 
-One operation, GET of an API path as JSON, so the callers stay independent of a client library and tests
-can answer from a real apiserver or a dict. The connection comes from a kubeconfig (flag, $KUBECONFIG,
-~/.kube/config) or, inside a Pod, the service account. The settings the cluster's webhook runs with are
-read from the ConfigMap the chart (and deploy/) mounts into the webhook, found through the
-MutatingWebhookConfiguration's service reference: no release name to guess.
-"""
+GET and POST of an API path as JSON (POST only for dry-runs and access reviews), so callers stay
+independent of a client library and tests can answer from a real apiserver or a dict. The connection comes
+from a kubeconfig (flag, $KUBECONFIG, ~/.kube/config) or, inside a Pod, the service account. The settings
+the cluster's webhook runs with are read from the ConfigMap the chart (and deploy/) mounts into the
+webhook, found through the MutatingWebhookConfiguration's service reference: no release name to guess."""
 
 from __future__ import annotations
 
@@ -35,17 +35,27 @@ class ApiError(Exception):
 
 
 Getter = Callable[[str, bool], "dict[str, Any] | None"]
+Poster = Callable[[str, dict[str, Any]], tuple[int, dict[str, Any]]]
+
+
+def _no_post(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    raise ApiError(path, 0, "this connection is read-only")
 
 
 @dataclass(frozen=True)
 class Kube:
-    """GET `path` (metadata only when asked) -> the object, or None on 404; raises ApiError otherwise."""
+    """GET `path` (metadata only when asked) -> the object, or None on 404; raises ApiError otherwise.
+    POST `path` -> (status, body), API errors included as answers (a refusal is a finding)."""
 
     get_json: Getter
     where: str
+    post_json: Poster = _no_post
 
     def get(self, path: str, metadata_only: bool = False) -> dict[str, Any] | None:
         return self.get_json(path, metadata_only)
+
+    def post(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        return self.post_json(path, body)
 
 
 def default_kubeconfig() -> str | None:
@@ -98,7 +108,29 @@ def connect(kubeconfig: str | None, context: str | None) -> Kube:
         data: dict[str, Any] = json.loads(response.data)
         return data
 
-    return Kube(get_json, where)
+    def post_json(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        try:
+            resp: Any = api_client.call_api(
+                path,
+                "POST",
+                header_params={"Accept": "application/json", "Content-Type": "application/json"},
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=15,
+            )
+        except ApiException as exc:
+            try:
+                answer: dict[str, Any] = json.loads(exc.body or "{}")
+            except ValueError:
+                answer = {"message": str(exc.body)}
+            return int(exc.status or 0), answer
+        except Exception as exc:
+            raise ApiError(path, 0, f"({type(exc).__name__}: {exc})") from None
+        response = resp[0] if isinstance(resp, tuple) else resp
+        return int(response.status), json.loads(response.data)
+
+    return Kube(get_json, where, post_json)
 
 
 def resource_path(kind: str, namespace: str | None, name: str | None = None) -> str:
@@ -113,6 +145,7 @@ def resource_path(kind: str, namespace: str | None, name: str | None = None) -> 
 KINDS: Final = {
     "Pod": ("/api/v1", "pods"),
     "Namespace": ("/api/v1", "namespaces"),
+    "Endpoints": ("/api/v1", "endpoints"),
     "Secret": ("/api/v1", "secrets"),
     "ConfigMap": ("/api/v1", "configmaps"),
     "Deployment": ("/apis/apps/v1", "deployments"),

@@ -529,10 +529,17 @@ def test_helm_test_hook_and_its_permissions() -> None:
             "verbs": ["get"],
         }
     ]
-    role = one(test_objects, "Role")
+    role = one(test_objects, "Role", f"{RELEASE}-test")
     assert role["metadata"]["namespace"] == "default"
     assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]}]
-    for binding in [one(test_objects, "RoleBinding"), one(test_objects, "ClusterRoleBinding")]:
+    endpoints = one(test_objects, "Role", f"{RELEASE}-test-endpoints")
+    assert endpoints["metadata"]["namespace"] == NAMESPACE
+    assert endpoints["rules"] == [
+        {"apiGroups": [""], "resources": ["endpoints"], "resourceNames": [RELEASE], "verbs": ["get"]}
+    ]
+    bindings = [*all_of(test_objects, "RoleBinding"), one(test_objects, "ClusterRoleBinding")]
+    assert {b["roleRef"]["name"] for b in bindings} == {f"{RELEASE}-test", f"{RELEASE}-test-endpoints"}
+    for binding in bindings:
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": f"{RELEASE}-test", "namespace": NAMESPACE}
         ]

@@ -132,6 +132,30 @@ def test_settings_found_through_the_webhook_configurations_service(
     """The chart's layout: the ConfigMap is named like the Service the configuration calls."""
     ns = namespace(registered)
     settings_configmap(cluster, ns, "pi-settings", "require_checksum: true\n")
+    # The webhook Deployment's own variables win over the file, in the Pod and here.
+    webhook_deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "pi-settings"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "pi"}},
+            "template": {
+                "metadata": {"labels": {"app": "pi"}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "webhook",
+                            "image": "example.invalid/package-injector:1",
+                            "env": [
+                                {"name": "PACKAGE_INJECTOR_ALLOWED_HOSTS", "value": '["other.example.com"]'}
+                            ],
+                        }
+                    ]
+                },
+            },
+        },
+    }
+    create(cluster, ns, webhook_deployment, "deployments", "/apis/apps/v1")
     name = f"explain-svc-{secrets.token_hex(3)}"
     mwc = {
         "apiVersion": "admissionregistration.k8s.io/v1",
@@ -182,6 +206,8 @@ def test_settings_found_through_the_webhook_configurations_service(
     assert code == 1, out
     assert f"settings: ConfigMap {ns}/pi-settings" in out
     assert '"package-sha256": is required in this cluster' in out
+    assert 'host "packages.example.com" is not in the cluster allow-list (other.example.com)' in out
+    assert f"and Deployment {ns}/pi-settings's environment" in out
     assert f"needs {name}-nobody In (x)" in out
     assert injected.returncode == 1, injected.stderr
     assert f"using the settings of ConfigMap {ns}/pi-settings" in injected.stderr
