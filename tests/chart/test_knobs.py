@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import pytest
 import yaml
 
 from initcontainer import contract
-from tests.chart.helpers import CHART, DEPLOY, SCHEMA_VERSIONS, kustomize, one, render, validate
+from tests.chart.helpers import CHART, DEPLOY, REPO, SCHEMA_VERSIONS, kustomize, one, render, validate
 from webhook.settings import RESERVED_INIT_ENV
 
 
@@ -189,3 +191,16 @@ def test_schema_refuses_what_would_fail_at_start(values: dict[str, Any], words: 
 def test_a_ca_bundle_that_is_not_a_pem_certificate_is_refused_in_words(bundle: str) -> None:
     with pytest.raises(helm.HelmError, match=r"tls\.secret\.caBundle must be the PEM of the CA certificate"):
         render({"tls": {"mode": "secret", "secret": {"name": "my-tls", "caBundle": bundle}}})
+
+
+def test_schema_descriptions_are_the_values_yaml_comments() -> None:
+    """values.yaml's `# --` comments are the schema's descriptions (scripts/schema-descriptions.py)."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "schema-descriptions.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert "EKS" in schema["properties"]["hostNetwork"]["description"]

@@ -101,7 +101,6 @@ def test_pre_install_without_cert_manager(cluster: Cluster, capsys: pytest.Captu
     assert code == 1
     assert "FAIL  cert-manager: cert-manager.io/v1 is not served" in out
     assert "fix: install cert-manager with its CRDs first" in out
-    # cert-manager's resources are missing from the permission check's answer too: they are unknown.
     assert out.splitlines()[-1].startswith("FAILED: ")
 
 
