@@ -75,7 +75,7 @@ def main() -> int:
     new = json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
     if "--check" in sys.argv:
         if new != current:
-            print("values.schema.json descriptions differ from values.yaml: run scripts/schema-descriptions.py")
+            print("values.schema.json differs from values.yaml: run scripts/schema-descriptions.py")
             return 1
         return 0
     schema_path.write_text(new)
