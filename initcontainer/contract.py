@@ -106,3 +106,37 @@ KNOWN_ENV: Final = frozenset(
         ENV_PASSWORD,
     }
 )
+
+# One line per variable, for `package-init --help` (the full reference is docs/init-container.md).
+ENV_SUMMARY: Final = {
+    ENV_URL: "the package to fetch (required; https://, or http:// with PACKAGE_ALLOW_HTTP=true)",
+    ENV_SHA256: "expected SHA-256 of the download (64 hex digits, sha256: prefix optional)",
+    ENV_DEST: f"directory to fill (default {DEFAULT_DEST})",
+    ENV_STRIP_COMPONENTS: f"leading path components to drop, 0..{MAX_STRIP_COMPONENTS} (default 0)",
+    ENV_FORMAT: f"{', '.join(FORMATS)} (default {DEFAULT_FORMAT}: from the first bytes)",
+    ENV_CREDENTIALS_DIR: f"a mounted Secret: username+password or token, optional ca.crt "
+    f"(default {DEFAULT_CREDENTIALS_DIR})",
+    ENV_ALLOW_HTTP: "true to accept http:// URLs (default false)",
+    ENV_INSECURE_SKIP_TLS_VERIFY: "true turns TLS verification off (default false; never set by the webhook)",
+    ENV_MAX_DOWNLOAD_BYTES: "largest download, e.g. 4Gi (default 4Gi)",
+    ENV_MAX_EXTRACTED_BYTES: "largest extracted total (default 16Gi)",
+    ENV_MAX_FILES: f"most archive entries (default {DEFAULT_MAX_FILES})",
+    ENV_CONNECT_TIMEOUT: f"seconds to connect, or 10s/1m (default {DEFAULT_CONNECT_TIMEOUT:g})",
+    ENV_READ_TIMEOUT: f"seconds without a byte before the link is lost (default {DEFAULT_READ_TIMEOUT:g})",
+    ENV_TOTAL_TIMEOUT: f"deadline of the whole run, retries included (default {DEFAULT_TOTAL_TIMEOUT:g})",
+    ENV_RETRIES: f"consecutive transient failures tolerated (default {DEFAULT_RETRIES})",
+    ENV_TERMINATION_LOG: f"file for the JSON failure reason (default {DEFAULT_TERMINATION_LOG} if it exists)",
+    ENV_LOG_FORMAT: "json (default) or text",
+    ENV_USERNAME: "legacy basic-auth user (prefer a Secret in PACKAGE_CREDENTIALS_DIR)",
+    ENV_PASSWORD: "legacy basic-auth password (visible in the pod spec: prefer a Secret)",
+}
+EXIT_SUMMARY: Final = {
+    EXIT_OK: "installed, or already installed",
+    1: "internal error (a bug: please report it with the log)",
+    EXIT_CONFIG: "configuration: a PACKAGE_* variable is missing, unknown or invalid",
+    EXIT_TRANSPORT: "transport: DNS, connection, TLS, timeout, retries used up",
+    EXIT_HTTP_CLIENT: "HTTP 4xx: wrong URL, credentials or permissions",
+    EXIT_INTEGRITY: "integrity: checksum mismatch, not an archive, truncated, too large",
+    EXIT_UNSAFE_ARCHIVE: "unsafe archive: absolute or .. paths, links out of the tree, devices, bombs",
+    EXIT_LOCAL_IO: "local I/O: the volume is full or not writable",
+}
