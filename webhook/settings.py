@@ -41,9 +41,7 @@ RESERVED_INIT_ENV: Final = frozenset(
         contract.ENV_PASSWORD,
     }
 )
-PROXY_ENV: Final = frozenset(
-    {"HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy"}
-)
+PROXY_ENV: Final = contract.PROXY_ENV
 CONFIG_FILE_ENV = "PACKAGE_INJECTOR_CONFIG_FILE"
 
 # Kubernetes object names (here, not in webhook.annotations, so settings can check Secret names too).
@@ -126,6 +124,10 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"{name!r} is set per pod from annotations or is unsafe; remove it from init_env"
                 )
+            # The init container's own rule: a value it refuses would fail every injected Pod.
+            problem = contract.env_value_problem(name, value[name])
+            if problem:
+                raise ValueError(f"{problem} (the init container would refuse it in every Pod)")
         return value
 
     @field_validator("init_proxy_env")
@@ -135,6 +137,9 @@ class Settings(BaseSettings):
         for name in value:
             if name not in PROXY_ENV:
                 raise ValueError(f"{name!r} is not a proxy variable; allowed: {', '.join(sorted(PROXY_ENV))}")
+            problem = contract.env_value_problem(name, value[name])
+            if problem:
+                raise ValueError(f"{problem} (the init container would refuse it in every Pod)")
         return value
 
     @field_validator("init_image_pull_secrets")
