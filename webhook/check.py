@@ -527,7 +527,14 @@ def run_pre_checks(cluster: Cluster, args: argparse.Namespace) -> list[Result]:
                 )
         ns = args.release_namespace
         assert cluster.get is not None
-        if cluster.get(kubeapi.resource_path("Namespace", None, ns)) is None:
+        try:
+            exists = cluster.get(kubeapi.resource_path("Namespace", None, ns)) is not None
+        except kubeapi.ApiError as exc:
+            if exc.status != 403:
+                raise
+            exists = True  # unknown: the permission line below still says what is missing
+            results.append(Result(f"namespace {ns}", "SKIP", "you may not read namespaces"))
+        if not exists:
             allowed, _ = _allowed(cluster, "", "namespaces", None)
             results.append(
                 Result(
@@ -537,7 +544,7 @@ def run_pre_checks(cluster: Cluster, args: argparse.Namespace) -> list[Result]:
                     f"ask a cluster admin to create namespace {ns}",
                 )
             )
-        else:
+        elif not any(r.check == f"namespace {ns}" for r in results):
             results.append(Result(f"namespace {ns}", "PASS", "exists"))
         wanted = INSTALL_PERMISSIONS + (CERT_MANAGER_PERMISSIONS if args.tls_mode == "certManager" else ())
         denied = []
@@ -558,7 +565,12 @@ def run_pre_checks(cluster: Cluster, args: argparse.Namespace) -> list[Result]:
             results.append(
                 Result("permissions", "PASS", f"you may create everything the chart installs in {ns}")
             )
-        existing = cluster.get_configuration(args.name)
+        try:
+            existing = cluster.get_configuration(args.name)
+        except kubeapi.ApiError as exc:
+            if exc.status != 403:
+                raise
+            existing = None
         if existing is not None:
             results.append(
                 Result(

@@ -83,52 +83,45 @@ def connect(kubeconfig: str | None, context: str | None) -> Kube:
             "no kubeconfig: set --kubeconfig or $KUBECONFIG, or create ~/.kube/config (kubectl's own)"
         )
 
-    def get_json(path: str, metadata_only: bool) -> dict[str, Any] | None:
-        headers = {"Accept": METADATA_ONLY if metadata_only else "application/json"}
+    def request(method: str, path: str, accept: str, body: dict[str, Any] | None) -> tuple[int, bytes]:
+        """One call through the client's configuration (TLS, token, exec plugins); any status returned."""
+        headers = {"Accept": accept, "Content-Type": "application/json"}
         try:
-            resp: Any = api_client.call_api(
-                path,
-                "GET",
-                header_params=headers,
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=15,
+            method, url, headers, payload, post = api_client.param_serialize(
+                method, path, header_params=headers, body=body, auth_settings=["BearerToken"]
             )
+            resp: Any = api_client.call_api(
+                method, url, header_params=headers, body=payload, post_params=post, _request_timeout=15
+            )
+            data = resp.read()
+            return int(resp.status), bytes(data or b"")
         except ApiException as exc:
-            if exc.status == 404:
-                return None
-            try:
-                message = json.loads(exc.body or "{}").get("message") or exc.reason
-            except ValueError:
-                message = exc.reason
-            raise ApiError(path, int(exc.status or 0), str(message)) from None
+            return int(exc.status or 0), (exc.body or "").encode() if isinstance(exc.body, str) else bytes(
+                exc.body or b""
+            )
         except Exception as exc:  # urllib3 connection errors: say where, no traceback
             raise ApiError(path, 0, f"({type(exc).__name__}: {exc})") from None
-        response = resp[0] if isinstance(resp, tuple) else resp
-        data: dict[str, Any] = json.loads(response.data)
-        return data
+
+    def get_json(path: str, metadata_only: bool) -> dict[str, Any] | None:
+        status, data = request("GET", path, METADATA_ONLY if metadata_only else "application/json", None)
+        if status == 404:
+            return None
+        if status >= 300:
+            try:
+                message = json.loads(data or b"{}").get("message") or ""
+            except ValueError:
+                message = data.decode(errors="replace")[:200]
+            raise ApiError(path, status, str(message))
+        answer: dict[str, Any] = json.loads(data)
+        return answer
 
     def post_json(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        status, data = request("POST", path, "application/json", body)
         try:
-            resp: Any = api_client.call_api(
-                path,
-                "POST",
-                header_params={"Accept": "application/json", "Content-Type": "application/json"},
-                body=body,
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=15,
-            )
-        except ApiException as exc:
-            try:
-                answer: dict[str, Any] = json.loads(exc.body or "{}")
-            except ValueError:
-                answer = {"message": str(exc.body)}
-            return int(exc.status or 0), answer
-        except Exception as exc:
-            raise ApiError(path, 0, f"({type(exc).__name__}: {exc})") from None
-        response = resp[0] if isinstance(resp, tuple) else resp
-        return int(response.status), json.loads(response.data)
+            answer: dict[str, Any] = json.loads(data or b"{}")
+        except ValueError:
+            answer = {"message": data.decode(errors="replace")[:200]}
+        return status, answer
 
     return Kube(get_json, where, post_json)
 

@@ -47,7 +47,8 @@ def run_explain(
         ["--kubeconfig", str(cluster.kubeconfig), "--name", f"a-package-injector-{registered}", *argv]
     )
     code = explain.run(args)
-    return code, capsys.readouterr().out
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
 
 
 def create(
