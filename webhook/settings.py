@@ -64,52 +64,81 @@ class Settings(BaseSettings):
     annotation_prefix: str = Field(
         default="",
         description="Prefix added to every annotation key, e.g. 'example.com/' makes the trigger "
-        "'example.com/package-url'. Empty by default, so the trigger is exactly 'package-url'.",
+        "'example.com/package-url'. Empty by default, so the trigger is exactly 'package-"
+        "url'.",
     )
     allowed_schemes: list[Literal["https", "http"]] = Field(
-        default=["https"], description="URL schemes a package-url may use."
+        default=["https"],
+        description='URL schemes a package-url may use; add "http" for trusted mirrors (the init '
+        "container then gets PACKAGE_ALLOW_HTTP=true).",
     )
     allowed_hosts: list[str] = Field(
         default_factory=list,
-        description="Hosts a package-url may point at; '*.example.com' matches subdomains. Empty: any host.",
+        description="Hosts a package-url may point at; '*.example.com' matches subdomains (not the apex)."
+        " Empty: any host.",
     )
     require_checksum: bool = Field(default=False, description="Deny pods without package-sha256.")
     max_size_limit: str | None = Field(
-        default=None, description="Largest package-size-limit a pod may ask for (a Kubernetes quantity)."
+        default=None,
+        description="Largest package-size-limit a pod may ask for (a Kubernetes quantity such as 2Gi); "
+        "also caps the default.",
     )
     default_size_limit: str | None = Field(
-        default=None, description="sizeLimit of the shared emptyDir when a pod does not ask for one."
+        default=None,
+        description="sizeLimit of the shared emptyDir when a pod asks for none (capped by "
+        "max_size_limit). Unset: no limit.",
     )
-    default_mount_path: str = Field(default=contract.DEFAULT_DEST)
+    default_mount_path: str = Field(
+        default=contract.DEFAULT_DEST,
+        description="Where main containers see the package when a pod sets no package-mount-path.",
+    )
 
     # --- what gets injected ---
-    init_image: str = Field(default=f"{contract.DEFAULT_IMAGE_NAME}:0.1.0")
-    init_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    init_image: str = Field(
+        default=f"{contract.DEFAULT_IMAGE_NAME}:0.1.0",
+        description="Image of the injected init container. The chart and deploy/ set it as the "
+        "PACKAGE_INJECTOR_INIT_IMAGE variable of the webhook, where a kustomize images: entry can "
+        "change it.",
+    )
+    init_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        default="IfNotPresent", description="imagePullPolicy of the injected init container."
+    )
     init_resources: dict[str, dict[str, str]] = Field(
+        description="Resources of the injected init container (quantities as strings).",
         default_factory=lambda: {
             "requests": {"cpu": "50m", "memory": "64Mi"},
             "limits": {"memory": "256Mi"},
-        }
+        },
     )
     init_run_as_user: int | None = Field(
         default=65532,
-        description="UID of the init container when the pod sets none; set it to the mesh proxy's UID "
-        "(Istio: 1337) so the download bypasses the mesh redirect.",
+        description="UID of the init container when the pod sets none (or runs as root); set it to the "
+        "mesh proxy's UID (Istio: 1337) so the download bypasses the mesh redirect. null: the"
+        " pod's runAsUser, or the image's user when the pod sets none.",
     )
-    init_run_as_group: int | None = Field(default=65532)
+    init_run_as_group: int | None = Field(
+        default=65532,
+        description="GID of the init container under the same rule as init_run_as_user; a runAsGroup the "
+        "pod sets (other than 0) is kept.",
+    )
     init_env: dict[str, str] = Field(
         default_factory=dict,
-        description="Extra PACKAGE_* variables for the init container (limits, timeouts, log format).",
+        description="Extra PACKAGE_* variables for every injected init container (limits, timeouts, log "
+        "format). Names and values are checked with the init container's own rules "
+        "(initcontainer/contract.py) when the settings load; the variables the webhook sets "
+        "from annotations, and the unsafe ones, are refused.",
     )
     init_proxy_env: dict[str, str] = Field(
         default_factory=dict,
-        description="Proxy variables for the init container: HTTPS_PROXY, HTTP_PROXY, NO_PROXY "
-        "(or lowercase).",
+        description="Proxy variables for the init container: HTTPS_PROXY, HTTP_PROXY, NO_PROXY (or "
+        "lowercase). Only http:// proxies (https:// targets still go through them encrypted, "
+        "with CONNECT).",
     )
     init_image_pull_secrets: list[str] = Field(
         default_factory=list,
-        description="Secrets added to every injected pod's imagePullSecrets, for an init image in a private "
-        "registry. They must exist in each pod's namespace; a name the pod already lists is not added again.",
+        description="Secrets added to every injected pod's imagePullSecrets, for an init image in a "
+        "private registry. They must exist in each pod's namespace; a name the pod already "
+        "lists is not added again.",
     )
 
     @field_validator("init_env")
@@ -181,11 +210,16 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     # --- serving ---
-    host: str = "0.0.0.0"
-    port: int = 8443
-    metrics_port: int = 8080
-    tls_cert_file: Path = Path("/etc/package-injector/tls/tls.crt")
-    tls_key_file: Path = Path("/etc/package-injector/tls/tls.key")
+    host: str = Field(default="0.0.0.0", description="Address the HTTPS admission port binds to.")
+    port: int = Field(default=8443, description="HTTPS admission port (POST /mutate).")
+    metrics_port: int = Field(default=8080, description="Plain-HTTP port for /healthz, /readyz and /metrics.")
+    tls_cert_file: Path = Field(
+        default=Path("/etc/package-injector/tls/tls.crt"),
+        description="Serving certificate (PEM); reloaded when it changes.",
+    )
+    tls_key_file: Path = Field(
+        default=Path("/etc/package-injector/tls/tls.key"), description="Its private key (PEM)."
+    )
     cert_reload_interval: float = Field(default=10.0, description="Seconds between checks of the cert files.")
     max_body_bytes: int = Field(default=3 * 1024 * 1024, description="Larger AdmissionReviews get a 413.")
     max_connections: int = Field(
@@ -209,16 +243,21 @@ class Settings(BaseSettings):
     keep_alive_timeout: int = Field(
         default=5, ge=1, description="Seconds an idle keep-alive connection stays open between requests."
     )
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="debug, info, warning or error."
+    )
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="json (one object per line) or text."
+    )
     access_log: bool = Field(
         default=False, description="Log every HTTP request (admission logs already carry the decision)."
     )
     shutdown_delay: float = Field(
         default=0.0,
         ge=0,
-        description="Seconds between SIGTERM and closing the admission port, with /readyz failing meanwhile, "
-        "so endpoints drop the pod before it stops accepting. The chart sets a few seconds.",
+        description="Seconds between SIGTERM and closing the admission port, with /readyz failing "
+        "meanwhile, so endpoints drop the pod before it stops accepting. The chart sets a few"
+        " seconds.",
     )
     shutdown_timeout: float = Field(
         default=20.0, gt=0, description="Longest wait for in-flight reviews after the port is closed."
