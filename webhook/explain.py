@@ -284,7 +284,10 @@ def _annotations(
         result = inject(pod, ctx.settings, namespace)
     except Denied as denied:
         for warning in denied.warnings:
-            out.add("WARN", "annotations", warning.removeprefix("package-injector: "))
+            text = warning.removeprefix("package-injector: ")
+            out.add(
+                "WARN", "annotations", text, "rename the key as suggested" if "did you mean" in text else ""
+            )
         out.add(
             "FAIL",
             "webhook decision",
