@@ -202,7 +202,7 @@ def check_ca_bundle(
 # --- dry-run injection ----------------------------------------------------------------------------------
 
 
-def _handles_pods(webhook: dict[str, Any]) -> bool:
+def handles_pods(webhook: dict[str, Any]) -> bool:
     for rule in webhook.get("rules") or []:
         resources = rule.get("resources") or []
         groups = rule.get("apiGroups") or []
@@ -215,7 +215,7 @@ def probe_pod(webhooks: list[dict[str, Any]], annotation_prefix: str, package_ur
     """A Pod that every pod webhook of the configuration selects, restricted-PSS compliant, never run."""
     labels: dict[str, str] = {"app.kubernetes.io/name": "package-injector-check"}
     for webhook in webhooks:
-        if _handles_pods(webhook):
+        if handles_pods(webhook):
             labels.update((webhook.get("objectSelector") or {}).get("matchLabels") or {})
     return {
         "apiVersion": "v1",
@@ -395,7 +395,7 @@ def run_checks(cluster: Cluster, args: argparse.Namespace) -> list[Result]:
         results.append(endpoints)
     for webhook in webhooks:
         results.append(check_ca_bundle(webhook, timeout=args.timeout, in_cluster=cluster.in_cluster))
-    if not any(_handles_pods(w) for w in webhooks):
+    if not any(handles_pods(w) for w in webhooks):
         results.append(
             Result("dry-run injection", "FAIL", "no webhook of the configuration handles pods", FIX_REINSTALL)
         )

@@ -22,7 +22,7 @@ import yaml
 from initcontainer import contract
 from webhook import annotations as ann
 from webhook import workloads
-from webhook.check import _handles_pods
+from webhook.check import handles_pods
 from webhook.inject import Denied, inject
 from webhook.kubeapi import (
     DEFAULT_CONFIGURATION,
@@ -30,6 +30,7 @@ from webhook.kubeapi import (
     Kube,
     cluster_settings,
     connect,
+    default_kubeconfig,
     resource_path,
     webhook_configuration,
 )
@@ -172,7 +173,7 @@ def _selection(pod: dict[str, Any], namespace: str, ctx: Context, out: Explanati
             "(e.g. `helm template` output)",
         )
         return
-    pod_hooks = [w for w in ctx.webhooks if _handles_pods(w)]
+    pod_hooks = [w for w in ctx.webhooks if handles_pods(w)]
     if not pod_hooks:
         out.add(
             "FAIL",
@@ -493,8 +494,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _context(args: argparse.Namespace) -> tuple[Context, list[str]]:
     """Settings, webhook configuration and cluster access, and lines saying where each came from."""
-    from webhook.kubeapi import default_kubeconfig
-
     notes: list[str] = []
     kube: Kube | None = None
     if args.offline and args.targets:
