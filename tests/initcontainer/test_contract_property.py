@@ -4,8 +4,9 @@ Annotations x settings are drawn at random (hypothesis) from values near every r
 non-ASCII, control characters, credentials, bad ports and brackets; digests in every spelling; strip values
 that int() would take but the contract does not; every tunable of init_env and the proxies with good and bad
 values. When the settings load and `inject` admits the Pod, the init container's `load_config` must accept
-exactly the environment the webhook rendered. The one difference from a cluster: the package-secret Secret
-is a directory here, where the kubelet would mount it.
+exactly the environment the webhook rendered, after the kubelet's `$(VAR)`/`$$` handling (the stand-in in
+tests/support/kubelet_env.py). The one difference from a cluster: the package-secret Secret is a
+directory here, where the kubelet would mount it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic import ValidationError
 from initcontainer import contract
 from initcontainer.config import load_config
 from initcontainer.errors import ConfigError
+from tests.support.kubelet_env import container_env
 from webhook.inject import Denied, inject
 from webhook.settings import Settings
 
@@ -41,7 +43,7 @@ hosts = st.sampled_from(
     ]
 )
 paths = st.text(
-    alphabet=st.sampled_from([*"abz/.-_%~", "ä", " ", "\t", "\x00", "\x7f", "?", "#", "\u200b"]),
+    alphabet=st.sampled_from([*"abz/.-_%~$()", "ä", " ", "\t", "\x00", "\x7f", "?", "#", "\u200b"]),
     max_size=12,
 )
 urls = st.builds(
@@ -73,7 +75,7 @@ TUNABLE_VALUES: dict[str, list[str]] = {
     contract.ENV_READ_TIMEOUT: ["30", "0.5", "-3"],
     contract.ENV_TOTAL_TIMEOUT: ["1800", "1h"],
     contract.ENV_RETRIES: ["0", "5", "100", "101", "lots", "+3", "1_0", "٣"],
-    contract.ENV_TERMINATION_LOG: ["/tmp/term", "/dev/termination-log"],
+    contract.ENV_TERMINATION_LOG: ["/tmp/term", "/dev/termination-log", "/tmp/$(HOME)/t", "/tmp/$$x"],
 }
 PROXY_VALUES = [
     "http://proxy.corp:3128",
@@ -134,7 +136,7 @@ def test_what_the_webhook_admits_the_init_container_accepts(
         assume(False)  # denied at admission: the user is told, no Pod fails later
         return
     (init,) = [c for c in result.pod["spec"]["initContainers"] if c["name"] == contract.INIT_CONTAINER_NAME]
-    env = {e["name"]: e["value"] for e in init["env"]}
+    env = container_env(init)  # what the process sees after the kubelet's $(VAR) / $$ handling
     if contract.ENV_CREDENTIALS_DIR in env:
         # Where the kubelet mounts the Secret: a directory holding a token.
         secret_dir = tmp_path_factory.mktemp("secret")
