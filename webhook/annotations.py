@@ -138,7 +138,7 @@ _URL_MESSAGES: Final = {
     contract.URL_EMPTY: "is empty; set it to the https:// URL of the package",
     contract.URL_SPACE: "contains whitespace or control characters; percent-encode them",
     contract.URL_CHARACTERS: "contains control or non-ASCII characters; percent-encode them (ä is %C3%A4)",
-    contract.URL_INVALID: "is not a valid URL: an IPv6 host goes in [brackets], a port is 1 to 65535",
+    contract.URL_INVALID: "is not a valid URL: an IPv6 host goes in [brackets]; or an invalid port (1-65535)",
     contract.URL_NO_HOST: "has no host name; write it as https://HOST/PATH",
 }
 
