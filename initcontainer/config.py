@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 import re
 import ssl
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,21 +21,7 @@ from initcontainer.errors import ConfigError
 if TYPE_CHECKING:
     from initcontainer.s3 import S3Config
 
-_TRUE = frozenset({"true", "1", "yes", "on"})
-_FALSE = frozenset({"false", "0", "no", "off", ""})
-_SIZE_UNITS = {
-    "": 1,
-    "k": 1000,
-    "m": 1000**2,
-    "g": 1000**3,
-    "t": 1000**4,
-    "ki": 1024,
-    "mi": 1024**2,
-    "gi": 1024**3,
-    "ti": 1024**4,
-}
-_DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
-_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+
 # Kubernetes injects "service links" for every Service of the namespace, e.g. a
 # Service named "package-repo" gives PACKAGE_REPO_SERVICE_HOST and
 # PACKAGE_REPO_PORT_80_TCP_ADDR. They are not typos and must not stop the pod.
@@ -94,107 +79,108 @@ class Config:
     """Set for s3:// URLs: bucket, key, region, endpoint and credentials."""
 
 
+def _config_error(problem: contract.ValueProblem) -> ConfigError:
+    return ConfigError(str(problem))
+
+
 def parse_bool(name: str, raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ConfigError(f"{name}={raw!r} is not a boolean: use true or false")
+    try:
+        return contract.parse_bool(name, raw)
+    except contract.ValueProblem as exc:
+        raise _config_error(exc) from None
 
 
 def parse_size(name: str, raw: str) -> int:
-    """Bytes, with an optional Kubernetes-style suffix (100Mi, 2G)."""
-    m = re.fullmatch(r"\s*(\d+)\s*([kmgtKMGT]i?)?\s*", raw)
-    if not m:
-        raise ConfigError(f"{name}={raw!r} is not a size: use bytes, optionally with Ki/Mi/Gi or k/M/G")
-    value = int(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()]
-    if value <= 0:
-        raise ConfigError(f"{name} must be greater than 0")
-    return value
+    """Bytes, with an optional Kubernetes-style suffix (100Mi, 2G); the contract's rule."""
+    try:
+        return contract.parse_size(name, raw)
+    except contract.ValueProblem as exc:
+        raise _config_error(exc) from None
 
 
 def parse_duration(name: str, raw: str) -> float:
-    """Seconds, with an optional s/m/h suffix (30, 2.5s, 5m)."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", raw)
-    if not m:
-        raise ConfigError(f"{name}={raw!r} is not a duration: use seconds, e.g. 30 or 30s or 5m")
-    value = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-    if value <= 0:
-        raise ConfigError(f"{name} must be greater than 0")
-    return value
-
-
-def parse_int(name: str, raw: str, *, low: int, high: int) -> int:
+    """Seconds, with an optional s/m/h suffix (30, 2.5s, 5m); the contract's rule."""
     try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name}={value} is out of range {low}..{high}")
-    return value
+        return contract.parse_duration(name, raw)
+    except contract.ValueProblem as exc:
+        raise _config_error(exc) from None
+
+
+def parse_retries(raw: str) -> int:
+    try:
+        return contract.parse_int(contract.ENV_RETRIES, raw, low=0, high=contract.MAX_RETRIES)
+    except contract.ValueProblem as exc:
+        raise _config_error(exc) from None
+
+
+def tunable(name: str, raw: str) -> object:
+    """A PACKAGE_* tunable parsed by the contract's rule for it (the webhook checks init_env with it too)."""
+    try:
+        return contract.TUNABLE_ENV[name](name, raw)
+    except contract.ValueProblem as exc:
+        raise _config_error(exc) from None
 
 
 def normalise_sha256(raw: str) -> str:
     """Accept 'sha256:<hex>' or '<hex>', any case; return lowercase hex."""
-    value = raw.strip().lower()
-    if value.startswith("sha256:"):
-        value = value[len("sha256:") :]
-    if not _SHA256_RE.fullmatch(value):
+    value = contract.normalise_sha256(raw)
+    if value is None:
+        length = len(raw.strip().lower().removeprefix("sha256:"))
         raise ConfigError(
             f"{contract.ENV_SHA256} must be 64 hex digits (optionally prefixed with 'sha256:'), "
-            f"got {len(value)} characters"
+            f"got {length} characters"
         )
     return value
 
 
+_URL_MESSAGES = {
+    contract.URL_EMPTY: "is required: the URL of the package to install",
+    contract.URL_SPACE: "contains whitespace; percent-encode it",
+    contract.URL_CHARACTERS: "contains control or non-ASCII characters; percent-encode them",
+    contract.URL_INVALID: "is not a valid URL (check the host and port)",
+    contract.URL_SCHEME: "must start with https://, oci:// or s3://",
+    contract.URL_CREDENTIALS: (
+        "contains credentials (user:password@host); remove them from the URL and put them in a Secret "
+        f"mounted at {contract.ENV_CREDENTIALS_DIR} (files username and password)"
+    ),
+    contract.URL_NO_HOST: "has no host",
+}
+
+
 def check_url(raw: str, *, allow_http: bool) -> str:
-    """Validate the URL; never echo it whole in errors (it may carry a token)."""
-    url = raw.strip()
-    if not url:
-        raise ConfigError(f"{contract.ENV_URL} is required: the URL of the package to install")
-    if contract.is_oci_url(url):
+    """Validate the URL by the contract's rules; never echo it in errors (it may carry a token)."""
+    url, parts, problems = contract.url_problems(raw)
+    if problems == [contract.URL_OCI]:
         try:
             contract.parse_oci_reference(url)
         except contract.ReferenceError as exc:
             raise ConfigError(f"{contract.ENV_URL} {exc}") from None
-        return url
-    if any(c.isspace() for c in url):
-        raise ConfigError(f"{contract.ENV_URL} contains whitespace; percent-encode it")
-    if not url.isascii() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
-        # http.client refuses them anyway, quoting the whole request target (token included).
-        raise ConfigError(f"{contract.ENV_URL} contains control or non-ASCII characters; percent-encode them")
-    try:
-        parts = urllib.parse.urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise ConfigError(f"{contract.ENV_URL} is not a valid URL: {exc}") from None
-    scheme = parts.scheme.lower()
-    if scheme == contract.S3_SCHEME:
+    if problems == [contract.URL_S3]:
         try:
             contract.parse_s3_url(url)
         except contract.S3URLError as exc:
             raise ConfigError(f"{contract.ENV_URL} is not a usable s3:// URL: {exc}") from None
+    if problems:
+        raise ConfigError(f"{contract.ENV_URL} {_URL_MESSAGES[problems[0]]}")
+    if contract.is_oci_url(url) or url[:5].lower() == f"{contract.S3_SCHEME}://":
         return url
-    if scheme not in ("https", "http"):
-        raise ConfigError(
-            f"{contract.ENV_URL} must start with https://, oci:// or s3:// (got scheme {scheme or 'none'!r})"
-        )
-    if scheme == "http" and not allow_http:
+    assert parts is not None
+    if parts.scheme.lower() == "http" and not allow_http:
         raise ConfigError(
             f"{contract.ENV_URL} uses plain http://, which anyone on the path can read and change; "
             f"use https:// or set {contract.ENV_ALLOW_HTTP}=true"
         )
-    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        raise ConfigError(
-            f"{contract.ENV_URL} contains credentials (user:password@host); remove them from the URL "
-            f"and put them in a Secret mounted at {contract.ENV_CREDENTIALS_DIR} "
-            "(files username and password)"
-        )
-    if not parts.hostname:
-        raise ConfigError(f"{contract.ENV_URL} has no host")
-    del port
     return url
+
+
+def check_proxies(environ: Mapping[str, str]) -> None:
+    """A proxy the transport cannot use fails now, as configuration, not later as a network error."""
+    for name in sorted(contract.PROXY_ENV):
+        if name.lower() != "no_proxy" and environ.get(name, "").strip():
+            try:
+                contract.parse_proxy(name, environ[name])
+            except contract.ValueProblem as exc:
+                raise _config_error(exc) from None
 
 
 def check_unknown(environ: Mapping[str, str]) -> None:
@@ -310,16 +296,13 @@ def load_config(environ: Mapping[str, str]) -> Config:
 
     allow_http = parse_bool(contract.ENV_ALLOW_HTTP, environ.get(contract.ENV_ALLOW_HTTP, "false"))
     url = check_url(environ.get(contract.ENV_URL, ""), allow_http=allow_http)
+    check_proxies(environ)
     raw_sha = get(contract.ENV_SHA256)
-    fmt = (get(contract.ENV_FORMAT) or contract.DEFAULT_FORMAT).strip().lower()
-    if fmt not in contract.FORMATS:
-        raise ConfigError(f"{contract.ENV_FORMAT}={fmt!r} is not one of {', '.join(contract.FORMATS)}")
+    fmt = str(tunable(contract.ENV_FORMAT, get(contract.ENV_FORMAT) or contract.DEFAULT_FORMAT))
     dest = Path(get(contract.ENV_DEST) or contract.DEFAULT_DEST)
     if not dest.is_absolute():
         raise ConfigError(f"{contract.ENV_DEST} must be an absolute path")
-    log_format = (get(contract.ENV_LOG_FORMAT) or "json").strip().lower()
-    if log_format not in ("json", "text"):
-        raise ConfigError(f"{contract.ENV_LOG_FORMAT}={log_format!r} is not json or text")
+    log_format = str(tunable(contract.ENV_LOG_FORMAT, get(contract.ENV_LOG_FORMAT) or "json"))
     insecure = parse_bool(
         contract.ENV_INSECURE_SKIP_TLS_VERIFY, environ.get(contract.ENV_INSECURE_SKIP_TLS_VERIFY, "false")
     )
@@ -335,11 +318,11 @@ def load_config(environ: Mapping[str, str]) -> Config:
 
     def size(name: str, default: int) -> int:
         raw = get(name)
-        return default if raw is None else parse_size(name, raw)
+        return default if raw is None else int(str(tunable(name, raw)))
 
     def duration(name: str, default: float) -> float:
         raw = get(name)
-        return default if raw is None else parse_duration(name, raw)
+        return default if raw is None else float(str(tunable(name, raw)))
 
     s3_config = None
     if url.lower().startswith(f"{contract.S3_SCHEME}://"):
@@ -352,17 +335,15 @@ def load_config(environ: Mapping[str, str]) -> Config:
 
     raw_strip = get(contract.ENV_STRIP_COMPONENTS)
     raw_retries = get(contract.ENV_RETRIES)
+    try:
+        strip = 0 if raw_strip is None else contract.parse_strip_components(raw_strip)
+    except contract.ValueProblem as exc:
+        raise _config_error(exc) from None
     return Config(
         url=url,
         sha256=normalise_sha256(raw_sha) if raw_sha is not None else None,
         dest=dest,
-        strip_components=(
-            0
-            if raw_strip is None
-            else parse_int(
-                contract.ENV_STRIP_COMPONENTS, raw_strip, low=0, high=contract.MAX_STRIP_COMPONENTS
-            )
-        ),
+        strip_components=strip,
         fmt=fmt,
         allow_http=allow_http,
         insecure_skip_tls_verify=insecure,
@@ -372,11 +353,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
         connect_timeout=duration(contract.ENV_CONNECT_TIMEOUT, contract.DEFAULT_CONNECT_TIMEOUT),
         read_timeout=duration(contract.ENV_READ_TIMEOUT, contract.DEFAULT_READ_TIMEOUT),
         total_timeout=duration(contract.ENV_TOTAL_TIMEOUT, contract.DEFAULT_TOTAL_TIMEOUT),
-        retries=(
-            contract.DEFAULT_RETRIES
-            if raw_retries is None
-            else parse_int(contract.ENV_RETRIES, raw_retries, low=0, high=100)
-        ),
+        retries=contract.DEFAULT_RETRIES if raw_retries is None else parse_retries(raw_retries),
         termination_log=Path(get(contract.ENV_TERMINATION_LOG) or contract.DEFAULT_TERMINATION_LOG),
         log_format=log_format,
         credentials=credentials,

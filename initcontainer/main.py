@@ -74,18 +74,24 @@ def already_installed(cfg: Config, marker: Mapping[str, Any] | None) -> bool:
     )
 
 
-def write_termination_message(path: Path, payload: Mapping[str, Any]) -> None:
-    """One JSON line for `kubectl describe pod`; best effort (the file may not exist locally)."""
+def write_termination_message(path: Path, payload: Mapping[str, Any], create: bool = True) -> None:
+    """One JSON line for `kubectl describe pod`; best effort.
+
+    In a container the kubelet provides the file; `create=False` (the default path, not chosen by the
+    user) writes only to a file that exists, so a run outside a container, even as root, leaves no
+    /dev/termination-log behind."""
     text = json.dumps(payload, separators=(",", ":"))
     if len(text.encode()) > TERMINATION_MESSAGE_MAX:
         trimmed = dict(payload)
         trimmed["message"] = str(payload.get("message", ""))[:3000] + "..."
         text = json.dumps(trimmed, separators=(",", ":"))[:TERMINATION_MESSAGE_MAX]
+    flags = os.O_WRONLY | os.O_TRUNC | (os.O_CREAT if create else 0)
     try:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
+        fd = os.open(path, flags, 0o644)
     except OSError:
-        pass
+        return
+    with contextlib.suppress(OSError), open(fd, "w", encoding="utf-8") as f:
+        f.write(text + "\n")
 
 
 def _open_source(cfg: Config, log: Logger, deadline: float) -> PackageStream:
@@ -255,6 +261,6 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     payload: dict[str, Any] = {"reason": reason, "exitCode": code, "message": message}
     if url_for_report:
         payload["url"] = url_for_report
-    write_termination_message(termination, payload)
+    write_termination_message(termination, payload, create=bool(env.get(contract.ENV_TERMINATION_LOG)))
     log.error("failed", message, reason=reason, exitCode=code, seconds=round(time.monotonic() - started, 2))
     return code

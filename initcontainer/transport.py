@@ -232,14 +232,11 @@ class Transport:
         proxy = self.proxies.get(scheme)
         if not proxy or urllib.request.proxy_bypass(host):
             return None
-        if "://" not in proxy:
-            proxy = "http://" + proxy
-        parts = urllib.parse.urlsplit(proxy)
-        if parts.scheme.lower() != "http" or not parts.hostname:
-            raise TransportError(
-                f"unsupported proxy {redact_url(proxy)} for {scheme}://: only http:// proxies are supported"
-            )
-        return parts
+        try:
+            # The contract's rule; load_config already refused a bad *_PROXY variable at start.
+            return contract.parse_proxy(f"the proxy for {scheme}://", proxy)
+        except contract.ValueProblem as exc:
+            raise TransportError(str(exc)) from None
 
     def _connect(self, url: str) -> tuple[http.client.HTTPConnection, str, dict[str, str]]:
         """Open a connection for `url`; return it, the request target and hop-by-hop proxy headers."""

@@ -32,6 +32,14 @@ set -e
 echo "(exit code $code; the webhook answers kubectl with the same message)"
 [ "$code" -eq 1 ]
 
+step "package-injector explain: would it be injected, and if not, why (the chart's webhook configuration, offline)"
+set +e
+"${PI[@]}" explain --offline -f examples/invalid-pod.yaml --webhook-config deploy/base/mutatingwebhookconfiguration.yaml
+code=$?
+set -e
+echo "(exit code $code: not injected; each FAIL line says what to change)"
+[ "$code" -eq 1 ]
+
 step "The init container delivers a package: a local server on 127.0.0.1 serves site.tar.gz"
 mkdir -p "$out/www" "$out/src/site-1.0/conf" "$out/dest"
 printf 'listen: 8080\n' >"$out/src/site-1.0/conf/app.yaml"
@@ -84,4 +92,4 @@ echo "(exit code $code) termination message: $(cat "$out/termination-log")"
 echo "files visible in dest-bad: $(find "$out/dest-bad" -mindepth 1 -not -name '.*' 2>/dev/null | wc -l)"
 [ "$code" -eq 5 ]
 
-step "Done. In a cluster the webhook does this at Pod creation (package-injector serve, see Install)."
+step "Done. In a cluster the webhook does this at Pod creation (package-injector serve, see docs/install.md)."

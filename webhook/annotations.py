@@ -13,11 +13,9 @@ import difflib
 import functools
 import json
 import posixpath
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
-from urllib.parse import urlsplit
 
 from initcontainer import contract
 from webhook.annotation_keys import (
@@ -99,9 +97,6 @@ SYSTEM_PATHS: Final = (
 # Paths that are fine to mount below but not onto.
 SYSTEM_PATHS_EXACT: Final = ("/run", "/var", "/var/run", "/var/lib", "/tmp", "/root", "/home")
 
-_HEX64: Final = re.compile(r"^[0-9a-fA-F]{64}$")
-# What str.isspace() calls whitespace (re's \s is the same Unicode category), C0 controls and DEL.
-_SPACE_OR_CONTROL: Final = re.compile(r"[\s\x00-\x1f\x7f]")
 
 STATUS_VERSION: Final = 1
 
@@ -185,47 +180,50 @@ def _schemes(settings: Settings) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
+_URL_MESSAGES: Final = {
+    contract.URL_EMPTY: "is empty; set it to the https:// URL of the package",
+    contract.URL_SPACE: "contains whitespace or control characters; percent-encode them",
+    contract.URL_CHARACTERS: "contains control or non-ASCII characters; percent-encode them (ä is %C3%A4)",
+    contract.URL_INVALID: "is not a valid URL: an IPv6 host goes in [brackets]; or an invalid port (1-65535)",
+    contract.URL_NO_HOST: "has no host name; write it as https://HOST/PATH",
+}
+
+
 def _check_url(value: str, settings: Settings, key: str) -> tuple[str | None, bool, list[Problem]]:
-    """The URL and whether it is http; the URL itself is never echoed (it may carry a signed token)."""
-    value = value.strip()
-    if not value:
-        return None, False, [Problem(key, "is empty; set it to the https:// URL of the package")]
-    if _SPACE_OR_CONTROL.search(value):
-        return None, False, [Problem(key, "contains whitespace or control characters; percent-encode them")]
-    if contract.is_oci_url(value):
-        return _check_oci(value, settings, key)
-    if value[:5].lower() == f"{contract.S3_SCHEME}://":
-        return _check_s3(value, settings, key)
-    try:
-        parts = urlsplit(value)
-    except ValueError:  # an unbalanced or invalid [IPv6] host; the parser's message quotes the value
-        return None, False, [Problem(key, "is not a valid URL; write an IPv6 host as [address] in brackets")]
-    scheme = parts.scheme.lower()
+    """The URL and whether it is http, by the contract's rules plus the cluster's policy; the URL itself
+    is never echoed (it may carry a signed token)."""
+    url, parts, kinds = contract.url_problems(value)
+    if contract.is_oci_url(url) and kinds in ([], [contract.URL_OCI]):
+        return _check_oci(url, settings, key)
+    if url[: len(contract.S3_SCHEME) + 3].lower() == f"{contract.S3_SCHEME}://" and kinds in (
+        [],
+        [contract.URL_S3],
+    ):
+        return _check_s3(url, settings, key)
     allowed = _schemes(settings)
-    if scheme not in ("http", "https") or not parts.netloc:
-        return None, False, [Problem(key, f"must be an absolute {allowed} URL")]
     problems = []
+    for kind in kinds:
+        if kind == contract.URL_SCHEME:
+            problems.append(Problem(key, f"must be an absolute {allowed} URL"))
+        elif kind == contract.URL_CREDENTIALS:
+            msg = "must not contain credentials (user:password@); put them in a Secret and name it in "
+            problems.append(Problem(key, msg + f'"{settings.key(SECRET)}"'))
+        else:
+            problems.append(Problem(key, _URL_MESSAGES[kind]))
+    if parts is None or contract.URL_SCHEME in kinds:
+        return None, False, problems
+    scheme = parts.scheme.lower()
     if scheme not in settings.allowed_schemes:
-        problems.append(
-            Problem(key, f"{scheme}:// is not allowed in this cluster; use an {allowed} URL", 403)
+        problems.insert(
+            0, Problem(key, f"{scheme}:// is not allowed in this cluster; use an {allowed} URL", 403)
         )
-    if "@" in parts.netloc:
-        msg = "must not contain credentials (user:password@); put them in a Secret and name it in "
-        problems.append(Problem(key, msg + f'"{settings.key(SECRET)}"'))
-    try:
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError:
-        port_problem = Problem(key, "has an invalid port; use a number from 1 to 65535 or none")
-        return None, False, [*problems, port_problem]
-    if not host:
-        problems.append(Problem(key, "has no host name; write it as https://HOST/PATH"))
-    elif settings.allowed_hosts and not host_allowed(host, settings.allowed_hosts):
+    host = parts.hostname
+    if host and settings.allowed_hosts and not host_allowed(host, settings.allowed_hosts):
         hosts = ", ".join(settings.allowed_hosts)
         problems.append(Problem(key, f'host "{host}" is not in the cluster allow-list ({hosts})', 403))
     if problems:
         return None, False, problems
-    return value, scheme == "http", []
+    return url, scheme == "http", []
 
 
 def _check_oci(value: str, settings: Settings, key: str) -> tuple[str | None, bool, list[Problem]]:
@@ -438,12 +436,8 @@ def parse(annotations: Mapping[str, Any] | None, settings: Settings, namespace: 
             msg = "must pin a digest in this cluster: write it as oci://HOST/REPO@sha256:..."
             problems.append(Problem(settings.key(URL), msg, 403))
     elif raw_sha is not None:
-        digest = raw_sha.strip()
-        if digest.lower().startswith("sha256:"):
-            digest = digest[len("sha256:") :]
-        if _HEX64.match(digest):
-            sha256 = digest.lower()
-        else:
+        sha256 = contract.normalise_sha256(raw_sha)
+        if sha256 is None:
             problems.append(Problem(settings.key(SHA256), "must be 64 hex digits (sha256sum output)"))
     elif settings.require_checksum:
         msg = "is required in this cluster: add the SHA-256 of the package (sha256sum output)"
@@ -464,10 +458,9 @@ def parse(annotations: Mapping[str, Any] | None, settings: Settings, namespace: 
     strip = 0
     raw_strip = get(STRIP_COMPONENTS)
     if raw_strip is not None:
-        text = raw_strip.strip()
-        if text.isascii() and text.isdigit() and int(text) <= contract.MAX_STRIP_COMPONENTS:
-            strip = int(text)
-        else:
+        try:
+            strip = contract.parse_strip_components(raw_strip)
+        except contract.ValueProblem:
             msg = f"must be an integer from 0 to {contract.MAX_STRIP_COMPONENTS}, got {raw_strip!r}"
             problems.append(Problem(settings.key(STRIP_COMPONENTS), msg))
 

@@ -12,6 +12,7 @@ import argparse
 import base64
 import ipaddress
 import os
+import re
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -237,11 +238,59 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dns", action="append", default=[], help="extra DNS name SAN (repeatable)")
 
 
+# A Service name is a DNS-1035 label (starts with a letter); a namespace a DNS-1123 label.
+_SERVICE_NAME: Final = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+_NAMESPACE_NAME: Final = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _argument_problems(args: argparse.Namespace) -> list[str]:
+    """Names no Service or namespace can have would give a certificate for a host nobody dials."""
+    problems = []
+    if not _SERVICE_NAME.match(args.service):
+        problems.append(
+            f"--service {args.service!r} is not a valid Service name: lowercase letters, digits and '-', "
+            "starting with a letter, at most 63 characters"
+        )
+    if not _NAMESPACE_NAME.match(args.namespace):
+        problems.append(
+            f"--namespace {args.namespace!r} is not a valid namespace name: lowercase letters, digits and "
+            "'-', at most 63 characters"
+        )
+    if args.days <= 0 or args.ca_days <= 0:
+        problems.append("--days and --ca-days must be positive")
+    return problems
+
+
+def _writable_dir(out_dir: Path) -> str | None:
+    """Why `out_dir` cannot take the files, or None; checked before anything is generated or written."""
+    if out_dir.exists() and not out_dir.is_dir():
+        return f"--out-dir {out_dir} is not a directory"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create --out-dir {out_dir}: {exc.strerror or exc}"
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        return f"cannot write to --out-dir {out_dir}: permission denied"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     """Write the files and print the caBundle to register; reuse the CA found in --out-dir."""
     out_dir: Path = args.out_dir
-    if args.days <= 0 or args.ca_days <= 0:
-        print("error: --days and --ca-days must be positive", file=sys.stderr)
+    problems = _argument_problems(args)
+    if not problems:
+        unwritable = _writable_dir(out_dir)
+        problems += [unwritable] if unwritable else []
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
         return 2
     ca: tuple[bytes, bytes] | None = None
     ca_cert_path, ca_key_path = out_dir / CA_CERT, out_dir / CA_KEY
@@ -253,7 +302,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         if ca_cert_path.exists():
-            ca = (ca_cert_path.read_bytes(), ca_key_path.read_bytes())
+            ca = (_read(ca_cert_path), _read(ca_key_path))
             load_ca(*ca)
             print(f"reusing the CA in {out_dir} (the caBundle stays the same)", file=sys.stderr)
         bundle = generate(
@@ -276,7 +325,11 @@ def run(args: argparse.Namespace) -> int:
             "delete ca.crt and ca.key to make a new CA (and re-register the caBundle)",
             file=sys.stderr,
         )
-    write_bundle(bundle, out_dir)
+    try:
+        write_bundle(bundle, out_dir)
+    except OSError as exc:
+        print(f"error: cannot write to {out_dir}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     print(f"wrote {CA_CERT}, {CA_KEY}, {TLS_CERT}, {TLS_KEY} to {out_dir}", file=sys.stderr)
     print(
         f"serving certificate valid until {leaf.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}; "

@@ -11,22 +11,29 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib
+import itertools
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-import yaml
 from pydantic import ValidationError
 
-from webhook import __version__, limits, workloads
+from webhook import __version__, limits, roundtrip, workloads
 from webhook.inject import Denied, inject
-from webhook.settings import Settings, load_settings
+from webhook.manifests import ManifestError, Source, read_sources
+from webhook.patch import make_patch
+from webhook.settings import Settings, SettingsError, load_settings_or_explain
+
+# 128 + SIGPIPE, what a shell reports for a command that stopped on a closed pipe.
+EXIT_BROKEN_PIPE = 141
 
 # Subcommands implemented in their own modules: each has add_arguments(parser) and run(args) -> int.
 DELEGATED = {
     "certs": "create a CA and serving certificate for the webhook",
     "check": "check a running installation in the current cluster",
+    "explain": "say whether a Pod or workload was or would be injected, and if not, why and what to change",
 }
 
 
@@ -85,27 +92,66 @@ def inject_document(obj: Any, settings: Settings, namespace: str | None, report:
     return obj
 
 
-def run_inject(stream: TextIO, out: TextIO, err: TextIO, settings: Settings, namespace: str | None) -> int:
+def _guess_indent(text: str) -> tuple[int, int]:
+    """(mapping indent, dash offset) of the first nested mapping and sequence in `text`, so the output
+    keeps the file's own style (`- name` flush with its key, or indented)."""
+    mapping, offset = 0, -1
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    for above, line in itertools.pairwise(lines):
+        if not above.rstrip().endswith(":") or above.lstrip().startswith("- "):
+            continue
+        step = (len(line) - len(line.lstrip())) - (len(above) - len(above.lstrip()))
+        if line.lstrip().startswith("- "):
+            if offset < 0 and step >= 0:
+                offset = step
+        elif mapping == 0 and step > 0:
+            mapping = step
+        if mapping and offset >= 0:
+            break
+    return mapping or 2, max(offset, 0)
+
+
+def run_inject(
+    stream: TextIO | list[Source], out: TextIO, err: TextIO, settings: Settings, namespace: str | None
+) -> int:
     """Read multi-document YAML, write the injected YAML; 1 on a denial, 2 on unreadable input (not YAML,
-    or past a cap of `webhook.limits`)."""
-    try:
-        documents = [d for d in yaml.safe_load_all(stream) if d is not None]
-    except (yaml.YAMLError, ValueError) as exc:  # ValueError: not UTF-8, an impossible date
-        print(f"error: the input is not valid YAML: {exc}", file=err)
-        return 2
-    except RecursionError:
-        print(f"error: the input is nested too deeply (the limit is {limits.MAX_DEPTH} levels)", file=err)
-        return 2
-    for number, document in enumerate(documents, 1):
+    or past a cap of `webhook.limits`).
+
+    Documents are edited in place (webhook.roundtrip): comments, quoting and block scalars stay as written.
+    Nothing is written unless every document of every source was injected.
+    """
+    sources = [Source("<stdin>", stream.read())] if not isinstance(stream, list) else stream
+    loaded: list[tuple[Source, list[tuple[Any, Any]]]] = []
+    for source in sources:
         try:
-            # The webhook's caps on a review's shape; strings too, as YAML can write any code point.
-            limits.check_document(document, strings=True)
-        except limits.TooComplex as exc:
-            print(f"error: document {number} {exc}", file=err)
+            docs = roundtrip.load_all(source.text)
+            pairs = [(doc, roundtrip.plain(doc)) for doc in docs]
+        except (roundtrip.YAMLError, ValueError) as exc:  # ValueError: an impossible date
+            print(f"error: {source.name} is not valid YAML: {exc}", file=err)
             return 2
+        except RecursionError:
+            print(
+                f"error: {source.name} is nested too deeply (the limit is {limits.MAX_DEPTH} levels)",
+                file=err,
+            )
+            return 2
+        for number, (_, document) in enumerate(pairs, 1):
+            try:
+                # The webhook's caps on a review's shape; strings too, as YAML can write any code point.
+                limits.check_document(document, strings=True)
+            except limits.TooComplex as exc:
+                print(f"error: {source.name}: document {number} {exc}", file=err)
+                return 2
+        loaded.append((source, pairs))
     report = InjectReport()
     try:
-        injected = [inject_document(d, settings, namespace, report) for d in documents]
+        injected = []
+        for source, pairs in loaded:
+            edited = []
+            for doc, before in pairs:
+                after = inject_document(before, settings, namespace, report)
+                edited.append(roundtrip.apply_patch(doc, make_patch(before, after)))
+            injected.append((source, edited))
     except Denied as denied:
         for warning in report.warnings:
             print(f"warning: {warning}", file=err)
@@ -113,24 +159,15 @@ def run_inject(stream: TextIO, out: TextIO, err: TextIO, settings: Settings, nam
         return 1
     for warning in report.warnings:
         print(f"warning: {warning}", file=err)
-    yaml.safe_dump_all(
-        injected, out, sort_keys=False, default_flow_style=False, explicit_start=len(injected) > 1
-    )
+    several = sum(len(docs) for _, docs in injected) > 1
+    for source, docs in injected:
+        if docs:
+            out.write(roundtrip.dump_all(docs, _guess_indent(source.text), explicit_start=several))
     return 0
 
 
-class SettingsError(Exception):
-    """Settings cannot be loaded (bad variable, bad config file): the operator's to fix, no traceback."""
-
-
 def _settings(args: argparse.Namespace) -> Settings:
-    try:
-        return load_settings(args.config)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise SettingsError(f"invalid settings: {problems}") from None
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise SettingsError(f"cannot load settings from {args.config}: {exc}") from None
+    return load_settings_or_explain(args.config)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -141,15 +178,32 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_inject(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    if args.filename == "-":
-        return run_inject(sys.stdin, sys.stdout, sys.stderr, settings, args.namespace)
+    settings = _inject_settings(args)
     try:
-        with open(args.filename, encoding="utf-8") as stream:
-            return run_inject(stream, sys.stdout, sys.stderr, settings, args.namespace)
-    except OSError as exc:
-        print(f"error: cannot read {args.filename}: {exc.strerror}", file=sys.stderr)
+        sources = read_sources(args.filename)
+    except ManifestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
+    return run_inject(sources, sys.stdout, sys.stderr, settings, args.namespace)
+
+
+def _inject_settings(args: argparse.Namespace) -> Settings:
+    """--config, or the running webhook's settings with --cluster-settings, or defaults and variables."""
+    if not args.cluster_settings:
+        return _settings(args)
+    if args.config:
+        raise SettingsError("--config and --cluster-settings exclude each other")
+    from webhook.clusterapi import ApiError, cluster_settings, connect
+
+    try:
+        kube = connect(args.kubeconfig, args.context)
+        settings, where = cluster_settings(kube, args.name)
+    except (LookupError, ApiError) as exc:
+        raise SettingsError(f"cannot read the cluster's settings: {exc}") from None
+    except ValidationError as exc:
+        raise SettingsError(f"the cluster's settings are invalid: {exc}") from None
+    print(f"using the settings of {where} ({kube.where})", file=sys.stderr)
+    return settings
 
 
 def _add_delegated(sub: Any, name: str, help_text: str) -> None:
@@ -195,9 +249,26 @@ def build_parser() -> argparse.ArgumentParser:
         "as multi-document YAML; write them injected to stdout and warnings to stderr. Exit 1 when an "
         "annotation is invalid, with the message the webhook would give.",
     )
-    inj.add_argument("-f", "--filename", required=True, metavar="FILE", help="manifest file, or - for stdin")
+    inj.add_argument(
+        "-f",
+        "--filename",
+        required=True,
+        action="append",
+        metavar="FILE",
+        help="manifest file or directory (its .yaml, .yml, .json files), or - for stdin; repeatable",
+    )
     inj.add_argument(
         "--config", metavar="FILE", help="YAML or JSON settings file (environment variables win)"
+    )
+    inj.add_argument(
+        "--cluster-settings",
+        action="store_true",
+        help="use the settings the cluster's webhook runs with (its ConfigMap, via the kubeconfig)",
+    )
+    inj.add_argument("--kubeconfig", help="with --cluster-settings: kubeconfig file (default: kubectl's)")
+    inj.add_argument("--context", help="with --cluster-settings: kubeconfig context")
+    inj.add_argument(
+        "--name", default="package-injector", help="with --cluster-settings: MutatingWebhookConfiguration"
     )
     inj.add_argument("--namespace", "-n", metavar="NS", help="namespace the objects will be created in")
     inj.set_defaults(func=_cmd_inject)
@@ -212,9 +283,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
+        sys.stdout.flush()
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error of ours. Point stdout at /dev/null so the
+        # interpreter's final flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     return code
 
 

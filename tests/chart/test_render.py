@@ -87,10 +87,14 @@ def pod_spec(docs: list[dict[str, Any]]) -> dict[str, Any]:
     return one(docs, "Deployment")["spec"]["template"]["spec"]
 
 
-def settings_of(docs: list[dict[str, Any]], tmp_path: Any) -> Any:
-    """The webhook settings exactly as `package-injector serve` would load the rendered ConfigMap."""
+def settings_of(docs: list[dict[str, Any]], tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The webhook settings exactly as `package-injector serve` loads them in the rendered Pod: the
+    ConfigMap's file, then the container's PACKAGE_INJECTOR_* variables."""
     config = tmp_path / "config.yaml"
     config.write_text(one(docs, "ConfigMap")["data"]["config.yaml"])
+    for var in pod_spec(docs)["containers"][0]["env"]:
+        if var["name"] != "PACKAGE_INJECTOR_CONFIG_FILE":
+            monkeypatch.setenv(var["name"], var["value"])
     return load_settings(config)
 
 
@@ -328,7 +332,7 @@ def test_webhook_and_test_pods_meet_the_restricted_standard(case: str) -> None:
         _restricted(container["securityContext"], test_pod["securityContext"])
 
 
-def test_probes_ports_and_graceful_stop(tmp_path: Any) -> None:
+def test_probes_ports_and_graceful_stop(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     docs = render()
     spec = pod_spec(docs)
     (container,) = spec["containers"]
@@ -337,7 +341,7 @@ def test_probes_ports_and_graceful_stop(tmp_path: Any) -> None:
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     # Graceful stop: keep serving while endpoints update, then finish in-flight reviews, within the grace.
-    settings = settings_of(docs, tmp_path)
+    settings = settings_of(docs, tmp_path, monkeypatch)
     assert settings.shutdown_delay > 0 and "lifecycle" not in container  # the image has no shell to sleep
     assert spec["terminationGracePeriodSeconds"] > settings.shutdown_delay + settings.shutdown_timeout
     assert settings.shutdown_timeout >= mwc(docs)["webhooks"][0]["timeoutSeconds"]
@@ -354,9 +358,11 @@ def test_probes_ports_and_graceful_stop(tmp_path: Any) -> None:
     assert strategy["maxUnavailable"] == 0
 
 
-def test_tls_and_config_are_mounted_where_the_settings_look(tmp_path: Any) -> None:
+def test_tls_and_config_are_mounted_where_the_settings_look(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     docs = render()
-    settings = settings_of(docs, tmp_path)
+    settings = settings_of(docs, tmp_path, monkeypatch)
     (container,) = pod_spec(docs)["containers"]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert str(settings.tls_cert_file.parent) == mounts["tls"]
@@ -395,7 +401,7 @@ def test_topology_spread_priority_and_images() -> None:
     assert pod_spec(render())["containers"][0]["image"] == "package-injector:0.1.0"
 
 
-def test_settings_carry_the_cluster_policy(tmp_path: Any) -> None:
+def test_settings_carry_the_cluster_policy(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     values = {
         "policy": {
             "annotationPrefix": "example.com/",
@@ -416,7 +422,7 @@ def test_settings_carry_the_cluster_policy(tmp_path: Any) -> None:
         },
         "logLevel": "debug",
     }
-    s = settings_of(render(values), tmp_path)
+    s = settings_of(render(values), tmp_path, monkeypatch)
     assert s.key("package-url") == "example.com/package-url"
     assert s.allowed_schemes == ["https", "http"]
     assert s.allowed_hosts == ["*.example.com", "packages.internal"]
@@ -430,16 +436,18 @@ def test_settings_carry_the_cluster_policy(tmp_path: Any) -> None:
     assert s.init_proxy_env == {"HTTPS_PROXY": "http://proxy.corp:3128", "no_proxy": ".svc"}
     assert s.init_image_pull_secrets == ["corp-registry", "mirror.pull"]
     assert s.log_level == "debug"
-    defaults = settings_of(render(), tmp_path)
+    defaults = settings_of(render(), tmp_path, monkeypatch)
     assert defaults.init_image == "package-init-container:0.1.0"
     assert defaults.max_size_limit is None and defaults.annotation_prefix == ""
     assert defaults.init_proxy_env == {} and defaults.init_image_pull_secrets == []
 
 
-def test_proxy_and_pull_secrets_reach_the_injected_pod(tmp_path: Any) -> None:
+def test_proxy_and_pull_secrets_reach_the_injected_pod(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """From values to what the webhook behind the rendered Deployment injects into a pod."""
     docs = render(MATRIX["corporate-proxy-private-registry"])
-    settings = settings_of(docs, tmp_path)
+    settings = settings_of(docs, tmp_path, monkeypatch)
     pod = {
         "metadata": {"annotations": {"package-url": "https://files.example.com/a.tgz"}},
         "spec": {"containers": [{"name": "app", "image": "app:1"}], "imagePullSecrets": [{"name": "own"}]},
@@ -521,10 +529,17 @@ def test_helm_test_hook_and_its_permissions() -> None:
             "verbs": ["get"],
         }
     ]
-    role = one(test_objects, "Role")
+    role = one(test_objects, "Role", f"{RELEASE}-test")
     assert role["metadata"]["namespace"] == "default"
     assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]}]
-    for binding in [one(test_objects, "RoleBinding"), one(test_objects, "ClusterRoleBinding")]:
+    endpoints = one(test_objects, "Role", f"{RELEASE}-test-endpoints")
+    assert endpoints["metadata"]["namespace"] == NAMESPACE
+    assert endpoints["rules"] == [
+        {"apiGroups": [""], "resources": ["endpoints"], "resourceNames": [RELEASE], "verbs": ["get"]}
+    ]
+    bindings = [*all_of(test_objects, "RoleBinding"), one(test_objects, "ClusterRoleBinding")]
+    assert {b["roleRef"]["name"] for b in bindings} == {f"{RELEASE}-test", f"{RELEASE}-test-endpoints"}
+    for binding in bindings:
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": f"{RELEASE}-test", "namespace": NAMESPACE}
         ]

@@ -30,6 +30,7 @@ from tests.chart.helpers import CHART, DEPLOY, HOOK, kustomize, render
 from tests.e2e.conftest import pod
 from tests.support.kube import Cluster
 from tests.support.webhook import WebhookProcess
+from webhook import certs
 
 pytestmark = pytest.mark.e2e
 
@@ -76,7 +77,8 @@ def test_rendered_chart_passes_server_side_dry_run(cluster: Cluster) -> None:
         {"kubeVersionOverride": "1.20.2", "replicaCount": 1, "networkPolicy": {"enabled": True}},
         {
             "kubeVersionOverride": "1.20.2",
-            "tls": {"mode": "secret", "secret": {"name": "x", "caBundle": "eA=="}},
+            # A real CA's PEM: the chart refuses a caBundle that is not one.
+            "tls": {"mode": "secret", "secret": {"name": "x", "caBundle": certs.new_ca("x")[0].decode()}},
         },
     ]:
         docs = render({**values, "webhook": {"optIn": True}}, namespace=ns)

@@ -260,3 +260,29 @@ def test_insecure_skip_verify_warns() -> None:
     cfg = load_config(env(**{contract.ENV_INSECURE_SKIP_TLS_VERIFY: "true"}))
     assert cfg.insecure_skip_tls_verify
     assert cfg.warnings
+
+
+@pytest.mark.parametrize(
+    ("proxy", "ok"),
+    [
+        ("http://proxy.corp:3128", True),
+        ("proxy.corp:3128", True),
+        ("https://proxy.corp", False),
+        ("socks5://p", False),
+    ],
+)
+def test_proxy_variables_are_checked_at_start(proxy: str, ok: bool) -> None:
+    """The transport speaks plain HTTP to proxies: anything else is a configuration error now (exit 2),
+    not a network error after retries."""
+    env = {contract.ENV_URL: "https://h/p.tar", "HTTPS_PROXY": proxy}
+    if ok:
+        load_config(env)
+    else:
+        with pytest.raises(ConfigError, match="only http:// proxies"):
+            load_config(env)
+
+
+def test_non_ascii_digits_are_not_numbers() -> None:
+    for raw in ("٣", "1_0"):
+        with pytest.raises(ConfigError, match="not an integer"):
+            load_config({contract.ENV_URL: "https://h/p.tar", contract.ENV_RETRIES: raw})

@@ -641,3 +641,51 @@ def test_kill_9_at_random_points_never_exposes_a_mix(tmp_path: Path) -> None:
         )
     # At least the early kills hit a running process (otherwise nothing was tested).
     assert any(code == -signal.SIGKILL for _, code, _ in outcomes), outcomes
+
+
+def _package_init(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "initcontainer", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": os.environ["PATH"], **(env or {})},
+        cwd=Path(__file__).resolve().parents[2],
+    )
+
+
+def test_help_lists_every_variable_and_exit_code_and_touches_nothing() -> None:
+    existed = Path(contract.DEFAULT_TERMINATION_LOG).exists()
+    result = _package_init("--help")
+    assert result.returncode == 0 and result.stderr == ""
+    for name in contract.KNOWN_ENV:
+        assert name in result.stdout
+    for code in (2, 3, 4, 5, 6, 7):
+        assert f"  {code}  " in result.stdout
+    assert "ConfigError" not in result.stdout
+    assert Path(contract.DEFAULT_TERMINATION_LOG).exists() == existed
+    assert _package_init("--version").stdout.startswith("package-init ")
+
+
+def test_an_argument_is_refused_with_usage() -> None:
+    result = _package_init("https://example.com/a.tgz")
+    assert result.returncode == contract.EXIT_CONFIG
+    assert "unexpected argument" in result.stderr and "package-init --help" in result.stderr
+
+
+def test_the_default_termination_log_is_never_created(tmp_path: Path) -> None:
+    """Outside a container (here: as whoever runs the tests, root in CI) a failure leaves no file behind.
+    The kubelet provides the file in a container; an explicit PACKAGE_TERMINATION_LOG is still created."""
+    if Path(contract.DEFAULT_TERMINATION_LOG).exists():
+        pytest.fail(f"{contract.DEFAULT_TERMINATION_LOG} exists on this machine; the test needs it absent")
+    result = _package_init(env={contract.ENV_URL: "ftp://nowhere", contract.ENV_DEST: str(tmp_path / "d")})
+    assert result.returncode == contract.EXIT_CONFIG
+    assert not Path(contract.DEFAULT_TERMINATION_LOG).exists()
+    chosen = tmp_path / "term"
+    env = {
+        contract.ENV_URL: "ftp://nowhere",
+        contract.ENV_DEST: str(tmp_path / "d"),
+        contract.ENV_TERMINATION_LOG: str(chosen),
+    }
+    assert _package_init(env=env).returncode == contract.EXIT_CONFIG
+    assert json.loads(chosen.read_text())["exitCode"] == contract.EXIT_CONFIG

@@ -112,3 +112,27 @@ def test_cli_refuses_half_a_ca_and_a_broken_ca(tmp_path: Path, capsys: pytest.Ca
 
 def test_cli_rejects_non_positive_days(tmp_path: Path) -> None:
     assert cli("--service", "pi", "--namespace", "ns", "--out-dir", str(tmp_path), "--days", "0") == 2
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--service", "Bad_Name"), ("--service", "1web"), ("--namespace", "Team.A")]
+)
+def test_cli_rejects_names_kubernetes_does_not_allow(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str
+) -> None:
+    argv = {"--service": "pi", "--namespace": "ns", flag: value}
+    assert cli(*[x for kv in argv.items() for x in kv], "--out-dir", str(tmp_path)) == 2
+    assert f"{flag} {value!r} is not a valid" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_out_dir_that_cannot_be_written_is_an_error_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Under a regular file: refused for root too (a permission bit would not stop root).
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert cli("--service", "pi", "--namespace", "ns", "--out-dir", str(blocker / "certs")) == 2
+    assert f"error: cannot create --out-dir {blocker / 'certs'}: Not a directory" in capsys.readouterr().err
+    assert cli("--service", "pi", "--namespace", "ns", "--out-dir", str(blocker)) == 2
+    assert f"--out-dir {blocker} is not a directory" in capsys.readouterr().err

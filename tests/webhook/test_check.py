@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from webhook import certs, check
+from webhook import certs, check, clusterapi
 
 
 class TlsEndpoint:
@@ -105,12 +105,14 @@ def test_leaf_in_ca_bundle_and_near_expiry_are_warnings(
 def test_empty_bundle_and_closed_port_fail() -> None:
     result = check.check_ca_bundle(webhook("https://127.0.0.1:1/mutate", b""))
     assert result.status == "FAIL" and "empty" in result.detail
+    assert "fix: tls.mode auto: helm upgrade re-renders it" in result.line()
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))
     port = closed.getsockname()[1]
     closed.close()
     result = check.check_ca_bundle(webhook(f"https://127.0.0.1:{port}/mutate", certs.new_ca("x")[0]))
     assert result.status == "FAIL" and "cannot connect" in result.detail
+    assert result.fix == check.FIX_NOT_SERVING
 
 
 def test_target_of_service_uses_the_name_the_apiserver_dials() -> None:
@@ -187,3 +189,76 @@ def test_run_checks_report(endpoint: tuple[TlsEndpoint, certs.CertBundle]) -> No
     )
     last = check.run_checks(denied, args())[-1]
     assert last.status == "FAIL" and "host not allowed" in last.detail
+
+
+def test_every_fail_line_has_a_fix(endpoint: tuple[TlsEndpoint, certs.CertBundle]) -> None:
+    server, _ = endpoint
+    foreign = certs.new_ca("someone-else")[0]
+    results = [
+        check.check_ca_bundle(webhook(f"https://127.0.0.1:{server.port}/mutate", foreign)),
+        check.check_ca_bundle({"name": "x", "clientConfig": {}}),
+        check.check_ca_bundle({"name": "x", "clientConfig": {"url": "https://a/", "caBundle": "%%"}}),
+        check.evaluate_injection({"spec": {}}, "default"),
+        *check.run_checks(check.Cluster(lambda _: None, lambda ns, pod: (201, {}), False), args()),
+    ]
+    assert all(r.status == "FAIL" for r in results), results
+    for result in results:
+        assert result.fix, result
+        assert result.line().splitlines()[1].startswith("      fix: ")
+
+
+def endpoints_cluster(answer: Any) -> check.Cluster:
+    def get(path: str) -> dict[str, Any] | None:
+        assert path == "/api/v1/namespaces/tools/endpoints/pi"
+        if isinstance(answer, Exception):
+            raise answer
+        return answer  # type: ignore[no-any-return]
+
+    return check.Cluster(lambda _: None, lambda ns, pod: (201, {}), False, get)
+
+
+SERVICE_HOOK = {"name": "pods.x", "clientConfig": {"service": {"name": "pi", "namespace": "tools"}}}
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "words"),
+    [
+        ({"subsets": [{"addresses": [{"ip": "10.0.0.1"}, {"ip": "10.0.0.2"}]}]}, "PASS", "2 ready"),
+        (
+            {"subsets": [{"addresses": [{"ip": "1.1.1.1"}], "notReadyAddresses": [{"ip": "2.2.2.2"}]}]},
+            "WARN",
+            "1 not ready",
+        ),
+        ({"subsets": [{"notReadyAddresses": [{"ip": "2.2.2.2"}]}]}, "FAIL", "no ready Pod"),
+        ({}, "FAIL", "no ready Pod"),
+        (None, "FAIL", "no endpoints object"),
+        (clusterapi.ApiError("/x", 403, "forbidden"), "SKIP", "not allowed"),
+    ],
+)
+def test_webhook_pods_ready_behind_the_service(answer: Any, status: str, words: str) -> None:
+    result = check.check_endpoints(endpoints_cluster(answer), [SERVICE_HOOK])
+    assert result is not None and result.status == status and words in result.detail
+    if status in ("FAIL", "WARN"):
+        assert "kubectl -n tools" in result.fix
+    assert check.check_endpoints(endpoints_cluster(answer), [webhook("https://x/mutate", b"")]) is None
+
+
+def test_summary_wording() -> None:
+    ok = [check.Result("a", "PASS", ""), check.Result("b", "WARN", ""), check.Result("c", "SKIP", "")]
+    assert check.summary(ok) == "OK: 1 of 3 checks passed (1 with warnings, 1 skipped)"
+    assert check.summary(ok[:1]) == "OK: 1 of 1 checks passed"
+    failed = [*ok, check.Result("d", "FAIL", ""), check.Result("d", "FAIL", "")]
+    assert check.summary(failed) == (
+        "FAILED: 2 of 5 checks failed (d); fix the FAIL lines above (1 with warnings, 1 skipped)"
+    )
+
+
+def test_without_a_kubeconfig_it_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    assert check.run(args()) == 2
+    out = capsys.readouterr().out
+    assert out.startswith("FAIL  cluster access: cannot load Kubernetes credentials: no kubeconfig")
+    assert "fix: point --kubeconfig" in out

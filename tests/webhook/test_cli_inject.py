@@ -108,14 +108,17 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     broken = cli("inject", "-f", "-", stdin="a: [b\n")
     assert broken.returncode == 2 and "not valid YAML" in broken.stderr
     bad_settings = cli("inject", "-f", "-", stdin="{}", env={"PACKAGE_INJECTOR_MAX_SIZE_LIMIT": "huge"})
-    assert bad_settings.returncode == 2 and "invalid settings: max_size_limit" in bad_settings.stderr
+    assert (
+        bad_settings.returncode == 2
+        and "invalid settings: PACKAGE_INJECTOR_MAX_SIZE_LIMIT: 'huge' is not" in bad_settings.stderr
+    )
     assert "Traceback" not in bad_settings.stderr
 
 
 def test_help_lists_the_subcommands() -> None:
     result = cli("--help")
     assert result.returncode == 0
-    for command in ("serve", "inject", "certs", "check"):
+    for command in ("serve", "inject", "certs", "check", "explain"):
         assert command in result.stdout
 
 
@@ -206,4 +209,80 @@ def test_undecodable_input_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "pod.yaml"
     path.write_bytes(b"a: \xff\xfe\n")
     result = cli("inject", "-f", str(path))
-    assert result.returncode == 2 and "not valid YAML" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "not UTF-8 text" in result.stderr and "Traceback" not in result.stderr
+    piped = subprocess.run(
+        [sys.executable, "-m", "webhook", "inject", "-f", "-"],
+        input=b"a: \xff\xfe\n",
+        capture_output=True,
+        cwd=REPO,
+    )
+    assert piped.returncode == 2 and b"<stdin>: not UTF-8 text" in piped.stderr
+
+
+def test_several_files_and_a_directory_like_kubectl(tmp_path: Path) -> None:
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "b.yaml").write_text((EXAMPLES / "pod.yaml").read_text())
+    (tmp_path / "dir" / "README.md").write_text("not a manifest")
+    result = cli("inject", "-f", str(EXAMPLES / "deployment.yaml"), "-f", str(tmp_path / "dir"))
+    assert result.returncode == 0, result.stderr
+    kinds = [d["kind"] for d in yaml.safe_load_all(result.stdout)]
+    assert kinds == ["Deployment", "Pod"]
+    assert result.stdout.startswith("---\n")
+
+
+def test_comments_quoting_and_block_scalars_are_kept() -> None:
+    text = """# the shop's pod; reviewed by platform
+apiVersion: v1
+kind: Pod
+metadata:
+  name: shop  # same name as the Service
+  annotations:
+    package-url: "https://files.example.com/shop.tar.gz"
+spec:
+  containers:
+    - name: shop
+      image: shop:1
+      args: [--config, /app/config]
+      command:
+        - sh
+        - -c
+        - |
+          echo starting
+          exec shop
+"""
+    result = cli("inject", "-f", "-", stdin=text)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    # Everything the user wrote is still there, byte for byte, in order; only the injection is added.
+    kept = [line for line in out.splitlines() if line in text.splitlines()]
+    assert kept == text.splitlines()
+    added = [line for line in out.splitlines() if line not in text.splitlines()]
+    assert any("package-downloader" in line for line in added)
+    assert "    - name: package-downloader" in out  # the file's own sequence indentation
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["inject", "-f", str(EXAMPLES / "deployment.yaml")],
+        ["certs", "--service", "pi", "--namespace", "ns", "--out-dir", "{tmp}"],
+    ],
+)
+def test_a_closed_pipe_ends_quietly(tmp_path: Path, argv: list[str]) -> None:
+    """`inject ... | head`: the reader is gone. Its end of the pipe is closed before the command starts,
+    so the first write fails, every time."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "webhook", *[a.replace("{tmp}", str(tmp_path)) for a in argv]],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+        )
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr, result.stderr
+    assert result.returncode == 141

@@ -367,8 +367,10 @@ TRICKY = [
 def test_env_values_are_escaped_so_the_kubelet_hands_over_the_validated_value(
     make_pod: PodFactory, url: str
 ) -> None:
+    # Values the init container accepts (the contract refuses e.g. PACKAGE_RETRIES="$(X)" at settings load).
     settings = Settings(
-        init_env={"PACKAGE_RETRIES": "$(PACKAGE_URL)"}, init_proxy_env={"HTTPS_PROXY": "http://p$$:3128"}
+        init_env={"PACKAGE_TERMINATION_LOG": "/tmp/$(PACKAGE_URL)"},
+        init_proxy_env={"HTTPS_PROXY": "http://p$$:3128"},
     )
     pod = inject(make_pod({"package-url": url}), settings).pod
     init = downloader(pod)
@@ -376,7 +378,9 @@ def test_env_values_are_escaped_so_the_kubelet_hands_over_the_validated_value(
     assert written[contract.ENV_URL] == kubelet_escape(url) == url.replace("$", "$$")
     seen = container_env(init)
     assert seen[contract.ENV_URL] == url
-    assert seen["PACKAGE_RETRIES"] == "$(PACKAGE_URL)" and seen["HTTPS_PROXY"] == "http://p$$:3128"
+    assert (
+        seen["PACKAGE_TERMINATION_LOG"] == "/tmp/$(PACKAGE_URL)" and seen["HTTPS_PROXY"] == "http://p$$:3128"
+    )
     assert_fixed_point(pod, settings)
     assert_fixed_point(chain.service_account_plugin(pod), settings)
 

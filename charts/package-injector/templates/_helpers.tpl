@@ -87,7 +87,9 @@ app.kubernetes.io/part-of: package-injector
 {{- printf "%spackage-url" .Values.policy.annotationPrefix }}
 {{- end }}
 
-{{/* The webhook settings (webhook/settings.py field names), rendered into the ConfigMap. */}}
+{{/* The webhook settings (webhook/settings.py field names), rendered into the ConfigMap. init_image is
+not among them: the Deployment sets it as PACKAGE_INJECTOR_INIT_IMAGE, where kustomize's `images:` can
+rewrite it (deploy/base/kustomizeconfig.yaml). */}}
 {{- define "package-injector.settings" -}}
 {{- $p := .Values.policy }}
 {{- $init := .Values.initContainer }}
@@ -98,7 +100,6 @@ app.kubernetes.io/part-of: package-injector
   "plain_http_registries" $p.plainHttpRegistries
   "require_checksum" $p.requireChecksum
   "default_mount_path" $p.defaultMountPath
-  "init_image" (include "package-injector.image" (list $init.image .))
   "init_image_pull_policy" $init.image.pullPolicy
   "init_resources" $init.resources
   "init_run_as_user" $init.securityContext.runAsUser
@@ -134,7 +135,7 @@ app.kubernetes.io/part-of: package-injector
 admissionReviewVersions: ["v1", "v1beta1"]
 sideEffects: None
 timeoutSeconds: {{ $root.Values.webhook.timeoutSeconds }}
-matchPolicy: Equivalent
+matchPolicy: {{ $root.Values.webhook.matchPolicy }}
 clientConfig:
   service:
     name: {{ include "package-injector.fullname" $root }}
@@ -162,11 +163,25 @@ namespaceSelector:
       operator: NotIn
       values: ["disabled"]
     {{- end }}
+    {{- with $root.Values.webhook.namespaceSelector.matchExpressions }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- with $root.Values.webhook.namespaceSelector.matchLabels }}
+  matchLabels:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 objectSelector:
   matchExpressions:
     - key: {{ $root.Values.webhook.namespaceLabel | quote }}
       operator: NotIn
       values: ["disabled"]
+    {{- with $root.Values.webhook.objectSelector.matchExpressions }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- with $root.Values.webhook.objectSelector.matchLabels }}
+  matchLabels:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- end }}
 
 {{/* A CEL test that `path` (an annotations map) holds the trigger key; `guard` checks the path exists. */}}
