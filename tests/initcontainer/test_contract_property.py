@@ -1,7 +1,8 @@
 """One contract, enforced once: whatever the webhook admits, the init container's configuration check accepts.
 
 Annotations x settings are drawn at random (hypothesis) from values near every rule's edges: URLs with
-non-ASCII, control characters, credentials, bad ports and brackets; digests in every spelling; strip values
+non-ASCII, control characters, credentials, bad ports and brackets; oci:// references and s3:// URLs on
+both sides of their grammars; digests in every spelling; strip values
 that int() would take but the contract does not; every tunable of init_env and the proxies with good and bad
 values. When the settings load and `inject` admits the Pod, the init container's `load_config` must accept
 exactly the environment the webhook rendered, after the kubelet's `$(VAR)`/`$$` handling (the stand-in in
@@ -46,8 +47,51 @@ paths = st.text(
     alphabet=st.sampled_from([*"abz/.-_%~$()", "ä", " ", "\t", "\x00", "\x7f", "?", "#", "\u200b"]),
     max_size=12,
 )
+http_urls = st.builds(lambda s, h, p: f"{s}://{h}/{p}", schemes, hosts, paths)
+oci_urls = st.sampled_from(
+    [
+        "oci://ghcr.io/org/app:1.0",
+        "oci://nginx",
+        "OCI://ghcr.io/org/app:v1",
+        "oci://registry.example.com:5000/team/app",
+        "oci://Registry.example.com:5000/Team/App",
+        f"oci://localhost:5000/app@sha256:{HEX}",
+        f"oci://ghcr.io/app:1@sha256:{HEX}",
+        f"oci://ghcr.io/app@sha256:{HEX[:-1]}",
+        "oci://ghcr.io/app:-x",
+        "oci://host.example.com:5000",
+        "oci://[::1]:5000/app:v1",
+        "oci://[::1:5000/app:v1",
+        "oci://ghcr.io:99999/app",
+        "oci://ghcr.io/app?x=1",
+        "oci://user:pw@ghcr.io/app",
+        "oci://ghcr.io/äpp",
+        "oci://",
+    ]
+)
+s3_urls = st.sampled_from(
+    [
+        "s3://packages/app.tgz",
+        "S3://packages/app.tgz",
+        "s3://my.bucket/a/b%20c.tgz",
+        "s3://Packages/app.tgz",
+        "s3://ab/app.tgz",
+        "s3://packages/",
+        "s3://packages/dir/",
+        "s3://packages:9000/app.tgz",
+        "s3://user@packages/app.tgz",
+        "s3://packages/app.tgz?versionId=1",
+        "s3://packages/a/../b.tgz",
+        "s3://192.168.1.1/app.tgz",
+        "s3://packages/ä.tgz",
+        "s3://packages/%ff.tgz",
+        "s3://packages/%0a.tgz",
+        "s3://xn--packages/app.tgz",
+        "s3://packages",
+    ]
+)
 urls = st.builds(
-    lambda s, h, p, pad: f"{pad}{s}://{h}/{p}{pad}", schemes, hosts, paths, st.sampled_from(["", " ", "\n"])
+    lambda u, pad: f"{pad}{u}{pad}", st.one_of(http_urls, oci_urls, s3_urls), st.sampled_from(["", " ", "\n"])
 )
 digests = st.sampled_from(
     [
@@ -102,10 +146,16 @@ annotation_sets = st.fixed_dictionaries(
 )
 settings_values = st.fixed_dictionaries(
     {
-        "allowed_schemes": st.sampled_from([["https"], ["https", "http"], ["http"]]),
+        "allowed_schemes": st.sampled_from(
+            [["https"], ["https", "http"], ["http"], ["https", "oci", "s3"], ["http", "oci", "s3"]]
+        ),
         "init_env": init_envs,
         "init_proxy_env": proxy_envs,
-    }
+    },
+    optional={
+        "s3_endpoint": st.sampled_from(["https://minio.example.com:9000", "http://minio.example.com:9000"]),
+        "plain_http_registries": st.sampled_from([["registry.example.com"], ["*.example.com"]]),
+    },
 )
 
 
@@ -140,7 +190,11 @@ def test_what_the_webhook_admits_the_init_container_accepts(
     if contract.ENV_CREDENTIALS_DIR in env:
         # Where the kubelet mounts the Secret: a directory holding a token.
         secret_dir = tmp_path_factory.mktemp("secret")
-        (secret_dir / contract.CREDENTIAL_TOKEN).write_text("t0ken\n")
+        if env[contract.ENV_URL][:5].lower() == "s3://":  # an S3 Secret holds an access key
+            (secret_dir / "AWS_ACCESS_KEY_ID").write_text("AKIAEXAMPLE\n")
+            (secret_dir / "AWS_SECRET_ACCESS_KEY").write_text("s3cret\n")
+        else:
+            (secret_dir / contract.CREDENTIAL_TOKEN).write_text("t0ken\n")
         env[contract.ENV_CREDENTIALS_DIR] = str(secret_dir)
     try:
         load_config(env)
