@@ -39,7 +39,6 @@ DEFAULT_PACKAGE_URL: Final = "https://example.com/package-injector-check.tar.gz"
 # SHA-256 of the empty string: a well-formed pin, for clusters that require checksums.
 DUMMY_SHA256: Final = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 EXPIRY_WARNING: Final = timedelta(days=14)
-MWC_PATH: Final = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
 
 # What to do, by cause; the chart's three TLS modes differ only in who makes the caBundle.
 FIX_REINSTALL: Final = "reinstall: helm upgrade --install (or kubectl apply -k deploy/overlays/...)"
