@@ -13,6 +13,8 @@ APT_PACKAGES=(
   zstd               # makes .tar.zst fixtures
   zip                # makes zip fixtures with the real zip tool
   python3-venv       # `python3 -m venv` (Debian/Ubuntu split ensurepip out of python3)
+  docker-registry    # a real OCI registry with auth (images tests; the cluster's private init image)
+  apache2-utils      # htpasswd -B: the registry accepts only bcrypt entries
 )
 
 SUDO=""
