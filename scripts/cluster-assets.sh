@@ -24,7 +24,7 @@ CRICTL_VERSION="${CRICTL_VERSION:-v1.37.0}"
 HELM_VERSION="${HELM_VERSION:-v4.3.2}"
 # Debian packages: cgo + libseccomp for runc's seccomp support (PSS `restricted` asks for RuntimeDefault),
 # CNI plugins, iptables/conntrack for kube-proxy inside the cluster's namespace, gcc for the pause binary.
-APT_PACKAGES=(gcc libc6-dev libseccomp-dev pkg-config containernetworking-plugins iptables conntrack iproute2
+APT_PACKAGES=(gcc libc6-dev libseccomp-dev pkg-config containernetworking-plugins iptables conntrack iproute2 procps openssl
   util-linux)
 
 log() { echo "cluster-assets: $*" >&2; }

@@ -20,7 +20,7 @@
 # - Images come from the node's containerd store (imported), not pulled from a registry.
 # - No cluster DNS (no CoreDNS): the tests address servers by IP.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
 
 NAME="${CLUSTER_NAME:-pi-cluster}"
@@ -518,18 +518,21 @@ load_crictl_quiet() {
   CRICTL="$(ls -d "$c"/*/crictl 2>/dev/null | sort -V | tail -n 1 || true)"
 }
 
-case "${1:-up}" in
-  up) cmd_up ;;
-  down) cmd_down ;;
-  dir) echo "$DIR" ;;
-  env)
-    alive "$(anchor_pid)" || die "not running"
-    print_env
-    ;;
-  ctr) # ctr against the node's containerd, namespace k8s.io, run in the cluster's namespaces
-    shift
-    alive "$(anchor_pid)" || die "not running"
-    in_ns "$(cat "$DIR/containerd-bin")/ctr" --address "$DIR/containerd/containerd.sock" -n k8s.io "$@"
-    ;;
-  *) die "usage: $0 up|down|env|ctr ARGS..." ;;
-esac
+# Sourcing this file (tests of its parts) defines the functions only.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  case "${1:-up}" in
+    up) cmd_up ;;
+    down) cmd_down ;;
+    dir) echo "$DIR" ;;
+    env)
+      alive "$(anchor_pid)" || die "not running"
+      print_env
+      ;;
+    ctr) # ctr against the node's containerd, namespace k8s.io, run in the cluster's namespaces
+      shift
+      alive "$(anchor_pid)" || die "not running"
+      in_ns "$(cat "$DIR/containerd-bin")/ctr" --address "$DIR/containerd/containerd.sock" -n k8s.io "$@"
+      ;;
+    *) die "usage: $0 up|down|env|ctr ARGS..." ;;
+  esac
+fi

@@ -96,8 +96,10 @@ def test_helm_test_upgrade_disruption_uninstall(
     live: Live, server: PackageServer, namespace: NamespaceFactory, reinstall: None
 ) -> None:
     # helm test: the chart's check Pod runs in the cluster and passes.
-    out = live.helm("test", RELEASE, "-n", RELEASE_NS, "--logs", "--timeout", "5m").stdout
-    assert "Phase:          Succeeded" in out, out
+    out = live.helm(
+        "test", RELEASE, "-n", RELEASE_NS, "--logs", "--timeout", "5m"
+    ).stdout  # raises on failure
+    assert "Succeeded" in out and "check" in out, out
 
     ns = namespace()
     url = server.url("never-fetched.tar.gz")
