@@ -154,11 +154,14 @@ make_namespace() {
     while read -r type dir opts; do mkdir -p "$dir"; mount -t "$type" -o "$opts" "$type" "$dir"; done <"$1"
     ip link set lo up
     ip addr add "$2/32" dev lo
+    # Locally made connections to a ClusterIP (the apiserver calling a webhook Service) need a route
+    # before kube-proxy'"'"'s OUTPUT DNAT applies; a node has its default route for that, this namespace has none.
+    ip route add "$5" dev lo src "$2"
     sysctl -qw net.ipv4.ip_forward=1
     # Bridged pod-to-pod traffic through Service NAT (per namespace on this kernel).
     if [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]; then sysctl -qw net.bridge.bridge-nf-call-iptables=1; fi
     touch "$3"
-    exec sleep infinity' anchor "$DIR/cgroup-mounts" "$NODE_IP" "$DIR/anchor.ready" \
+    exec sleep infinity' anchor "$DIR/cgroup-mounts" "$NODE_IP" "$DIR/anchor.ready" "$NODE" "$SVC_CIDR" \
     >"$DIR/logs/anchor.log" 2>&1 </dev/null &
   echo $! >"$DIR/anchor.pid"
   wait_for "the namespace anchor" 20 test -e "$DIR/anchor.ready" || die "anchor failed: $(cat "$DIR/logs/anchor.log")"

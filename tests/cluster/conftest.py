@@ -3,7 +3,8 @@
 `live` runs `scripts/cluster.sh up` once (first run on a machine builds everything: see the README for
 the cost), and `down` at the end of the session, then checks that nothing of it is left: no process in its
 network namespace, no namespace, no mount, no cgroup, and the kubelet's global sysctls as they were.
-KUBE_VERSION selects the Kubernetes version (default: the newest 1.37.x).
+KUBE_VERSION selects the Kubernetes version (default: the newest 1.37.x). CLUSTER_KEEP=1 (development only)
+reuses a running cluster and leaves it running.
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ def live() -> Iterator[Live]:
         version=exports["CLUSTER_VERSION"],
     )
     yield cluster
+    if os.environ.get("CLUSTER_KEEP") == "1":  # development only: keep it for the next run
+        return
     down = _script("down", timeout=300)
     assert down.returncode == 0, down.stderr[-4000:]
     assert _leftovers() == []
