@@ -18,9 +18,11 @@ writes, and within our pieces we own only the fields we write:
   names it (or it already carries exactly what we would write), it runs its image's
   entrypoint (no command, args, ports, probes, lifecycle or restartPolicy), its env
   has `PACKAGE_URL` and it mounts `package-shared-volume`. We own its image,
-  imagePullPolicy, resources, securityContext, terminationMessagePolicy (rewritten
-  whole when they differ), the env entries named `PACKAGE_*` or configured in
-  `init_env`/`init_proxy_env`, and the mounts of our volumes. Every other env,
+  imagePullPolicy, resources (the requests and limits we configure: a resource we
+  do not set keeps what others, e.g. LimitRanger, gave it), securityContext and
+  terminationMessagePolicy (rewritten whole when they differ), the env entries
+  named `PACKAGE_*` or configured in `init_env`/`init_proxy_env`, and the mounts of
+  our volumes. Every other env,
   envFrom, volumeMount or field is someone else's: kept, in place, never removed.
   Two changes by others are accepted as saying the same: our image behind a
   registry-mirror prefix or pinned with `@sha256:`, and `imagePullPolicy: Always`
@@ -358,7 +360,21 @@ def _init_rewritten(existing: Obj, desired: Obj, env_names: frozenset[str]) -> O
             theirs = [i for i in items if not _is_named(i, names)] if isinstance(items, list) else []
             out[key] = [*value, *theirs]
         elif not (key in existing and _field_says(key, existing[key], value)):
-            out[key] = value
+            out[key] = _resources_merged(existing.get(key), value) if key == "resources" else value
+    return out
+
+
+def _resources_merged(existing: Any, desired: Obj) -> Obj:
+    """Our requests and limits over theirs: a resource we do not set keeps what others gave it.
+
+    LimitRanger fills the namespace's defaults (a CPU limit) only when the apiserver runs its plugins, which
+    it does not after a reinvocation round; dropping that limit there gets the pod denied by a quota."""
+    if not isinstance(existing, dict):
+        return desired
+    out = dict(existing)
+    for section, values in desired.items():
+        theirs = existing.get(section)
+        out[section] = {**theirs, **values} if isinstance(theirs, dict) else values
     return out
 
 

@@ -143,6 +143,23 @@ def test_defaults_resources_and_duplicates_of_our_env(make_pod: PodFactory) -> N
     assert downloader(fixed)["resources"]["limits"] == {"cpu": "1", "memory": "512Mi"}
 
 
+def test_our_resources_put_back_keep_what_limit_ranger_added(make_pod: PodFactory) -> None:
+    """A policy webhook after ours changed our memory limit; LimitRanger had given our container its CPU
+    limit. On reinvocation we put our values back and keep that CPU limit: LimitRanger does not run again
+    after that round, and a quota on limits.cpu would deny the pod (tests/e2e/test_namespace_policies.py)."""
+    settings = Settings()
+    pod = inject(make_pod({"package-url": URL}), settings).pod
+    init = downloader(pod)
+    init["resources"]["limits"] = {"cpu": "300m", "memory": "300Mi"}  # LimitRanger's cpu, the policy's memory
+    init["resources"]["requests"]["ephemeral-storage"] = "1Gi"
+    fixed = inject(pod, settings).pod
+    assert downloader(fixed)["resources"] == {
+        "requests": {"cpu": "50m", "memory": "64Mi", "ephemeral-storage": "1Gi"},
+        "limits": {"cpu": "300m", "memory": "256Mi"},
+    }
+    assert_fixed_point(fixed, settings)
+
+
 @pytest.mark.parametrize("policy", POLICIES)
 def test_a_container_appended_after_ours_gets_the_mount_only_when_reinvoked(
     make_pod: PodFactory, settings: Settings, policy: str
@@ -414,14 +431,16 @@ def test_a_webhook_that_sorts_env_and_mounts_causes_no_rewrite(
 
 
 @pytest.mark.parametrize("bad", [{"name": ["PACKAGE_URL"]}, {"name": {"a": 1}}, "PACKAGE_URL", None, 7])
-def test_malformed_entries_in_our_init_container_are_a_clear_denial_or_kept(
+def test_malformed_entries_in_our_init_container_are_a_clear_denial(
     make_pod: PodFactory, settings: Settings, bad: Any
 ) -> None:
     pod = chain.service_account_plugin(inject(make_pod({"package-url": URL}), settings).pod)
     downloader(pod)["env"].append(bad)
     downloader(pod)["volumeMounts"].append(bad)
-    result = inject(pod, settings)  # never a TypeError (an internal error); someone else's entry is kept
-    assert bad in downloader(result.pod)["env"] and not result.changed
+    with pytest.raises(Denied) as denied:  # never a TypeError (an internal error)
+        inject(pod, settings)
+    assert denied.value.code == 400 and denied.value.reason == "malformed-object"
+    assert "spec.initContainers[0]." in denied.value.message
 
 
 # --- others' changes to fields we own that must not be undone by reinvocation ------------------------------
