@@ -227,8 +227,8 @@ def _init_container(
         "image": settings.init_image,
         "imagePullPolicy": settings.init_image_pull_policy,
         "env": _env(request, settings, pull_secrets),
-        # dict[str, dict[str, str]]: a copy two levels deep is a deep copy, without copy.deepcopy's cost.
-        "resources": {k: dict(v) for k, v in settings.init_resources.items()},
+        # A fresh dict two levels deep: a deep copy, without copy.deepcopy's cost.
+        "resources": ann.init_resources(request.init_resources, settings),
         "securityContext": security_context,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": mounts,

@@ -98,6 +98,7 @@ app.kubernetes.io/part-of: package-injector
   "plain_http_registries" $p.plainHttpRegistries
   "require_checksum" $p.requireChecksum
   "default_mount_path" $p.defaultMountPath
+  "max_init_resources" $p.maxInitResources
   "init_image" (include "package-injector.image" (list $init.image .))
   "init_image_pull_policy" $init.image.pullPolicy
   "init_resources" $init.resources
