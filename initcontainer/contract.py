@@ -112,6 +112,32 @@ EXIT_INTEGRITY: Final = 5
 EXIT_UNSAFE_ARCHIVE: Final = 6
 EXIT_LOCAL_IO: Final = 7
 
+# --- several packages per Pod (issue 13, part 2) -----------------------------------------------------------
+#
+# The unnamed package keeps the variables above (PACKAGE_URL, PACKAGE_SHA256, PACKAGE_DEST,
+# PACKAGE_STRIP_COMPONENTS, PACKAGE_CREDENTIALS_DIR), so every Pod injected before keeps its exact env.
+# Named packages (annotations `package-url.NAME` and companions) travel in ONE variable, PACKAGE_LIST: a
+# JSON array, one object per package, in the order the webhook sorted them (by name):
+#
+#   [{"name": "tools", "url": "https://...", "sha256": "<64 hex>", "dest": "/shared-data/packages/tools",
+#     "stripComponents": 1, "credentialsDir": "/var/run/secrets/package-injector/credentials-tools"}]
+#
+# Only "name", "url" and "dest" are required. One variable rather than PACKAGE_URL_1..N: one value to
+# validate whole (an unknown field or a duplicate is refused before any download), no gaps in an index,
+# and the webhook owns it as one env entry. Secrets never appear in it: each package's Secret is a volume
+# mounted read-only at its credentialsDir, as for the unnamed package; the URL is in the Pod spec anyway.
+# Each package's dest is its own volume's mount in the init container; no dest may be inside another.
+# PACKAGE_CONCURRENCY bounds how many packages download at once (initcontainer.several runs them).
+
+ENV_PACKAGE_LIST: Final = "PACKAGE_LIST"
+"""JSON array of the named packages (see above); the unnamed package stays in PACKAGE_URL etc."""
+ENV_CONCURRENCY: Final = "PACKAGE_CONCURRENCY"
+"""How many packages download at once, 1..16."""
+DEFAULT_CONCURRENCY: Final = 4
+MAX_CONCURRENCY: Final = 16
+NAMED_DEST_ROOT: Final = "/shared-data/packages"
+"""Named packages default to NAMED_DEST_ROOT/NAME: beside DEFAULT_DEST, never inside it or each other."""
+
 KNOWN_ENV: Final = frozenset(
     {
         ENV_URL,
@@ -136,6 +162,8 @@ KNOWN_ENV: Final = frozenset(
         ENV_STS_ENDPOINT,
         ENV_USERNAME,
         ENV_PASSWORD,
+        ENV_PACKAGE_LIST,
+        ENV_CONCURRENCY,
     }
 )
 
@@ -389,6 +417,7 @@ def parse_s3_url(url: str) -> S3Location:
             "the key has a '.' or '..' path segment, which proxies may resolve; rename the object"
         )
     return S3Location(bucket, key)
+
 
 # --- several packages per Pod (issue 13, part 2) -----------------------------------------------------------
 #

@@ -41,6 +41,7 @@ RESERVED_INIT_ENV: Final = frozenset(
         contract.ENV_S3_REGION,
         contract.ENV_S3_ENDPOINT,
         contract.ENV_STS_ENDPOINT,
+        contract.ENV_PACKAGE_LIST,
     }
 )
 PROXY_ENV: Final = frozenset(

@@ -104,10 +104,12 @@ def test_names_follow_annotation_name_rules() -> None:
     assert len("package-strip-components." + "x" * contract.MAX_PACKAGE_NAME) == 63
 
 
-def test_not_yet_known_to_the_init_program() -> None:
-    """Until the init program reads them, it must refuse these variables rather than silently ignore them."""
-    assert contract.ENV_PACKAGE_LIST not in contract.KNOWN_ENV
-    assert contract.ENV_CONCURRENCY not in contract.KNOWN_ENV
+def test_list_is_known_to_the_init_program_and_never_a_cluster_setting() -> None:
+    from webhook.settings import RESERVED_INIT_ENV
+
+    assert {contract.ENV_PACKAGE_LIST, contract.ENV_CONCURRENCY} <= contract.KNOWN_ENV
+    assert contract.ENV_PACKAGE_LIST in RESERVED_INIT_ENV  # derived per Pod
+    assert contract.ENV_CONCURRENCY not in RESERVED_INIT_ENV  # a cluster may tune it in init_env
 
 
 @pytest.mark.parametrize(("text", "value"), [("1", 1), (" 4 ", 4), ("16", 16)])
