@@ -419,32 +419,8 @@ def parse_s3_url(url: str) -> S3Location:
     return S3Location(bucket, key)
 
 
-# --- several packages per Pod (issue 13, part 2) -----------------------------------------------------------
-#
-# The unnamed package keeps the variables above (PACKAGE_URL, PACKAGE_SHA256, PACKAGE_DEST,
-# PACKAGE_STRIP_COMPONENTS, PACKAGE_CREDENTIALS_DIR), so every Pod injected before keeps its exact env.
-# Named packages (annotations `package-url.NAME` and companions) travel in ONE variable, PACKAGE_LIST: a
-# JSON array, one object per package, in the order the webhook sorted them (by name):
-#
-#   [{"name": "tools", "url": "https://...", "sha256": "<64 hex>", "dest": "/shared-data/packages/tools",
-#     "stripComponents": 1, "credentialsDir": "/var/run/secrets/package-injector/credentials-tools"}]
-#
-# Only "name", "url" and "dest" are required. One variable rather than PACKAGE_URL_1..N: one value to
-# validate whole (an unknown field or a duplicate is refused before any download), no gaps in an index,
-# and the webhook owns it as one env entry. Secrets never appear in it: each package's Secret is a volume
-# mounted read-only at its credentialsDir, as for the unnamed package; the URL is in the Pod spec anyway.
-# Each package's dest is its own volume's mount in the init container; no dest may be inside another.
-# PACKAGE_CONCURRENCY bounds how many packages download at once. Not yet read by the init program (so not
-# in KNOWN_ENV: the init container still refuses these variables rather than ignore them).
+# --- several packages per Pod: PACKAGE_LIST's entries (the variables are defined above KNOWN_ENV) -------
 
-ENV_PACKAGE_LIST: Final = "PACKAGE_LIST"
-"""JSON array of the named packages (see above); the unnamed package stays in PACKAGE_URL etc."""
-ENV_CONCURRENCY: Final = "PACKAGE_CONCURRENCY"
-"""How many packages download at once, 1..16."""
-DEFAULT_CONCURRENCY: Final = 4
-MAX_CONCURRENCY: Final = 16
-NAMED_DEST_ROOT: Final = "/shared-data/packages"
-"""Named packages default to NAMED_DEST_ROOT/NAME: beside DEFAULT_DEST, never inside it or each other."""
 MAX_PACKAGE_NAME: Final = 38
 """An annotation key's name part is at most 63 characters; `package-strip-components.` leaves 38."""
 
