@@ -24,9 +24,9 @@ writes, and within our pieces we own only the fields we write:
   named `PACKAGE_*` or configured in `init_env`/`init_proxy_env`, and the mounts of
   our volumes. Every other env,
   envFrom, volumeMount or field is someone else's: kept, in place, never removed.
-  Two changes by others are accepted as saying the same: our image behind a
-  registry-mirror prefix or pinned with `@sha256:`, and `imagePullPolicy: Always`
-  (the AlwaysPullImages plugin): rewriting them would undo those controls on
+  Two changes by others are accepted as saying the same: our image's name and tag
+  under another registry or project (a registry mirror) or pinned with `@sha256:`,
+  and `imagePullPolicy: Always` (the AlwaysPullImages plugin): rewriting them would undo those controls on
   reinvocation. The image is not a mark of ownership (upgrades change it); a piece
   we adopt ends up running the configured image (or such a form of it) and our env.
 - the emptyDir volume `package-shared-volume` is ours by name and type alone (it
@@ -323,10 +323,11 @@ def _named(items: Any, names: frozenset[str]) -> list[Obj]:
 def _field_says(key: str, existing: Any, desired: Any) -> bool:
     """Whether the init container's field `key` says what we want, or what another plugin made of it."""
     if key == "image" and isinstance(existing, str) and isinstance(desired, str):
-        # A registry-mirror webhook prefixes our image, a digest-pinning policy appends @sha256:...; both
-        # still name it. Another repository or tag (an upgrade) is a difference.
+        # A registry-mirror webhook prefixes our image or moves it to its own registry and project, a
+        # digest-pinning policy appends @sha256:...; all still name it (the same last path segment: name and
+        # tag). Another name or tag (an upgrade) is a difference.
         name = existing.split("@", 1)[0] if "@" not in desired else existing
-        return name == desired or name.endswith("/" + desired)
+        return name == desired or name.rsplit("/", 1)[-1] == desired.rsplit("/", 1)[-1]
     if key == "imagePullPolicy" and existing == "Always":
         return True  # the AlwaysPullImages plugin's value: stricter than ours, and it validates it
     return covers(existing, desired, key in _QUANTITY_FIELDS)

@@ -494,6 +494,33 @@ def test_a_mirror_or_digest_pin_of_our_image_is_kept(
     assert_init_fixed(pod, settings)
 
 
+def registry_swap(pod: dict[str, Any]) -> dict[str, Any]:
+    """A registry-mirror webhook that moves images to its own registry and project (Harbor's proxy cache)."""
+    pod = copy.deepcopy(pod)
+    for container in chain._all_containers(pod["spec"]):
+        container["image"] = container["image"].replace("ghcr.io/platform/", "mirror.example/ghcr-proxy/")
+    return pod
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_a_mirror_that_swaps_the_registry_is_not_undone_on_reinvocation(
+    make_pod: PodFactory, policy: str
+) -> None:
+    """Reinvoked after a mirror with reinvocationPolicy Never, we must not put back the registry the cluster
+    cannot pull from: the same name and tag under another registry or project is the same image."""
+    settings = Settings(init_image="ghcr.io/platform/package-init-container:0.1.0")
+    hooks = [
+        ("a-package-injector", ours(settings), policy),
+        ("y-images", registry_swap, "Never"),
+        ("z-mesh", mesh, "Never"),
+    ]
+    pod = chain.admit(make_pod({"package-url": URL}), hooks)
+    assert downloader(pod)["image"] == "mirror.example/ghcr-proxy/package-init-container:0.1.0"
+    assert_init_fixed(pod, settings)
+    downloader(pod)["image"] = "mirror.example/ghcr-proxy/package-init-container:0.0.9"  # an upgrade since
+    assert downloader(inject(pod, settings).pod)["image"] == settings.init_image
+
+
 @pytest.mark.parametrize(
     "image",
     [
