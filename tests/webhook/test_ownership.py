@@ -494,6 +494,84 @@ def test_a_mirror_or_digest_pin_of_our_image_is_kept(
     assert_init_fixed(pod, settings)
 
 
+def uid_policy(pod: dict[str, Any]) -> dict[str, Any]:
+    """A policy engine's mutation (Gatekeeper Assign, Kyverno): every container runs as UID/GID 1000 with a
+    Localhost seccomp profile and drops NET_RAW too; its validating side then refuses any other UID."""
+    pod = copy.deepcopy(pod)
+    for container in chain._all_containers(pod["spec"]):
+        sc = container.setdefault("securityContext", {})
+        sc.update(runAsUser=1000, runAsGroup=1000)
+        sc["seccompProfile"] = {"type": "Localhost", "localhostProfile": "profiles/strict.json"}
+        sc["capabilities"] = {"drop": ["ALL", "NET_RAW"]}
+    return pod
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_a_policy_engine_making_our_security_context_stricter_is_not_undone(
+    make_pod: PodFactory, settings: Settings, policy: str
+) -> None:
+    hooks = [
+        ("a-package-injector", ours(settings), policy),
+        ("y-policy", uid_policy, "Never"),
+        ("z-mesh", mesh, "Never"),
+    ]
+    pod = chain.admit(make_pod({"package-url": URL}), hooks)
+    assert (
+        downloader(pod)["securityContext"] == uid_policy(pod)["spec"]["initContainers"][0]["securityContext"]
+    )
+    assert_init_fixed(pod, settings)
+
+
+@pytest.mark.parametrize(
+    "weaker",
+    [
+        {"runAsUser": 0},
+        {"runAsNonRoot": False},
+        {"privileged": True},
+        {"allowPrivilegeEscalation": True},
+        {"seccompProfile": {"type": "Unconfined"}},
+        {"capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]}},
+        {"capabilities": {"drop": ["NET_RAW"]}},
+        {"readOnlyRootFilesystem": False},
+        {"procMount": "Unmasked"},
+    ],
+)
+def test_a_weaker_security_context_is_rewritten(
+    make_pod: PodFactory, settings: Settings, weaker: dict[str, Any]
+) -> None:
+    pod = inject(make_pod({"package-url": URL}), settings).pod
+    downloader(pod)["securityContext"].update(weaker)
+    fixed = downloader(inject(pod, settings).pod)["securityContext"]
+    assert fixed == downloader(inject(make_pod({"package-url": URL}), settings).pod)["securityContext"]
+
+
+def registry_swap(pod: dict[str, Any]) -> dict[str, Any]:
+    """A registry-mirror webhook that moves images to its own registry and project (Harbor's proxy cache)."""
+    pod = copy.deepcopy(pod)
+    for container in chain._all_containers(pod["spec"]):
+        container["image"] = container["image"].replace("ghcr.io/platform/", "mirror.example/ghcr-proxy/")
+    return pod
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_a_mirror_that_swaps_the_registry_is_not_undone_on_reinvocation(
+    make_pod: PodFactory, policy: str
+) -> None:
+    """Reinvoked after a mirror with reinvocationPolicy Never, we must not put back the registry the cluster
+    cannot pull from: the same name and tag under another registry or project is the same image."""
+    settings = Settings(init_image="ghcr.io/platform/package-init-container:0.1.0")
+    hooks = [
+        ("a-package-injector", ours(settings), policy),
+        ("y-images", registry_swap, "Never"),
+        ("z-mesh", mesh, "Never"),
+    ]
+    pod = chain.admit(make_pod({"package-url": URL}), hooks)
+    assert downloader(pod)["image"] == "mirror.example/ghcr-proxy/package-init-container:0.1.0"
+    assert_init_fixed(pod, settings)
+    downloader(pod)["image"] = "mirror.example/ghcr-proxy/package-init-container:0.0.9"  # an upgrade since
+    assert downloader(inject(pod, settings).pod)["image"] == settings.init_image
+
+
 @pytest.mark.parametrize(
     "image",
     [
