@@ -1,7 +1,7 @@
 # One entry point per job. `make setup` is idempotent; the others call it.
 PY := .venv/bin/python
 
-.PHONY: setup demo test lint e2e-assets bench images push clean
+.PHONY: setup demo test lint e2e-assets cluster-assets cluster cluster-down e2e bench images push clean
 
 setup:
 	bash scripts/setup.sh
@@ -9,8 +9,10 @@ setup:
 demo: setup
 	bash scripts/demo.sh
 
+# tests/cluster (a real one-node cluster, `make e2e`) is not in `make test` yet: issue 11 is open, its
+# Deployment case does not pass yet and a cold build of the cluster costs most of CI's 90 minutes.
 test: setup lint
-	bash scripts/test.sh
+	bash scripts/test.sh --ignore=tests/cluster
 
 lint: setup
 	.venv/bin/ruff check webhook initcontainer tests bench
@@ -28,6 +30,21 @@ push:
 
 e2e-assets:
 	bash scripts/kube-assets.sh
+
+# The one-node cluster (KUBE_VERSION=v1.34.4 for another version): build once, then start, load the images,
+# helm install. Its last three lines are exports (KUBECONFIG, CLUSTER_HOST_IP, CLUSTER_NETNS).
+cluster-assets:
+	bash scripts/cluster-assets.sh
+
+cluster: setup
+	bash scripts/cluster.sh up
+
+cluster-down:
+	bash scripts/cluster.sh down
+
+# Only the suite that runs Pods on that cluster (it starts and stops its own): KUBE_VERSION=v1.34.4 make e2e
+e2e: setup
+	bash scripts/test.sh tests/cluster
 
 bench: setup
 	bash bench/run.sh

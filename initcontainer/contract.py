@@ -12,6 +12,7 @@ running cluster.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import urllib.parse
 from collections.abc import Callable
@@ -116,6 +117,32 @@ EXIT_INTEGRITY: Final = 5
 EXIT_UNSAFE_ARCHIVE: Final = 6
 EXIT_LOCAL_IO: Final = 7
 
+# --- several packages per Pod (issue 13, part 2) -----------------------------------------------------------
+#
+# The unnamed package keeps the variables above (PACKAGE_URL, PACKAGE_SHA256, PACKAGE_DEST,
+# PACKAGE_STRIP_COMPONENTS, PACKAGE_CREDENTIALS_DIR), so every Pod injected before keeps its exact env.
+# Named packages (annotations `package-url.NAME` and companions) travel in ONE variable, PACKAGE_LIST: a
+# JSON array, one object per package, in the order the webhook sorted them (by name):
+#
+#   [{"name": "tools", "url": "https://...", "sha256": "<64 hex>", "dest": "/shared-data/packages/tools",
+#     "stripComponents": 1, "credentialsDir": "/var/run/secrets/package-injector/credentials-tools"}]
+#
+# Only "name", "url" and "dest" are required. One variable rather than PACKAGE_URL_1..N: one value to
+# validate whole (an unknown field or a duplicate is refused before any download), no gaps in an index,
+# and the webhook owns it as one env entry. Secrets never appear in it: each package's Secret is a volume
+# mounted read-only at its credentialsDir, as for the unnamed package; the URL is in the Pod spec anyway.
+# Each package's dest is its own volume's mount in the init container; no dest may be inside another.
+# PACKAGE_CONCURRENCY bounds how many packages download at once (initcontainer.several runs them).
+
+ENV_PACKAGE_LIST: Final = "PACKAGE_LIST"
+"""JSON array of the named packages (see above); the unnamed package stays in PACKAGE_URL etc."""
+ENV_CONCURRENCY: Final = "PACKAGE_CONCURRENCY"
+"""How many packages download at once, 1..16."""
+DEFAULT_CONCURRENCY: Final = 4
+MAX_CONCURRENCY: Final = 16
+NAMED_DEST_ROOT: Final = "/shared-data/packages"
+"""Named packages default to NAMED_DEST_ROOT/NAME: beside DEFAULT_DEST, never inside it or each other."""
+
 KNOWN_ENV: Final = frozenset(
     {
         ENV_URL,
@@ -140,6 +167,8 @@ KNOWN_ENV: Final = frozenset(
         ENV_STS_ENDPOINT,
         ENV_USERNAME,
         ENV_PASSWORD,
+        ENV_PACKAGE_LIST,
+        ENV_CONCURRENCY,
     }
 )
 
@@ -629,3 +658,126 @@ def env_value_problem(name: str, raw: str) -> str | None:
     except ValueProblem as exc:
         return str(exc)
     return None
+
+
+# --- several packages per Pod: PACKAGE_LIST's entries (the variables are defined above KNOWN_ENV) -------
+
+MAX_PACKAGE_NAME: Final = 38
+"""An annotation key's name part is at most 63 characters; `package-strip-components.` leaves 38."""
+
+_PACKAGE_NAME_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+_ENTRY_FIELDS: Final = frozenset({"name", "url", "sha256", "dest", "stripComponents", "credentialsDir"})
+_HEX: Final = frozenset("0123456789abcdef")
+
+
+def package_name_problem(name: str) -> str | None:
+    """Why `name` cannot follow `package-url.` in an annotation key (Kubernetes' name-part rules), or None."""
+    if not name:
+        return "is empty"
+    if len(name) > MAX_PACKAGE_NAME:
+        return f"is longer than {MAX_PACKAGE_NAME} characters"
+    if not set(name) <= _PACKAGE_NAME_CHARS or not (name[0].isalnum() and name[-1].isalnum()):
+        return "must be letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+    return None
+
+
+@dataclass(frozen=True)
+class PackageEntry:
+    """One named package of PACKAGE_LIST."""
+
+    name: str
+    url: str
+    dest: str
+    sha256: str | None = None
+    strip_components: int = 0
+    credentials_dir: str | None = None
+
+
+def _inside(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+def _absolute_dir(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value.startswith("/") or value.rstrip("/") == "":
+        raise ValueError(f"{what} must be an absolute directory other than '/'")
+    if ".." in value.split("/") or "\x00" in value:
+        raise ValueError(f"{what} must not contain '..'")
+    return value.rstrip("/")
+
+
+def _entry(item: object, index: int) -> PackageEntry:
+    where = f"{ENV_PACKAGE_LIST}[{index}]"
+    if not isinstance(item, dict):
+        raise ValueError(f"{where} must be an object")
+    unknown = sorted(str(k) for k in item if k not in _ENTRY_FIELDS)
+    if unknown:
+        raise ValueError(
+            f"{where} has unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(_ENTRY_FIELDS))}"
+        )
+    name = item.get("name")
+    if not isinstance(name, str) or package_name_problem(name):
+        problem = package_name_problem(name) if isinstance(name, str) else "is missing"
+        raise ValueError(f"{where}.name {problem}")
+    where = f"{ENV_PACKAGE_LIST} package {name!r}"
+    url = item.get("url")
+    if not isinstance(url, str) or not url.strip():
+        raise ValueError(f"{where}: url is missing")
+    sha256 = item.get("sha256")
+    if sha256 is not None:
+        if not isinstance(sha256, str):
+            raise ValueError(f"{where}: sha256 must be 64 hex digits")
+        digest = sha256.lower().removeprefix("sha256:")
+        if len(digest) != 64 or not set(digest) <= _HEX:
+            raise ValueError(f"{where}: sha256 must be 64 hex digits")
+        sha256 = digest
+    strip = item.get("stripComponents", 0)
+    if type(strip) is not int or not 0 <= strip <= MAX_STRIP_COMPONENTS:
+        raise ValueError(f"{where}: stripComponents must be an integer from 0 to {MAX_STRIP_COMPONENTS}")
+    credentials = item.get("credentialsDir")
+    return PackageEntry(
+        name=name,
+        url=url.strip(),
+        dest=_absolute_dir(item.get("dest"), f"{where}: dest"),
+        sha256=sha256,
+        strip_components=strip,
+        credentials_dir=None
+        if credentials is None
+        else _absolute_dir(credentials, f"{where}: credentialsDir"),
+    )
+
+
+def parse_package_list(text: str, unnamed_dest: str | None = None) -> tuple[PackageEntry, ...]:
+    """PACKAGE_LIST validated whole, so a bad entry stops the init container before any download.
+
+    `unnamed_dest` is PACKAGE_DEST when PACKAGE_URL is set too: no named package may share it or nest with it.
+    """
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{ENV_PACKAGE_LIST} is not valid JSON ({exc.msg} at character {exc.pos})") from None
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"{ENV_PACKAGE_LIST} must be a non-empty JSON array of package objects")
+    entries = tuple(_entry(item, i) for i, item in enumerate(value))
+    names = [e.name for e in entries]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"{ENV_PACKAGE_LIST} names {', '.join(map(repr, duplicates))} more than once")
+    dests = [(e.name, e.dest) for e in entries]
+    if unnamed_dest is not None:
+        dests.append(("the unnamed package", unnamed_dest.rstrip("/") or "/"))
+    for i, (a_name, a_dest) in enumerate(dests):
+        for b_name, b_dest in dests[i + 1 :]:
+            if _inside(a_dest, b_dest) or _inside(b_dest, a_dest):
+                raise ValueError(
+                    f"{ENV_PACKAGE_LIST}: the dest of {a_name!r} ({a_dest}) and of {b_name!r} ({b_dest}) "
+                    "overlap; each package needs its own directory, none inside another"
+                )
+    return entries
+
+
+def parse_concurrency(text: str) -> int:
+    """PACKAGE_CONCURRENCY: 1..MAX_CONCURRENCY."""
+    value = text.strip()
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_CONCURRENCY:
+        raise ValueError(f"{ENV_CONCURRENCY} must be an integer from 1 to {MAX_CONCURRENCY}, got {text!r}")
+    return int(value)

@@ -214,6 +214,38 @@ def _on_signal(signum: int, _frame: FrameType | None) -> None:
     raise Terminated(f"stopped by signal {signal.Signals(signum).name}")
 
 
+def _main_several(env: Mapping[str, str], log: Logger, termination: Path) -> int:
+    """PACKAGE_LIST set: every package at once (initcontainer.several); the failure names its package."""
+    from initcontainer.several import PackageFailed, load_all, run_all
+
+    started = time.monotonic()
+    try:
+        configs, concurrency = load_all(env)
+        log = Logger(configs[0][1].log_format)
+        termination = configs[0][1].termination_log
+        for name, cfg in configs:
+            for warning in cfg.warnings:
+                log.warning("config", f"{name}: {warning}", package=name)
+        names = [name for name, _ in configs]
+        log.info("start", f"installing {len(configs)} packages, {concurrency} at a time", packages=names)
+        run_all(configs, log, concurrency)
+        log.info(
+            "installed", f"all {len(configs)} packages in place", seconds=round(time.monotonic() - started, 2)
+        )
+        return contract.EXIT_OK
+    except PackageError as exc:
+        code, reason, message = exc.exit_code, exc.reason, exc.message
+        package = exc.package if isinstance(exc, PackageFailed) else None
+    except Exception as exc:  # a bug: still say why
+        code, reason, message, package = 1, "InternalError", f"{exc.__class__.__name__}: {exc}", None
+    payload: dict[str, Any] = {"reason": reason, "exitCode": code, "message": message}
+    if package is not None:
+        payload["package"] = package
+    write_termination_message(termination, payload)
+    log.error("failed", message, reason=reason, exitCode=code, seconds=round(time.monotonic() - started, 2))
+    return code
+
+
 def main(environ: Mapping[str, str] | None = None) -> int:
     """Entry point of `python -m initcontainer` and `package-init`; returns the exit code."""
     env = os.environ if environ is None else environ
@@ -225,6 +257,8 @@ def main(environ: Mapping[str, str] | None = None) -> int:
         with contextlib.suppress(ValueError):  # not the main thread (tests calling main())
             signal.signal(sig, _on_signal)
     try:
+        if contract.ENV_PACKAGE_LIST in env:
+            return _main_several(env, log, termination)
         cfg = load_config(env)
         log = Logger(cfg.log_format)
         termination = cfg.termination_log

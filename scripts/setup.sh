@@ -13,7 +13,7 @@ APT_PACKAGES=(
   zstd               # makes .tar.zst fixtures
   zip                # makes zip fixtures with the real zip tool
   python3-venv       # `python3 -m venv` (Debian/Ubuntu split ensurepip out of python3)
-  docker-registry    # real OCI registry (distribution 2.8) for the oci:// tests
+  docker-registry    # real OCI registry (distribution 2.8) for the oci:// and images tests, and the cluster's private init image
   apache2-utils      # htpasswd -B: the registry's bcrypt password file
   skopeo             # copies artifacts between registries in the oci:// tests
   busybox-static     # the one binary of a FROM-scratch image whose RUN steps make whiteouts

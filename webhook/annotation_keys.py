@@ -30,7 +30,24 @@ INIT_POSITION: Final = "package-init-position"
 STATUS: Final = "package-status"
 """Written by the webhook, never by users: JSON saying what was injected, so a re-run converges."""
 
-USER_KEYS: Final = (URL, SHA256, MOUNT_PATH, CONTAINERS, STRIP_COMPONENTS, SECRET, SIZE_LIMIT, INIT_POSITION)
+RESOURCE_NAMES: Final = ("cpu", "memory", "ephemeral-storage")
+INIT_RESOURCES: Final = {
+    f"package-init-{kind}-{name}": (kind, name) for kind in ("requests", "limits") for name in RESOURCE_NAMES
+}
+"""`package-init-requests-cpu` ... `package-init-limits-ephemeral-storage`: the downloader's own requests and
+limits (quantities), each replacing one entry of `settings.init_resources`, capped by `max_init_resources`."""
+
+USER_KEYS: Final = (
+    URL,
+    SHA256,
+    MOUNT_PATH,
+    CONTAINERS,
+    STRIP_COMPONENTS,
+    SECRET,
+    SIZE_LIMIT,
+    INIT_POSITION,
+    *INIT_RESOURCES,
+)
 """The keys users may set."""
 ALL_KEYS: Final = (*USER_KEYS, STATUS)
 FAMILY_PREFIX: Final = "package-"

@@ -13,7 +13,7 @@ import difflib
 import functools
 import json
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -23,6 +23,7 @@ from webhook.annotation_keys import (
     CONTAINERS,
     FAMILY_PREFIX,
     INIT_POSITION,
+    INIT_RESOURCES,
     MOUNT_PATH,
     SECRET,
     SHA256,
@@ -42,6 +43,7 @@ __all__ = [
     "CONTAINERS",
     "FAMILY_PREFIX",
     "INIT_POSITION",
+    "INIT_RESOURCES",
     "MESSAGE_PREFIX",
     "MOUNT_PATH",
     "POSITIONS",
@@ -61,6 +63,7 @@ __all__ = [
     "Problem",
     "default_size_limit",
     "for_user",
+    "init_resources",
     "parse",
     "read_status",
     "status_value",
@@ -164,6 +167,8 @@ class PackageRequest:
     size_limit: str | None
     init_position: Literal["first", "last"]
     allow_http: bool
+    init_resources: tuple[tuple[str, str, str], ...] = ()
+    """(kind, resource, quantity) set by the Pod for its downloader; init_resources give the rest."""
 
 
 @dataclass(frozen=True)
@@ -334,6 +339,71 @@ def default_size_limit(settings: Settings) -> str | None:
     return default
 
 
+_EXAMPLES: Final = {"cpu": "100m or 1", "memory": "256Mi or 1Gi", "ephemeral-storage": "1Gi"}
+
+
+def init_resources(
+    overrides: tuple[tuple[str, str, str], ...], settings: Settings
+) -> dict[str, dict[str, str]]:
+    """The downloader's resources: the cluster's defaults with the Pod's own values put over them.
+
+    Only the named entries change, so a Pod that raises its memory limit keeps the default requests.
+    """
+    merged = {kind: dict(values) for kind, values in settings.init_resources.items()}
+    for kind, name, value in overrides:
+        merged.setdefault(kind, {})[name] = value
+    return merged
+
+
+def _check_init_resources(
+    get: Callable[[str], str | None], settings: Settings
+) -> tuple[tuple[tuple[str, str, str], ...], list[Problem]]:
+    """Per-Pod resources of the downloader: quantities, at most the cluster's caps, requests within limits."""
+    problems: list[Problem] = []
+    given: list[tuple[str, str, str]] = []
+    for short, (kind, name) in INIT_RESOURCES.items():
+        raw = get(short)
+        if raw is None:
+            continue
+        key, text = settings.key(short), raw.strip()
+        try:
+            value = parse_quantity(text)
+        except ValueError:
+            problems.append(Problem(key, f"is not a Kubernetes quantity; write e.g. {_EXAMPLES[name]}"))
+            continue
+        if value <= 0:
+            problems.append(Problem(key, f"must be a positive quantity, got {text!r}"))
+            continue
+        cap = settings.max_init_resources.get(name)
+        if cap is not None and value > parse_quantity(cap):
+            problems.append(Problem(key, f"{text} is above the cluster maximum of {cap} for {name}", 403))
+            continue
+        given.append((kind, name, text))
+    if problems or not given:
+        return tuple(given), problems
+    merged = init_resources(tuple(given), settings)
+    for name, request in merged.get("requests", {}).items():
+        limit = merged.get("limits", {}).get(name)
+        if limit is None or parse_quantity(request) <= parse_quantity(limit):
+            continue
+        set_request = ("requests", name, request) in given
+        set_limit = ("limits", name, limit) in given
+        if not (set_request or set_limit):
+            continue  # both the cluster's: settings are checked when they load
+        where = "" if set_limit else " (the cluster default)"
+        if set_request:
+            key = settings.key(f"package-init-requests-{name}")
+            fix = "" if set_limit else f'; raise "{settings.key(f"package-init-limits-{name}")}" too'
+            problems.append(Problem(key, f"{request} is above the {name} limit {limit}{where}{fix}"))
+        else:
+            key = settings.key(f"package-init-limits-{name}")
+            msg = f"{limit} is below the {name} request {request} (the cluster default); "
+            problems.append(
+                Problem(key, msg + f'lower "{settings.key(f"package-init-requests-{name}")}" too')
+            )
+    return tuple(given), problems
+
+
 _TAILS: Final = {k[len(FAMILY_PREFIX) :]: k for k in USER_KEYS}
 # difflib's ratio is 2*matches/(len(a)+len(b)): a word more than this long cannot reach the cutoff against
 # any key of ours, so it gets no hint without running difflib and never enters the cache (entries stay small).
@@ -494,6 +564,9 @@ def parse(annotations: Mapping[str, Any] | None, settings: Settings, namespace: 
             msg = f"must be 'first' or 'last', got {raw_position!r}"
             problems.append(Problem(settings.key(INIT_POSITION), msg))
 
+    resources, found = _check_init_resources(get, settings)
+    problems += found
+
     if problems:
         raise Denied.from_problems(problems, warnings)
     assert url is not None and mount_path is not None
@@ -520,6 +593,7 @@ def parse(annotations: Mapping[str, Any] | None, settings: Settings, namespace: 
             size_limit=size_limit,
             init_position=position,
             allow_http=is_http,
+            init_resources=resources,
         ),
         tuple(warnings),
     )

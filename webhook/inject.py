@@ -18,15 +18,19 @@ writes, and within our pieces we own only the fields we write:
   names it (or it already carries exactly what we would write), it runs its image's
   entrypoint (no command, args, ports, probes, lifecycle or restartPolicy), its env
   has `PACKAGE_URL` and it mounts `package-shared-volume`. We own its image,
-  imagePullPolicy, resources, securityContext, terminationMessagePolicy (rewritten
-  whole when they differ), the env entries named `PACKAGE_*` or configured in
-  `init_env`/`init_proxy_env`, and the mounts of our volumes. Every other env,
+  imagePullPolicy, resources (the requests and limits we configure: a resource we
+  do not set keeps what others, e.g. LimitRanger, gave it), securityContext and
+  terminationMessagePolicy (rewritten whole when they differ), the env entries
+  named `PACKAGE_*` or configured in `init_env`/`init_proxy_env`, and the mounts of
+  our volumes. Every other env,
   envFrom, volumeMount or field is someone else's: kept, in place, never removed.
-  Two changes by others are accepted as saying the same: our image behind a
-  registry-mirror prefix or pinned with `@sha256:`, and `imagePullPolicy: Always`
-  (the AlwaysPullImages plugin): rewriting them would undo those controls on
-  reinvocation. The image is not a mark of ownership (upgrades change it); a piece
-  we adopt ends up running the configured image (or such a form of it) and our env.
+  Changes by others accepted as saying the same: our image's name and tag
+  under another registry or project (a registry mirror) or pinned with `@sha256:`,
+  `imagePullPolicy: Always` (the AlwaysPullImages plugin), and a securityContext at
+  least as strict as ours (a policy engine's UID, seccomp profile, dropped
+  capabilities): rewriting them would undo those controls on reinvocation. The
+  image is not a mark of ownership (upgrades change it); a piece we adopt ends up
+  running the configured image (or such a form of it) and our env.
 - the emptyDir volume `package-shared-volume` is ours by name and type alone (it
   holds nothing before the pod starts, and the name is our contract's): an earlier
   injection's `emptyDir: {}` gets the sizeLimit configured now; a sizeLimit is kept
@@ -225,8 +229,8 @@ def _init_container(
         "image": settings.init_image,
         "imagePullPolicy": settings.init_image_pull_policy,
         "env": _env(request, settings, pull_secrets),
-        # dict[str, dict[str, str]]: a copy two levels deep is a deep copy, without copy.deepcopy's cost.
-        "resources": {k: dict(v) for k, v in settings.init_resources.items()},
+        # A fresh dict two levels deep: a deep copy, without copy.deepcopy's cost.
+        "resources": ann.init_resources(request.init_resources, settings),
         "securityContext": security_context,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": mounts,
@@ -321,13 +325,44 @@ def _named(items: Any, names: frozenset[str]) -> list[Obj]:
 def _field_says(key: str, existing: Any, desired: Any) -> bool:
     """Whether the init container's field `key` says what we want, or what another plugin made of it."""
     if key == "image" and isinstance(existing, str) and isinstance(desired, str):
-        # A registry-mirror webhook prefixes our image, a digest-pinning policy appends @sha256:...; both
-        # still name it. Another repository or tag (an upgrade) is a difference.
+        # A registry-mirror webhook prefixes our image or moves it to its own registry and project, a
+        # digest-pinning policy appends @sha256:...; all still name it (the same last path segment: name and
+        # tag). Another name or tag (an upgrade) is a difference.
         name = existing.split("@", 1)[0] if "@" not in desired else existing
-        return name == desired or name.endswith("/" + desired)
+        return name == desired or name.rsplit("/", 1)[-1] == desired.rsplit("/", 1)[-1]
     if key == "imagePullPolicy" and existing == "Always":
         return True  # the AlwaysPullImages plugin's value: stricter than ours, and it validates it
+    if key == "securityContext":
+        return isinstance(existing, dict) and _as_strict(existing, desired)
     return covers(existing, desired, key in _QUANTITY_FIELDS)
+
+
+def _as_strict(existing: Obj, desired: Obj) -> bool:
+    """Whether a securityContext is at least as strict as ours: a policy engine's other non-root UID or
+    GID, a Localhost seccomp profile or more dropped capabilities is kept (undoing it on reinvocation would
+    get the pod refused by that policy's validation); anything that grants more than ours is not."""
+    if existing.get("privileged") not in (None, False) or existing.get("runAsUser") == 0:
+        return False
+    if existing.get("procMount") not in (None, "Default"):
+        return False
+    for key, value in desired.items():
+        have = existing.get(key)
+        if key in ("runAsUser", "runAsGroup"):
+            ok = type(have) is int and have > 0
+        elif key == "seccompProfile":
+            ok = isinstance(have, dict) and have.get("type") in ("RuntimeDefault", "Localhost")
+        elif key == "capabilities":
+            ok = (
+                isinstance(have, dict)
+                and not have.get("add")
+                and isinstance(have.get("drop"), list)
+                and "ALL" in have["drop"]
+            )
+        else:
+            ok = key in existing and covers(have, value)
+        if not ok:
+            return False
+    return True
 
 
 def _init_converged(existing: Obj, desired: Obj, env_names: frozenset[str]) -> bool:
@@ -358,7 +393,21 @@ def _init_rewritten(existing: Obj, desired: Obj, env_names: frozenset[str]) -> O
             theirs = [i for i in items if not _is_named(i, names)] if isinstance(items, list) else []
             out[key] = [*value, *theirs]
         elif not (key in existing and _field_says(key, existing[key], value)):
-            out[key] = value
+            out[key] = _resources_merged(existing.get(key), value) if key == "resources" else value
+    return out
+
+
+def _resources_merged(existing: Any, desired: Obj) -> Obj:
+    """Our requests and limits over theirs: a resource we do not set keeps what others gave it.
+
+    LimitRanger fills the namespace's defaults (a CPU limit) only when the apiserver runs its plugins, which
+    it does not after a reinvocation round; dropping that limit there gets the pod denied by a quota."""
+    if not isinstance(existing, dict):
+        return desired
+    out = dict(existing)
+    for section, values in desired.items():
+        theirs = existing.get(section)
+        out[section] = {**theirs, **values} if isinstance(theirs, dict) else values
     return out
 
 

@@ -44,6 +44,7 @@ RESERVED_INIT_ENV: Final = frozenset(
         contract.ENV_S3_REGION,
         contract.ENV_S3_ENDPOINT,
         contract.ENV_STS_ENDPOINT,
+        contract.ENV_PACKAGE_LIST,
     }
 )
 PROXY_ENV: Final = contract.PROXY_ENV
@@ -142,6 +143,12 @@ class Settings(BaseSettings):
             "limits": {"memory": "256Mi"},
         },
     )
+    max_init_resources: dict[str, str] = Field(
+        default_factory=lambda: {"cpu": "2", "memory": "4Gi", "ephemeral-storage": "20Gi"},
+        description="Largest request or limit a pod may set for the init container with the "
+        "package-init-requests-* and package-init-limits-* annotations, per resource (cpu, memory, "
+        "ephemeral-storage). A resource left out has no cap.",
+    )
     init_run_as_user: int | None = Field(
         default=65532,
         description="UID of the init container when the pod sets none (or runs as root); set it to the "
@@ -189,6 +196,32 @@ class Settings(BaseSettings):
             problem = contract.env_value_problem(name, value[name])
             if problem:
                 raise ValueError(f"{problem} (the init container would refuse it in every Pod)")
+        return value
+
+    @field_validator("init_resources")
+    @classmethod
+    def _init_resources(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        """Quantities under requests/limits, requests within limits: the apiserver would refuse every pod."""
+        for kind, values in value.items():
+            if kind not in ("requests", "limits"):
+                raise ValueError(f"{kind!r} is not 'requests' or 'limits'")
+            for name, quantity in values.items():
+                if parse_quantity(quantity) < 0:
+                    raise ValueError(f"{kind}.{name}: {quantity!r} must not be negative")
+        limits = value.get("limits", {})
+        for name, quantity in value.get("requests", {}).items():
+            if name in limits and parse_quantity(quantity) > parse_quantity(limits[name]):
+                raise ValueError(f"requests.{name} {quantity} is above limits.{name} {limits[name]}")
+        return value
+
+    @field_validator("max_init_resources")
+    @classmethod
+    def _resource_caps(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, quantity in value.items():
+            if name not in ("cpu", "memory", "ephemeral-storage"):
+                raise ValueError(f"{name!r} is not one of cpu, memory, ephemeral-storage")
+            if parse_quantity(quantity) <= 0:
+                raise ValueError(f"{name}: {quantity!r} must be a positive quantity")
         return value
 
     @field_validator("init_proxy_env")

@@ -28,7 +28,7 @@ from tests.chart.helpers import (
     validate,
 )
 from webhook.inject import inject
-from webhook.settings import load_settings
+from webhook.settings import Settings, load_settings
 
 OLD_CLUSTER = {"kubeVersionOverride": "1.20.2"}
 MATRIX: dict[str, dict[str, Any]] = {
@@ -411,6 +411,7 @@ def test_settings_carry_the_cluster_policy(tmp_path: Any, monkeypatch: pytest.Mo
             "maxSizeLimit": "2Gi",
             "defaultSizeLimit": "512Mi",
             "defaultMountPath": "/opt/package",
+            "maxInitResources": {"cpu": "1", "memory": "8Gi"},
         },
         "initContainer": {
             "image": {"registry": "registry.example.com", "tag": "0.1.1", "pullPolicy": "Always"},
@@ -432,6 +433,7 @@ def test_settings_carry_the_cluster_policy(tmp_path: Any, monkeypatch: pytest.Mo
     assert s.init_image_pull_policy == "Always"
     assert (s.init_run_as_user, s.init_run_as_group) == (1337, 1337)
     assert s.init_resources["limits"] == {"memory": "1Gi"}
+    assert s.max_init_resources == {"cpu": "1", "memory": "8Gi", "ephemeral-storage": "20Gi"}
     assert s.init_env == {"PACKAGE_TOTAL_TIMEOUT": "600"}
     assert s.init_proxy_env == {"HTTPS_PROXY": "http://proxy.corp:3128", "no_proxy": ".svc"}
     assert s.init_image_pull_secrets == ["corp-registry", "mirror.pull"]
@@ -439,6 +441,7 @@ def test_settings_carry_the_cluster_policy(tmp_path: Any, monkeypatch: pytest.Mo
     defaults = settings_of(render(), tmp_path, monkeypatch)
     assert defaults.init_image == "package-init-container:0.1.0"
     assert defaults.max_size_limit is None and defaults.annotation_prefix == ""
+    assert defaults.max_init_resources == Settings().max_init_resources
     assert defaults.init_proxy_env == {} and defaults.init_image_pull_secrets == []
 
 
@@ -583,6 +586,8 @@ def test_notes_tell_how_to_annotate_a_pod() -> None:
         {"policy": {"annotationPrefix": "example.com"}},
         {"policy": {"allowedSchemes": ["ftp"]}},
         {"policy": {"maxSizeLimit": "two gigs"}},
+        {"policy": {"maxInitResources": {"memory": "lots"}}},
+        {"policy": {"maxInitResources": {"gpu": "1"}}},
         {"image": {"pullPolicy": "Sometimes"}},
         {"replicaCount": 0},
     ],

@@ -11,13 +11,13 @@ from tests.chart.helpers import render
 from tests.chart.test_render import settings_of
 
 
-def test_defaults_allow_s3_and_set_no_s3_settings(tmp_path: Any) -> None:
-    s = settings_of(render(), tmp_path)
-    assert s.allowed_schemes == ["https", "s3"]
+def test_defaults_allow_s3_and_set_no_s3_settings(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = settings_of(render(), tmp_path, monkeypatch)
+    assert s.allowed_schemes == ["https", "oci", "s3"]
     assert (s.s3_region, s.s3_endpoint, s.sts_endpoint) == (None, None, None)
 
 
-def test_s3_values_reach_the_settings(tmp_path: Any) -> None:
+def test_s3_values_reach_the_settings(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     values = {
         "policy": {
             "allowedHosts": ["files.example.com", "s3://packages", "s3://*"],
@@ -28,7 +28,7 @@ def test_s3_values_reach_the_settings(tmp_path: Any) -> None:
             },
         }
     }
-    s = settings_of(render(values), tmp_path)
+    s = settings_of(render(values), tmp_path, monkeypatch)
     assert s.allowed_hosts == ["files.example.com", "s3://packages", "s3://*"]
     assert s.s3_region == "eu-central-1"
     assert s.s3_endpoint == "https://minio.storage.svc:9000"

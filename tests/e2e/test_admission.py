@@ -248,3 +248,40 @@ def test_pull_secrets_setting_is_stored_on_injected_pods(cluster: Cluster, tmp_p
             assert "imagePullSecrets" not in json.loads(listed["metadata"]["annotations"]["package-status"])
         finally:
             cluster.request("DELETE", f"{mwc_path}/{mwc['metadata']['name']}")
+
+
+def test_downloader_resources_from_annotations_are_stored_and_capped(
+    cluster: Cluster, registered: str, namespace: Callable[[str], str]
+) -> None:
+    """Per-Pod requests/limits reach the stored init container (as the apiserver writes quantities); a value
+    above the cluster cap is denied with the cap, and nothing is stored."""
+    ns = namespace(registered)
+    annotations = {
+        "package-url": URL,
+        "package-init-requests-cpu": "0.25",
+        "package-init-limits-memory": "1024Mi",
+        "package-init-limits-ephemeral-storage": "2Gi",
+    }
+    status, body = create(cluster, ns, pod("big", annotations))
+    assert status == 201, body
+    stored = get_pod(cluster, ns, "big")
+    assert_injected(stored)
+    (init,) = [c for c in stored["spec"]["initContainers"] if c["name"] == contract.INIT_CONTAINER_NAME]
+    # The apiserver defaults a request that has a limit but no request to the limit (ephemeral-storage here).
+    assert init["resources"] == {
+        "requests": {"cpu": "250m", "memory": "64Mi", "ephemeral-storage": "2Gi"},
+        "limits": {"memory": "1Gi", "ephemeral-storage": "2Gi"},
+    }
+    status, body = create(cluster, ns, pod("default", {"package-url": URL}))
+    assert status == 201, body
+    (init,) = get_pod(cluster, ns, "default")["spec"]["initContainers"]
+    assert init["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
+
+    too_big = {"package-url": URL, "package-init-limits-memory": "5Gi"}
+    result = cluster.kubectl(
+        "create", "-n", ns, "-f", "-", input=json.dumps(pod("huge", too_big)), check=False
+    )
+    assert result.returncode != 0
+    assert 'annotation "package-init-limits-memory": 5Gi is above the cluster maximum of 4Gi' in result.stderr
+    status, _ = cluster.request("GET", f"/api/v1/namespaces/{ns}/pods/huge")
+    assert status == 404

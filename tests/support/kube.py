@@ -225,7 +225,7 @@ def _start_controller_manager(assets: Path, cluster: Cluster) -> subprocess.Pope
             f"--secure-port={free_port()}",
             "--bind-address=127.0.0.1",
             "--controllers=deployment,replicaset,job,cronjob,statefulset,daemonset,namespace,"
-            "serviceaccount,serviceaccount-token",
+            "serviceaccount,serviceaccount-token,resourcequota",
             f"--service-account-private-key-file={cluster.workdir / 'sa.key'}",
             f"--root-ca-file={cluster.ca_file}",
             "--use-service-account-credentials=false",

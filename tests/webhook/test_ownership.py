@@ -143,6 +143,23 @@ def test_defaults_resources_and_duplicates_of_our_env(make_pod: PodFactory) -> N
     assert downloader(fixed)["resources"]["limits"] == {"cpu": "1", "memory": "512Mi"}
 
 
+def test_our_resources_put_back_keep_what_limit_ranger_added(make_pod: PodFactory) -> None:
+    """A policy webhook after ours changed our memory limit; LimitRanger had given our container its CPU
+    limit. On reinvocation we put our values back and keep that CPU limit: LimitRanger does not run again
+    after that round, and a quota on limits.cpu would deny the pod (tests/e2e/test_namespace_policies.py)."""
+    settings = Settings()
+    pod = inject(make_pod({"package-url": URL}), settings).pod
+    init = downloader(pod)
+    init["resources"]["limits"] = {"cpu": "300m", "memory": "300Mi"}  # LimitRanger's cpu, the policy's memory
+    init["resources"]["requests"]["ephemeral-storage"] = "1Gi"
+    fixed = inject(pod, settings).pod
+    assert downloader(fixed)["resources"] == {
+        "requests": {"cpu": "50m", "memory": "64Mi", "ephemeral-storage": "1Gi"},
+        "limits": {"cpu": "300m", "memory": "256Mi"},
+    }
+    assert_fixed_point(fixed, settings)
+
+
 @pytest.mark.parametrize("policy", POLICIES)
 def test_a_container_appended_after_ours_gets_the_mount_only_when_reinvoked(
     make_pod: PodFactory, settings: Settings, policy: str
@@ -418,14 +435,16 @@ def test_a_webhook_that_sorts_env_and_mounts_causes_no_rewrite(
 
 
 @pytest.mark.parametrize("bad", [{"name": ["PACKAGE_URL"]}, {"name": {"a": 1}}, "PACKAGE_URL", None, 7])
-def test_malformed_entries_in_our_init_container_are_a_clear_denial_or_kept(
+def test_malformed_entries_in_our_init_container_are_a_clear_denial(
     make_pod: PodFactory, settings: Settings, bad: Any
 ) -> None:
     pod = chain.service_account_plugin(inject(make_pod({"package-url": URL}), settings).pod)
     downloader(pod)["env"].append(bad)
     downloader(pod)["volumeMounts"].append(bad)
-    result = inject(pod, settings)  # never a TypeError (an internal error); someone else's entry is kept
-    assert bad in downloader(result.pod)["env"] and not result.changed
+    with pytest.raises(Denied) as denied:  # never a TypeError (an internal error)
+        inject(pod, settings)
+    assert denied.value.code == 400 and denied.value.reason == "malformed-object"
+    assert "spec.initContainers[0]." in denied.value.message
 
 
 # --- others' changes to fields we own that must not be undone by reinvocation ------------------------------
@@ -477,6 +496,84 @@ def test_a_mirror_or_digest_pin_of_our_image_is_kept(
         ]
     )
     assert_init_fixed(pod, settings)
+
+
+def uid_policy(pod: dict[str, Any]) -> dict[str, Any]:
+    """A policy engine's mutation (Gatekeeper Assign, Kyverno): every container runs as UID/GID 1000 with a
+    Localhost seccomp profile and drops NET_RAW too; its validating side then refuses any other UID."""
+    pod = copy.deepcopy(pod)
+    for container in chain._all_containers(pod["spec"]):
+        sc = container.setdefault("securityContext", {})
+        sc.update(runAsUser=1000, runAsGroup=1000)
+        sc["seccompProfile"] = {"type": "Localhost", "localhostProfile": "profiles/strict.json"}
+        sc["capabilities"] = {"drop": ["ALL", "NET_RAW"]}
+    return pod
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_a_policy_engine_making_our_security_context_stricter_is_not_undone(
+    make_pod: PodFactory, settings: Settings, policy: str
+) -> None:
+    hooks = [
+        ("a-package-injector", ours(settings), policy),
+        ("y-policy", uid_policy, "Never"),
+        ("z-mesh", mesh, "Never"),
+    ]
+    pod = chain.admit(make_pod({"package-url": URL}), hooks)
+    assert (
+        downloader(pod)["securityContext"] == uid_policy(pod)["spec"]["initContainers"][0]["securityContext"]
+    )
+    assert_init_fixed(pod, settings)
+
+
+@pytest.mark.parametrize(
+    "weaker",
+    [
+        {"runAsUser": 0},
+        {"runAsNonRoot": False},
+        {"privileged": True},
+        {"allowPrivilegeEscalation": True},
+        {"seccompProfile": {"type": "Unconfined"}},
+        {"capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]}},
+        {"capabilities": {"drop": ["NET_RAW"]}},
+        {"readOnlyRootFilesystem": False},
+        {"procMount": "Unmasked"},
+    ],
+)
+def test_a_weaker_security_context_is_rewritten(
+    make_pod: PodFactory, settings: Settings, weaker: dict[str, Any]
+) -> None:
+    pod = inject(make_pod({"package-url": URL}), settings).pod
+    downloader(pod)["securityContext"].update(weaker)
+    fixed = downloader(inject(pod, settings).pod)["securityContext"]
+    assert fixed == downloader(inject(make_pod({"package-url": URL}), settings).pod)["securityContext"]
+
+
+def registry_swap(pod: dict[str, Any]) -> dict[str, Any]:
+    """A registry-mirror webhook that moves images to its own registry and project (Harbor's proxy cache)."""
+    pod = copy.deepcopy(pod)
+    for container in chain._all_containers(pod["spec"]):
+        container["image"] = container["image"].replace("ghcr.io/platform/", "mirror.example/ghcr-proxy/")
+    return pod
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_a_mirror_that_swaps_the_registry_is_not_undone_on_reinvocation(
+    make_pod: PodFactory, policy: str
+) -> None:
+    """Reinvoked after a mirror with reinvocationPolicy Never, we must not put back the registry the cluster
+    cannot pull from: the same name and tag under another registry or project is the same image."""
+    settings = Settings(init_image="ghcr.io/platform/package-init-container:0.1.0")
+    hooks = [
+        ("a-package-injector", ours(settings), policy),
+        ("y-images", registry_swap, "Never"),
+        ("z-mesh", mesh, "Never"),
+    ]
+    pod = chain.admit(make_pod({"package-url": URL}), hooks)
+    assert downloader(pod)["image"] == "mirror.example/ghcr-proxy/package-init-container:0.1.0"
+    assert_init_fixed(pod, settings)
+    downloader(pod)["image"] = "mirror.example/ghcr-proxy/package-init-container:0.0.9"  # an upgrade since
+    assert downloader(inject(pod, settings).pod)["image"] == settings.init_image
 
 
 @pytest.mark.parametrize(

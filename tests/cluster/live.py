@@ -1,0 +1,137 @@
+"""Talk to the one-node cluster of scripts/cluster.sh: kubectl and helm run inside its network namespace.
+
+The cluster's addresses exist only in that namespace (CLUSTER_NETNS), so every client command is started
+with `nsenter --net=/run/netns/NAME`; file paths stay those of this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class CommandError(RuntimeError):
+    """A kubectl/helm command failed; carries its stderr for assertions on the user-visible message."""
+
+    def __init__(self, args: list[str], proc: subprocess.CompletedProcess[str]) -> None:
+        super().__init__(
+            f"{' '.join(args)} -> {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+        )
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        self.returncode = proc.returncode
+
+
+@dataclass(frozen=True)
+class Live:
+    """A running cluster: its exports and the tools that talk to it."""
+
+    kubeconfig: str
+    host_ip: str
+    netns: str
+    kubectl_bin: str
+    helm_bin: str
+    version: str
+
+    def in_netns(self, *args: str) -> list[str]:
+        """argv that runs `args` in the cluster's network namespace."""
+        return ["nsenter", f"--net=/run/netns/{self.netns}", "--", *args]
+
+    def run(
+        self, args: list[str], *, input: str | None = None, timeout: float = 120, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            self.in_netns(*args),
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={"KUBECONFIG": self.kubeconfig, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"},
+        )
+        if check and proc.returncode != 0:
+            raise CommandError(args, proc)
+        return proc
+
+    def kubectl(
+        self, *args: str, input: str | None = None, timeout: float = 120, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return self.run([self.kubectl_bin, *args], input=input, timeout=timeout, check=check)
+
+    def helm(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run([self.helm_bin, *args], timeout=timeout, check=check)
+
+    def apply(self, *objects: dict[str, Any], namespace: str | None = None) -> None:
+        """`kubectl apply -f -` of the objects (raises CommandError with the apiserver's message)."""
+        ns = ["-n", namespace] if namespace else []
+        self.kubectl("apply", *ns, "-f", "-", input=yaml.safe_dump_all(objects))
+
+    def create(self, *objects: dict[str, Any], namespace: str | None = None) -> None:
+        ns = ["-n", namespace] if namespace else []
+        self.kubectl("create", *ns, "-f", "-", input=yaml.safe_dump_all(objects))
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
+        ns = ["-n", namespace] if namespace else []
+        out: dict[str, Any] = json.loads(self.kubectl("get", kind, name, *ns, "-o", "json").stdout)
+        return out
+
+    def items(self, kind: str, namespace: str, selector: str = "") -> list[dict[str, Any]]:
+        sel = ["-l", selector] if selector else []
+        data = json.loads(self.kubectl("get", kind, "-n", namespace, *sel, "-o", "json").stdout)
+        return list(data["items"])
+
+    def exec(self, namespace: str, pod: str, container: str, *cmd: str, check: bool = True) -> str:
+        return self.kubectl("exec", "-n", namespace, pod, "-c", container, "--", *cmd, check=check).stdout
+
+    def wait_pod(
+        self, namespace: str, name: str, cond: str = "Ready", timeout: float = 180
+    ) -> dict[str, Any]:
+        """Wait for a Pod condition, or fail with its status and events (what a user would look at)."""
+        proc = self.kubectl(
+            "wait",
+            "-n",
+            namespace,
+            f"pod/{name}",
+            f"--for=condition={cond}",
+            f"--timeout={int(timeout)}s",
+            timeout=timeout + 30,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise AssertionError(f"pod {namespace}/{name} not {cond}:\n{self.describe(namespace, name)}")
+        return self.get("pod", name, namespace)
+
+    def wait_for(self, what: str, probe: Any, timeout: float = 180, interval: float = 1.0) -> Any:
+        """Poll `probe()` until it returns something truthy; fail naming `what` with its last value."""
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            last = probe()
+            if last:
+                return last
+            time.sleep(interval)
+        raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
+
+    def describe(self, namespace: str, name: str) -> str:
+        return self.kubectl("describe", "pod", "-n", namespace, name, check=False).stdout[-6000:]
+
+    def namespace(self, name: str, labels: dict[str, str] | None = None) -> None:
+        self.apply(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels or {}}}
+        )
+
+
+def pod_container_status(pod: dict[str, Any], name: str) -> dict[str, Any]:
+    """The status entry of container `name` (init or main)."""
+    status = pod.get("status", {})
+    for entry in status.get("initContainerStatuses", []) + status.get("containerStatuses", []):
+        if entry["name"] == name:
+            return dict(entry)
+    raise KeyError(f"no status for container {name!r} in pod {pod['metadata']['name']}")
