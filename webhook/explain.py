@@ -235,16 +235,25 @@ def _match_conditions(hook: dict[str, Any], pod: dict[str, Any], out: Explanatio
             "not evaluated: cel-python is not installed (pip install 'package-injector[explain]')",
         )
         return
-    env = celpy.Environment()
-    activation = {"object": celpy.adapter.json_to_cel(pod)}
+    # celpy.Environment() raises the process's recursion limit for its parser; it is put back after the
+    # evaluation, so nothing else in this process (json.loads' depth refusal, for one) behaves differently.
+    limit = sys.getrecursionlimit()
+    try:
+        env = celpy.Environment()
+        activation = {"object": celpy.adapter.json_to_cel(pod)}
+        values: list[Any] = []
+        for condition in conditions:
+            try:
+                values.append(
+                    env.program(env.compile(str(condition.get("expression", "")))).evaluate(activation)
+                )
+            except Exception as exc:  # a compile or evaluation error: the apiserver applies failurePolicy
+                values.append(exc)
+    finally:
+        sys.setrecursionlimit(limit)
     name = hook.get("name", "?")
-    for condition in conditions:
+    for condition, value in zip(conditions, values, strict=True):
         expression = str(condition.get("expression", ""))
-        value: Any
-        try:
-            value = env.program(env.compile(expression)).evaluate(activation)
-        except Exception as exc:  # a compile or evaluation error: the apiserver applies failurePolicy
-            value = exc
         if isinstance(value, Exception):
             policy = hook.get("failurePolicy", "Fail")
             out.add(

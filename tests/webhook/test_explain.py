@@ -7,6 +7,7 @@ evaluated here are the ones a cluster would get. Live objects are tested in test
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,19 @@ def test_an_annotated_pod_would_be_injected(tmp_path: Path, capsys: pytest.Captu
     passed = "\n".join(lines(out, "PASS"))
     for step in ("webhook decision", "namespace", "object selector", "matchConditions"):
         assert step in passed
+
+
+def test_evaluating_match_conditions_leaves_the_recursion_limit_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """cel-python raises the process's recursion limit; explain puts it back (json.loads' depth refusal and
+    the fuzz test's in-process answers depend on it)."""
+    before = sys.getrecursionlimit()
+    code, out = run(
+        tmp_path, capsys, [pod({"package-url": URL})], "--webhook-config", str(mwc_file(tmp_path))
+    )
+    assert code == 0 and "matchConditions" in "\n".join(lines(out, "PASS")), out
+    assert sys.getrecursionlimit() == before
 
 
 def test_annotation_on_the_workload_instead_of_its_template(
