@@ -446,6 +446,9 @@ ENV_SUMMARY: Final = {
     ENV_LOG_FORMAT: "json (default) or text",
     ENV_USERNAME: "legacy basic-auth user (prefer a Secret in PACKAGE_CREDENTIALS_DIR)",
     ENV_PASSWORD: "legacy basic-auth password (visible in the pod spec: prefer a Secret)",
+    ENV_PACKAGE_LIST: "JSON array of named packages (name, url, dest, optional sha256, stripComponents, "
+    "credentialsDir)",
+    ENV_CONCURRENCY: f"named packages fetched at once, 1..{MAX_CONCURRENCY} (default {DEFAULT_CONCURRENCY})",
 }
 EXIT_SUMMARY: Final = {
     EXIT_OK: "installed, or already installed",
@@ -644,7 +647,16 @@ TUNABLE_ENV: Final[dict[str, Callable[[str, str], object]]] = {
     ENV_TOTAL_TIMEOUT: parse_duration,
     ENV_RETRIES: lambda name, raw: parse_int(name, raw, low=0, high=MAX_RETRIES),
     ENV_TERMINATION_LOG: lambda name, raw: raw.strip(),
+    ENV_CONCURRENCY: lambda name, raw: _concurrency(raw),
 }
+
+
+def _concurrency(raw: str) -> int:
+    """parse_concurrency (the init program's own rule), as a ValueProblem."""
+    try:
+        return parse_concurrency(raw)
+    except ValueError as exc:
+        raise ValueProblem(str(exc)) from None
 
 
 def env_value_problem(name: str, raw: str) -> str | None:

@@ -32,6 +32,8 @@ ENV_PREFIX = "PACKAGE_INJECTOR_"
 RESERVED_INIT_ENV: Final = frozenset(
     {
         contract.ENV_URL,
+        # Per Pod (the packages of one Pod), never one list for every Pod.
+        contract.ENV_PACKAGE_LIST,
         contract.ENV_SHA256,
         contract.ENV_DEST,
         contract.ENV_STRIP_COMPONENTS,
