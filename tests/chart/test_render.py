@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import sys
 from typing import Any
 
 import helm_python as helm
@@ -273,8 +274,12 @@ def test_match_conditions_test_the_prefixed_trigger(prefix: str, key: str) -> No
 def _cel(expression: str, obj: dict[str, Any]) -> Any:
     import celpy
 
-    env = celpy.Environment()
-    return env.program(env.compile(expression)).evaluate({"object": celpy.json_to_cel(obj)})
+    limit = sys.getrecursionlimit()  # celpy raises it process-wide; the TLS fuzz test depends on the default
+    try:
+        env = celpy.Environment()
+        return env.program(env.compile(expression)).evaluate({"object": celpy.json_to_cel(obj)})
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def _template(annotations: dict[str, str] | None) -> dict[str, Any]:
