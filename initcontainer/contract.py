@@ -446,6 +446,9 @@ ENV_SUMMARY: Final = {
     ENV_LOG_FORMAT: "json (default) or text",
     ENV_USERNAME: "legacy basic-auth user (prefer a Secret in PACKAGE_CREDENTIALS_DIR)",
     ENV_PASSWORD: "legacy basic-auth password (visible in the pod spec: prefer a Secret)",
+    ENV_S3_REGION: "s3:// only: the region when the Secret has no AWS_REGION (default us-east-1)",
+    ENV_S3_ENDPOINT: "s3:// only: an S3-compatible endpoint when the Secret has no AWS_ENDPOINT_URL_S3",
+    ENV_STS_ENDPOINT: "s3:// web identity only: the STS endpoint (default https://sts.REGION.amazonaws.com)",
     ENV_PACKAGE_LIST: "JSON array of named packages (name, url, dest, optional sha256, stripComponents, "
     "credentialsDir)",
     ENV_CONCURRENCY: f"named packages fetched at once, 1..{MAX_CONCURRENCY} (default {DEFAULT_CONCURRENCY})",
