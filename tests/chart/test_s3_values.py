@@ -13,7 +13,7 @@ from tests.chart.test_render import settings_of
 
 def test_defaults_allow_s3_and_set_no_s3_settings(tmp_path: Any) -> None:
     s = settings_of(render(), tmp_path)
-    assert s.allowed_schemes == ["https", "s3"]
+    assert s.allowed_schemes == ["https", "oci", "s3"]
     assert (s.s3_region, s.s3_endpoint, s.sts_endpoint) == (None, None, None)
 
 
