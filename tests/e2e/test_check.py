@@ -11,13 +11,11 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import webhook_configuration
-from tests.support.kube import Cluster
+from tests.support.kube import MWC_PATH, Cluster, inert_service_webhook
 from tests.support.webhook import WebhookProcess
 from webhook import certs, check
 
 pytestmark = pytest.mark.e2e
-
-MWC_PATH = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
 
 
 def run_check(cluster: Cluster, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
@@ -147,31 +145,7 @@ def test_webhook_pods_line_reads_the_services_endpoints(
     """A configuration that calls a Service: ready addresses behind it, as the apiserver would dial them."""
     ns = f"check-svc-{secrets.token_hex(3)}"
     cluster.create_namespace(ns)
-    mwc = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": ns},
-        "webhooks": [
-            {
-                "name": "pods.package-injector.dev",
-                "clientConfig": {"service": {"name": "pi", "namespace": ns, "path": "/mutate"}},
-                "rules": [
-                    {
-                        "apiGroups": [""],
-                        "apiVersions": ["v1"],
-                        "operations": ["CREATE"],
-                        "resources": ["pods"],
-                    }
-                ],
-                "admissionReviewVersions": ["v1"],
-                "sideEffects": "None",
-                "failurePolicy": "Ignore",
-                "namespaceSelector": {"matchLabels": {f"{ns}-nobody": "x"}},
-            }
-        ],
-    }
-    status, body = cluster.request("POST", MWC_PATH, mwc)
-    assert status == 201, body
+    inert_service_webhook(cluster, ns, "pi", ns)
     try:
         _, out = run_check(cluster, capsys, "--name", ns)
         assert f"FAIL  webhook pods: Service {ns}/pi has no endpoints object" in out

@@ -18,13 +18,12 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import pod
-from tests.support.kube import Cluster
+from tests.support.kube import MWC_PATH, Cluster, inert_service_webhook
 from webhook import explain
 
 pytestmark = pytest.mark.e2e
 
 URL = "https://packages.example.com/app.tar.gz"
-MWC_PATH = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
 
 
 def settings_configmap(cluster: Cluster, namespace: str, name: str, config: str) -> None:
@@ -158,32 +157,7 @@ def test_settings_found_through_the_webhook_configurations_service(
     }
     create(cluster, ns, webhook_deployment, "deployments", "/apis/apps/v1")
     name = f"explain-svc-{secrets.token_hex(3)}"
-    mwc = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": name},
-        "webhooks": [
-            {
-                "name": "pods.package-injector.dev",
-                "clientConfig": {"service": {"name": "pi-settings", "namespace": ns, "path": "/mutate"}},
-                "rules": [
-                    {
-                        "apiGroups": [""],
-                        "apiVersions": ["v1"],
-                        "operations": ["CREATE"],
-                        "resources": ["pods"],
-                    }
-                ],
-                "admissionReviewVersions": ["v1"],
-                "sideEffects": "None",
-                "failurePolicy": "Ignore",
-                # Nobody has this label: the configuration is read, never called.
-                "namespaceSelector": {"matchLabels": {f"{name}-nobody": "x"}},
-            }
-        ],
-    }
-    status, body = cluster.request("POST", MWC_PATH, mwc)
-    assert status == 201, body
+    inert_service_webhook(cluster, name, "pi-settings", ns)
     manifest = pod("web", {"package-url": URL})
     try:
         parser = argparse.ArgumentParser()

@@ -266,3 +266,38 @@ def running_cluster(workdir: Path) -> Iterator[Cluster]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+MWC_PATH = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
+
+
+def inert_service_webhook(cluster: Cluster, name: str, service: str, namespace: str) -> None:
+    """Register a Service-mode configuration that is read (by check, explain) but never called.
+
+    Its namespaceSelector matches a label nobody has, so no Pod ever reaches the Service.
+    """
+    mwc = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [
+            {
+                "name": "pods.package-injector.dev",
+                "clientConfig": {"service": {"name": service, "namespace": namespace, "path": "/mutate"}},
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE"],
+                        "resources": ["pods"],
+                    }
+                ],
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": "Ignore",
+                "namespaceSelector": {"matchLabels": {f"{name}-nobody": "x"}},
+            }
+        ],
+    }
+    status, body = cluster.request("POST", MWC_PATH, mwc)
+    assert status == 201, body
