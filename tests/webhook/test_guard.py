@@ -118,9 +118,10 @@ def test_a_silent_client_cannot_hold_a_handshake(server: WebhookProcess) -> None
 
 def test_huge_header_gets_431(server: WebhookProcess) -> None:
     with tls_socket(server) as sock:
-        sock.sendall(b"POST /mutate HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 64 * 1024)
         answer = b""
+        # The server answers 431 and closes while we may still send: a reset ends the send, not the test.
         with contextlib.suppress(ConnectionResetError, ssl.SSLError, BrokenPipeError):
+            sock.sendall(b"POST /mutate HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 8 * 1024)
             while chunk := sock.recv(65536):
                 answer += chunk
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
