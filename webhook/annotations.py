@@ -68,6 +68,7 @@ __all__ = [
     "read_status",
     "status_value",
     "unknown_key_warnings",
+    "unpinned_warning",
 ]
 
 MESSAGE_PREFIX: Final = "package-injector: "
@@ -570,18 +571,9 @@ def parse(annotations: Mapping[str, Any] | None, settings: Settings, namespace: 
     if problems:
         raise Denied.from_problems(problems, warnings)
     assert url is not None and mount_path is not None
-    if oci and "@sha256:" not in url:
-        warnings.append(
-            f'package-injector: "{settings.key(URL)}" names a tag without a digest: the Pod gets whatever '
-            "the tag points to when it starts; pin it with @sha256:..."
-        )
-    elif is_http and sha256 is None:
-        warnings.append(
-            for_user(
-                f'"{settings.key(URL)}" uses plain http:// without "{settings.key(SHA256)}": '
-                "nothing verifies the download; add the package's SHA-256"
-            )
-        )
+    unpinned = unpinned_warning(url, sha256, is_http, settings)
+    if unpinned is not None:
+        warnings.append(unpinned)
     return Parsed(
         PackageRequest(
             url=url,
@@ -596,6 +588,34 @@ def parse(annotations: Mapping[str, Any] | None, settings: Settings, namespace: 
             init_resources=resources,
         ),
         tuple(warnings),
+    )
+
+
+def unpinned_warning(url: str, sha256: str | None, is_http: bool, settings: Settings) -> str | None:
+    """The one warning for a package nothing pins (no `package-sha256`, or an oci:// tag without a digest).
+
+    One warning per cause: plain http only makes the same cause worse, so it is a clause of this warning,
+    not a second one. With `require_checksum` such a Pod is denied before this is reached. What it says is
+    what the init container does: only a pinned package is recognised as already installed (its marker
+    records the pin), so an unpinned one is fetched again whenever the Pod's init containers run again.
+    """
+    url_key, sha_key = settings.key(URL), settings.key(SHA256)
+    if contract.is_oci_url(url):
+        if "@sha256:" in url:
+            return None
+        return for_user(
+            f'"{url_key}" names a tag without a digest: the Pod gets whatever the tag points to when its '
+            "init containers run, and a re-run installs new content if the tag moved; pin it with @sha256:..."
+        )
+    if sha256 is not None:
+        return None
+    plain = ""
+    if is_http:
+        plain = "plain-http S3 endpoint" if url[:5].lower() == "s3://" else "plain http"
+        plain = f" ({plain}: anyone on the path can alter it)"
+    return for_user(
+        f'"{url_key}" has no "{sha_key}": the package is unverified{plain} and is downloaded again, '
+        "not kept, each time the Pod's init containers re-run (a new Pod sandbox); add the SHA-256"
     )
 
 

@@ -142,7 +142,24 @@ def test_warnings_reach_the_client(
     manifest = pod("typo", {"package-url": URL, "package-sha265": DIGEST})
     result = cluster.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(manifest))
     assert "Warning:" in result.stderr
-    assert "package-sha256" in result.stderr
+    assert 'did you mean "package-sha256"?' in result.stderr
+
+
+UNPINNED = 'Warning: package-injector: "package-url" has no "package-sha256": the package is unverified'
+
+
+def test_a_package_without_sha256_is_warned_once_at_kubectl(
+    cluster: Cluster, registered: str, namespace: Callable[[str], str]
+) -> None:
+    ns = namespace(registered)
+    unpinned = pod("unpinned", {"package-url": URL})
+    result = cluster.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(unpinned))
+    assert result.stderr.count(UNPINNED) == 1, result.stderr
+    assert "downloaded again, not kept, each time the Pod's init containers re-run" in result.stderr
+    assert_injected(get_pod(cluster, ns, "unpinned"))
+    pinned = pod("pinned", {"package-url": URL, "package-sha256": DIGEST})
+    result = cluster.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(pinned))
+    assert "Warning:" not in result.stderr, result.stderr
 
 
 def deployment(

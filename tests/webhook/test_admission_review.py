@@ -16,6 +16,7 @@ from webhook.inject import inject
 from webhook.settings import Settings
 
 URL = "https://files.example.com/site.tar.gz"
+SHA = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 PodFactory = Callable[..., dict[str, Any]]
 
 
@@ -85,13 +86,14 @@ def test_typo_without_url_is_allowed_with_a_warning(make_pod: PodFactory, settin
 
 
 def test_warnings_travel_with_the_patch(make_pod: PodFactory, settings: Settings) -> None:
-    out = admission.review(review(make_pod({"package-url": URL, "package-sha265": "x"})), settings)
+    pod = make_pod({"package-url": URL, "package-sha256": SHA, "package-sha265": "x"})
+    out = admission.review(review(pod), settings)
     assert "patch" in out.review["response"] and len(out.review["response"]["warnings"]) == 1
     assert out.decision.result == "injected"
 
 
 def test_already_injected_pod_gets_no_patch(make_pod: PodFactory, settings: Settings) -> None:
-    injected = inject(make_pod({"package-url": URL}), settings).pod
+    injected = inject(make_pod({"package-url": URL, "package-sha256": SHA}), settings).pod
     out = admission.review(review(injected), settings)
     assert "patch" not in out.review["response"] and str(out.decision) == "skipped:already-injected"
 
@@ -149,7 +151,8 @@ def test_workload_with_bad_template_is_denied(operation: str, settings: Settings
 
 
 def test_workloads_are_never_mutated(settings: Settings) -> None:
-    out = admission.review(review(deployment({"package-url": URL}), kind="Deployment"), settings)
+    template = deployment({"package-url": URL, "package-sha256": SHA})
+    out = admission.review(review(template, kind="Deployment"), settings)
     assert out.review["response"] == {"uid": out.uid, "allowed": True}
     assert str(out.decision) == "validated:package-url"
 

@@ -143,7 +143,8 @@ def test_http_only_where_the_cluster_allows_it() -> None:
     assert denied.code == 403 and "http:// is not allowed in this cluster" in denied.message
     parsed = parse({"package-url": "http://mirror.local/a.tgz"}, Settings(allowed_schemes=["https", "http"]))
     assert parsed.request is not None and parsed.request.allow_http
-    assert any("plain http:// without" in w for w in parsed.warnings)
+    (warning,) = parsed.warnings
+    assert "the package is unverified (plain http: anyone on the path can alter it)" in warning
 
 
 def test_host_allow_list() -> None:
@@ -188,7 +189,7 @@ def test_size_limit_default_maximum_and_cap() -> None:
     ],
 )
 def test_typo_keys_get_did_you_mean(key: str, suggestion: str) -> None:
-    parsed = parse({"package-url": URL, key: "x"}, Settings())
+    parsed = parse({"package-url": URL, "package-sha256": DIGEST, key: "x"}, Settings())
     assert parsed.warnings == (
         f'package-injector: annotation "{key}" is not a package-injector key and is ignored; '
         f'did you mean "{suggestion}"?',
@@ -196,13 +197,15 @@ def test_typo_keys_get_did_you_mean(key: str, suggestion: str) -> None:
 
 
 def test_unknown_family_key_without_close_match_lists_the_valid_keys() -> None:
-    (warning,) = parse({"package-url": URL, "package-zzzzzz": "1"}, Settings()).warnings
+    annotations = {"package-url": URL, "package-sha256": DIGEST, "package-zzzzzz": "1"}
+    (warning,) = parse(annotations, Settings()).warnings
     assert "valid keys: package-url, package-sha256" in warning
 
 
 def test_unrelated_annotations_are_silent() -> None:
     annotations = {
         "package-url": URL,
+        "package-sha256": DIGEST,
         "app.kubernetes.io/name": "web",
         "kubectl.kubernetes.io/restartedAt": "x",
     }
@@ -256,3 +259,48 @@ def test_pull_secret_names_load_from_the_environment_as_json(monkeypatch: pytest
     monkeypatch.delenv("PACKAGE_INJECTOR_CONFIG_FILE", raising=False)
     monkeypatch.setenv("PACKAGE_INJECTOR_INIT_IMAGE_PULL_SECRETS", '["regcred", "mirror.pull"]')
     assert load_settings().init_image_pull_secrets == ["regcred", "mirror.pull"]
+
+
+UNPINNED = (
+    'package-injector: "package-url" has no "package-sha256": the package is unverified and is downloaded '
+    "again, not kept, each time the Pod's init containers re-run (a new Pod sandbox); add the SHA-256"
+)
+
+
+def test_a_package_without_sha256_is_warned_once_with_what_the_init_container_does() -> None:
+    assert parse({"package-url": URL}, Settings()).warnings == (UNPINNED,)
+    assert parse({"package-url": URL, "package-sha256": DIGEST}, Settings()).warnings == ()
+    # kubectl shows it whole: the apiserver may cut a warning after 256 characters.
+    assert len(UNPINNED) <= 256
+
+
+@pytest.mark.parametrize(
+    ("url", "settings", "clause"),
+    [
+        ("http://mirror.local/a.tgz", {"allowed_schemes": ["https", "http"]}, "(plain http: "),
+        (
+            "s3://bucket/a.tgz",
+            {"allowed_schemes": ["https", "http", "s3"], "s3_endpoint": "http://minio:9000"},
+            "(plain-http S3 endpoint: ",
+        ),
+        ("s3://bucket/a.tgz", {"allowed_schemes": ["https", "s3"]}, None),
+    ],
+)
+def test_plain_http_is_a_clause_of_the_one_warning_not_a_second(
+    url: str, settings: dict[str, object], clause: str | None
+) -> None:
+    (warning,) = parse({"package-url": url}, Settings(**settings)).warnings  # type: ignore[arg-type]
+    assert warning.startswith(UNPINNED.split(" and is downloaded")[0])
+    assert (clause in warning) if clause else ("plain" not in warning)
+    assert warning.endswith("(a new Pod sandbox); add the SHA-256") and len(warning) <= 256
+
+
+def test_the_warning_names_the_keys_with_the_cluster_prefix() -> None:
+    settings = Settings(annotation_prefix="packages.example.com/")
+    (warning,) = parse({"packages.example.com/package-url": URL}, settings).warnings
+    assert '"packages.example.com/package-url" has no "packages.example.com/package-sha256"' in warning
+
+
+def test_a_required_checksum_denies_instead_of_warning() -> None:
+    denied = denial({"package-url": URL}, Settings(require_checksum=True))
+    assert denied.warnings == ()

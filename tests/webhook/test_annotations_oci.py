@@ -35,6 +35,15 @@ def test_a_tag_without_digest_warns_when_checksums_are_optional() -> None:
     parsed = parse({"package-url": "oci://ghcr.io/team/site:v1"}, Settings())
     assert len(parsed.warnings) == 1 and "tag without a digest" in parsed.warnings[0]
     assert "@sha256:" in parsed.warnings[0]
+    # The one cause (nothing pins the content) gets one warning: not a second one about package-sha256,
+    # which does not apply to oci://; and what a re-run does is what the init container does.
+    assert parsed.warnings[0].startswith('package-injector: "package-url" names a tag without a digest')
+    assert "a re-run installs new content if the tag moved" in parsed.warnings[0]
+    plain = Settings(plain_http_registries=["registry.local"])
+    (warning,) = parse({"package-url": "oci://registry.local:5000/team/site:v1"}, plain).warnings
+    assert "tag without a digest" in warning and "package-sha256" not in warning
+    pinned = parse({"package-url": f"oci://registry.local:5000/team/site@{DIGEST}"}, plain)
+    assert pinned.request is not None and pinned.request.allow_http and pinned.warnings == ()
 
 
 def test_require_checksum_is_satisfied_by_the_digest_only() -> None:

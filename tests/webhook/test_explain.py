@@ -136,7 +136,7 @@ def test_the_cluster_settings_file_changes_the_decision(
         tmp_path, capsys, [pod({"package-url": "http://packages.example.com/a.tar"})], "--config", str(config)
     )
     assert code == 0, out
-    assert "plain http:// without" in "\n".join(lines(out, "WARN"))
+    assert 'has no "package-sha256": the package is unverified (plain http:' in "\n".join(lines(out, "WARN"))
 
 
 def test_an_excluded_namespace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,5 +1,6 @@
 """Golden files: `golden/<case>.in.yaml` injected (with `<case>.settings.yaml` if present) must equal
-`<case>.out.yaml`, and injecting that output again must change nothing.
+`<case>.out.yaml`, and injecting that output again must change nothing. The warnings printed on stderr must
+equal `<case>.warnings.txt` (no such file: no warning at all), so a new or changed warning shows in review.
 
 A stale golden fails with the command that rewrites it (REGENERATE); review the diff before committing it.
 A `.out.yaml` or `.settings.yaml` without its `.in.yaml` fails too: it would never be checked."""
@@ -47,16 +48,30 @@ def test_golden(case: str) -> None:
         f"{expected.name} is stale: the injector's output changed. If the change is intended, regenerate "
         f"with `{REGENERATE}` and review `git diff tests/webhook/golden/{expected.name}`"
     )
-    # Converges: injecting the injected output is the identity, with no new warnings.
-    code2, out2, _ = run(out, settings)
+    warnings = GOLDEN / f"{case}.warnings.txt"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        if err:
+            warnings.write_text(err)
+        else:
+            warnings.unlink(missing_ok=True)
+    assert err == (warnings.read_text() if warnings.exists() else ""), (
+        f"the warnings of {case} changed (expected {warnings.name}, or none without it); if intended, "
+        f"regenerate with `{REGENERATE}` and review the diff"
+    )
+    # Converges: injecting the injected output is the identity, with the same warnings and no new ones.
+    code2, out2, err2 = run(out, settings)
     assert code2 == 0 and list(yaml.safe_load_all(out2)) == list(yaml.safe_load_all(out))
+    assert err2 == err
 
 
 def test_every_golden_file_belongs_to_a_case() -> None:
     orphans = [
         p.name
         for p in GOLDEN.iterdir()
-        if p.name.removesuffix(".in.yaml").removesuffix(".out.yaml").removesuffix(".settings.yaml")
+        if p.name.removesuffix(".in.yaml")
+        .removesuffix(".out.yaml")
+        .removesuffix(".settings.yaml")
+        .removesuffix(".warnings.txt")
         not in CASES
     ]
     assert not orphans, f"golden files without a .in.yaml (never checked): {orphans}; remove or rename them"

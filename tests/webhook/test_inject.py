@@ -99,7 +99,8 @@ def test_pod_uid_is_not_overridden(make_pod: PodFactory, settings: Settings) -> 
 
 
 def test_root_pod_gets_a_non_root_downloader_and_a_warning(make_pod: PodFactory, settings: Settings) -> None:
-    result = inject(make_pod({"package-url": URL}, securityContext={"runAsUser": 0}), settings)
+    pod = make_pod({"package-url": URL, "package-sha256": DIGEST}, securityContext={"runAsUser": 0})
+    result = inject(pod, settings)
     assert downloader(result.pod)["securityContext"]["runAsUser"] == 65532
     assert result.warnings == (
         "package-injector: the pod runs as root (runAsUser: 0); package-downloader runs as UID 65532",

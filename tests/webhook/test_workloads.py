@@ -66,7 +66,8 @@ def test_cronjob_warning_names_its_template_path() -> None:
 
 
 def test_annotation_on_both_is_not_warned() -> None:
-    obj = workload("Deployment", template({"package-url": URL}), {"package-url": URL})
+    pinned = {"package-url": URL, "package-sha256": "a" * 64}
+    obj = workload("Deployment", template(pinned), pinned)
     assert workloads.validate(obj, Settings(), None).warnings == ()
 
 
