@@ -17,7 +17,7 @@ import errno
 import tarfile
 from pathlib import Path
 
-from initcontainer import contract, formats
+from initcontainer import contract, formats, hints
 from initcontainer.decompress import Readable, SourceError
 from initcontainer.errors import ConfigError, IntegrityError, LocalIOError, PackageError, UnsafeArchiveError
 from initcontainer.tree import ExtractStats, Limits, Tree
@@ -67,18 +67,16 @@ def extract(
     except SourceError as exc:
         raise exc.original from None
     except OSError as exc:
-        raise _local_io_error(exc) from exc
+        raise _local_io_error(exc, staging.parent) from exc
     if tree.stats.files == 0:
         raise IntegrityError("the package is empty: the archive holds no regular file")
     return tree.stats
 
 
-def _local_io_error(exc: OSError) -> PackageError:
+def _local_io_error(exc: OSError, dest: Path) -> PackageError:
     where = f" ({exc.filename})" if exc.filename else ""
     if exc.errno in (errno.ENAMETOOLONG, errno.EILSEQ):
         return UnsafeArchiveError(f"the archive holds a name this filesystem cannot store{where}: {exc}")
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return LocalIOError(
-            f"the destination volume is full{where}: raise the emptyDir sizeLimit or the node's disk"
-        )
+        return LocalIOError(hints.full_volume(exc, dest))
     return LocalIOError(f"cannot write the destination{where}: {exc.strerror or exc}")

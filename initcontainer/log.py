@@ -102,6 +102,18 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} GiB"  # pragma: no cover
 
 
+def human_duration(seconds: float) -> str:
+    """75 -> '1m15s': for the ETA of progress lines."""
+    total = round(seconds)
+    if total < 60:
+        return f"{total}s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
 class Progress:
     """Emits a progress line at most every `interval` seconds while bytes arrive."""
 
@@ -138,5 +150,10 @@ class Progress:
             fields["percent"] = percent
             text += f" of {human_bytes(self.total)} ({percent}%)"
         text += f" at {human_bytes(rate)}/s"
+        if self.total and event == "download_progress" and rate > 0 and done < self.total:
+            # From the average rate so far: steadier than the last interval's, and honest about stalls.
+            eta = (self.total - done) / rate
+            fields["etaSeconds"] = round(eta)
+            text += f", about {human_duration(eta)} left"
         verb = "downloaded" if event == "download_complete" else "downloading"
         self._log.info(event, f"{verb} {text}", **fields)

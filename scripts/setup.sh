@@ -17,6 +17,7 @@ APT_PACKAGES=(
   apache2-utils      # htpasswd -B: the registry's bcrypt password file
   skopeo             # copies artifacts between registries in the oci:// tests
   busybox-static     # the one binary of a FROM-scratch image whose RUN steps make whiteouts
+  e2fsprogs          # mkfs.ext4: a small real filesystem for the full-volume test of the init container
 )
 
 SUDO=""

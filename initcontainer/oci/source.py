@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from initcontainer import contract, formats
+from initcontainer import contract, formats, hints
 from initcontainer.config import Config
 from initcontainer.decompress import SourceError
 from initcontainer.download import PackageStream
@@ -248,10 +248,10 @@ def _install(
     return tree, resumes
 
 
-def _local_io_error(exc: OSError) -> PackageError:
+def _local_io_error(exc: OSError, dest: Path) -> PackageError:
     where = f" ({exc.filename})" if exc.filename else ""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return LocalIOError(f"the destination volume is full{where}: raise the emptyDir sizeLimit")
+        return LocalIOError(hints.full_volume(exc, dest))
     if exc.errno in (errno.ENAMETOOLONG, errno.EILSEQ):
         return UnsafeArchiveError(f"the artifact holds a name this filesystem cannot store{where}")
     return LocalIOError(f"cannot write the destination{where}: {exc.strerror or exc}")
@@ -303,7 +303,7 @@ def install_once(
             except SourceError as exc:
                 raise exc.original from None
             except OSError as exc:
-                raise _local_io_error(exc) from exc
+                raise _local_io_error(exc, cfg.dest) from exc
             if tree.stats.files == 0:
                 raise IntegrityError("the artifact holds no regular file")
             marker: dict[str, Any] = {

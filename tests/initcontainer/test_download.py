@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import time
 from pathlib import Path
 
@@ -67,6 +68,35 @@ def test_progress_lines_on_slow_download(tmp_path: Path, monkeypatch: pytest.Mon
     lines = [line for line in out.getvalue().splitlines() if '"download_progress"' in line]
     assert lines, out.getvalue()
     assert '"percent"' in lines[0] and '"bytesPerSecond"' in lines[0]
+    # The size is known (Content-Length): every progress line says how long is left, from the average rate,
+    # and at nginx's steady limit_rate that prediction meets the real end of the download.
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    progress = [e for e in events if e["event"] == "download_progress"]
+    (done,) = [e for e in events if e["event"] == "download_complete"]
+    for line in progress:
+        expected = (line["totalBytes"] - line["bytes"]) / line["bytesPerSecond"]
+        assert abs(line["etaSeconds"] - expected) <= 1, line
+        assert line["msg"].endswith(" left"), line["msg"]
+    last = progress[-1]
+    assert abs(last["elapsedSeconds"] + last["etaSeconds"] - done["elapsedSeconds"]) <= 1.5, (last, done)
+    assert "etaSeconds" not in done
+
+
+def test_progress_without_a_known_size_has_no_eta(
+    faults: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import initcontainer.download as download_mod
+
+    class FastProgress(Progress):
+        def __init__(self, log: Logger, total: int | None) -> None:
+            super().__init__(log, total, interval=0.0)
+
+    monkeypatch.setattr(download_mod, "Progress", FastProgress)
+    faults.script("/pkg", Respond(body=PAYLOAD, chunked=True, send_length=False))
+    out = io.StringIO()
+    check(*fetch_all(make_cfg(faults.url("/pkg"), tmp_path), Logger(stream=out)))
+    progress = [json.loads(x) for x in out.getvalue().splitlines() if '"download_progress"' in x]
+    assert progress and all("etaSeconds" not in e and "totalBytes" not in e for e in progress)
 
 
 def test_reset_mid_body_is_resumed_with_range(faults: FaultServer, tmp_path: Path) -> None:
