@@ -3,7 +3,7 @@
     Exception
      +-- PackageError ................ 1  base class; also what a bug is reported as (InternalError)
           +-- ConfigError ............ 2  PACKAGE_* variables, credentials dir, Python too old
-          +-- TransportError ......... 3  DNS, TLS, timeouts, resets, 5xx/429 after the retries
+          +-- TransportError ......... 3  DNS, TLS, http/https mismatch, timeouts, resets, 5xx/429 (retries)
           |    +-- RestartDownload ... 3  the server cannot resume: the caller starts over (internal)
           +-- HTTPClientError ........ 4  401, 403, 404, 410, other 4xx, refused redirects
           +-- IntegrityError ......... 5  checksum mismatch, not an archive, truncated, empty

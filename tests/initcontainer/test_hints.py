@@ -222,3 +222,16 @@ def test_a_quota_is_named_as_one(tmp_path: Path) -> None:
         message.startswith(f"the quota of the package volume {tmp_path} (")
         and "package-size-limit" in message
     )
+
+
+def test_a_plain_http_registry_that_serves_tls_fails_at_once(tmp_path: Path) -> None:
+    """Go's TLS server (the real registry, distribution 2.8) answers plain HTTP with its own 400 text."""
+    from tests.support.registry import run_registry
+
+    with run_registry(tmp_path / "reg", auth="none", tls=True) as reg:
+        r = run(tmp_path, f"oci://{reg.host}/team/site:v1", **{contract.ENV_ALLOW_HTTP: "true"})
+    assert r.code == contract.EXIT_TRANSPORT, r.stderr
+    message = r.reason["message"]
+    assert f"{reg.host} speaks TLS but the request was plain http" in message
+    assert "remove it from the webhook's plain_http_registries" in message
+    assert "retry" not in r.events()
