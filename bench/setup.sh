@@ -13,6 +13,7 @@ APT_PACKAGES=(
   wrk           # peak throughput of the webhook (Lua script posts the AdmissionReview)
   hey           # fixed-rate load (-q per worker) for latency at half of peak
   e2fsprogs     # mkfs.ext4: a dedicated loop-mounted filesystem to measure peak disk use
+  isal          # igzip: the limit for .tar.gz (`curl | igzip -dc | tar -x`)
 )
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -18,6 +18,7 @@ import tarfile
 from collections.abc import Callable
 from typing import Any, Final, cast
 
+from initcontainer import ustar
 from initcontainer.decompress import COPY_CHUNK, Readable, SourceError, TarSource
 from initcontainer.errors import IntegrityError, PackageError, UnsafeArchiveError
 from initcontainer.tree import Tree
@@ -100,8 +101,9 @@ class TarReader:
     mode copied every byte twice and ran a Python loop per small block (bench/FINDINGS.md).
     """
 
-    def __init__(self, source: TarSource) -> None:
+    def __init__(self, source: TarSource, *, fast: bool = True) -> None:
         self._source = source
+        self._fast = fast  # try `ustar.parse_plain` first (False: tarfile only, for the tests)
         self._buf = b""
         self._pos = 0
         self._base = 0  # stream offset of self._buf[0]
@@ -180,6 +182,17 @@ class TarReader:
         """The next member, None at the end-of-archive block; IntegrityError for anything else."""
         first = self.tell() == 0
         self.chained = self._header_bytes = 0
+        if self._fast and not self.pax_headers:  # a global pax header applies to every member: tarfile
+            if self._pos == len(self._buf):
+                self._advance()
+            pos = self._pos
+            if pos + ustar.BLOCK <= len(self._buf):
+                block = self._buf[pos : pos + ustar.BLOCK]
+                found = ustar.parse_plain(block, self._base + pos, self.encoding, self.errors)
+                if found is not None:
+                    self._pos = pos + ustar.BLOCK
+                    member, self.offset = found
+                    return member
         try:
             # The parser only needs the attributes this class provides (see the class docstring).
             return _TarInfo.fromtarfile(self)  # type: ignore[arg-type]

@@ -1,0 +1,280 @@
+"""The fast header parser against tarfile's: the same members, or the same refusal, on every archive.
+
+Three layers: single 512-byte blocks (the fast parser, when it accepts one, must build exactly what
+tarfile builds), whole archives read by the reader with and without the fast parser (the hostile corpus
+and seeded random archives: same member list and next-header offsets, or the same error class and
+message), and the grammar itself (the forms it must accept, so the fast path cannot silently go dead).
+Randomness is seeded: a failure reproduces with the same seed.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import re
+import tarfile
+from pathlib import Path
+
+import pytest
+from corpus import Case, NonSeekable, corpus, dir_, hard, raw_header, reg, sym, tar_bytes
+
+from initcontainer import formats, ustar
+from initcontainer.decompress import TarSource
+from initcontainer.errors import PackageError
+from initcontainer.untar import TarReader
+
+_ATTRS = tuple(tarfile.TarInfo.__slots__)
+_CAP = 1 << 40
+Outcome = tuple[list[tuple[object, ...]], str]
+
+
+def _attrs(info: tarfile.TarInfo) -> tuple[object, ...]:
+    return tuple(getattr(info, name, "<unset>") for name in _ATTRS)
+
+
+def read_all(data: bytes, fmt: str, *, fast: bool) -> Outcome:
+    """Every member's attributes and next-header offset, then how the read ended."""
+    source = TarSource(NonSeekable(data), fmt, _CAP)
+    reader = TarReader(source, fast=fast)
+    members: list[tuple[object, ...]] = []
+    try:
+        while (member := reader.next()) is not None:
+            members.append((*_attrs(member), reader.offset, reader.tell()))
+            reader.skip_to(reader.offset, member.name)
+        source.finish()
+    except PackageError as exc:
+        return members, f"{type(exc).__name__}: {exc}"
+    finally:
+        source.close()
+    return members, "complete"
+
+
+def assert_same(data: bytes, fmt: str = formats.TAR) -> Outcome:
+    slow = read_all(data, fmt, fast=False)
+    fast = read_all(data, fmt, fast=True)
+    assert fast == slow
+    return fast
+
+
+def reference(block: bytes, offset: int = 0) -> tuple[tuple[object, ...], int] | str:
+    """What tarfile makes of `block` at `offset`: its member and next-header offset, or its error."""
+    source = TarSource(NonSeekable(bytes(offset) + block + bytes(1024)), formats.TAR, _CAP)
+    reader = TarReader(source, fast=False)
+    reader.skip_to(offset, "-")
+    try:
+        member = reader.next()
+    except PackageError as exc:
+        return type(exc).__name__
+    return ("end",) if member is None else _attrs(member), reader.offset
+
+
+def check_block(block: bytes, offset: int = 0) -> bool:
+    """True when the fast parser accepted `block`, after checking it agrees with tarfile."""
+    found = ustar.parse_plain(block, offset, tarfile.ENCODING, "surrogateescape")
+    if found is None:
+        return False
+    info, following = found
+    assert reference(block, offset) == (_attrs(info), following), block
+    return True
+
+
+# ------------------------------------------------------------------ the corpus and good archives
+
+
+_TAR_CASES = [case for case in corpus() if not re.search(r"(^|-)zip(-|$)", case.name)]
+
+
+@pytest.mark.parametrize("case", _TAR_CASES, ids=lambda c: c.name)
+def test_corpus_reads_the_same_with_both_parsers(tmp_path: Path, case: Case) -> None:
+    data = case.build(tmp_path)
+    fmt = formats.detect_format(data[: formats.HEAD_BYTES])
+    assert fmt != formats.ZIP
+    assert_same(data, fmt)
+
+
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_good_archives_read_the_same_and_mostly_fast(fmt: int) -> None:
+    members = [dir_("pkg/"), reg("pkg/a", b"x" * 513), sym("pkg/l", "a"), hard("pkg/h", "pkg/a")]
+    members += [reg("p/" + "d" * 100 + f"/file{i}", b"y" * i) for i in range(5)]  # ustar prefix field
+    data = tar_bytes(members, fmt=fmt)
+    found, end = assert_same(data)
+    assert end == "complete" and len(found) == len(members)
+    at = _ATTRS.index("offset")  # each member's own header (GNU: its long-name header, not plain)
+    accepted = sum(check_block(data[m[at] : m[at] + 512], m[at]) for m in found)
+    assert accepted == (len(members) if fmt == tarfile.USTAR_FORMAT else 4)  # pax: an x header
+
+
+# ------------------------------------------------------------------ blocks drawn at random
+
+
+def _octal(rng: random.Random, width: int, value: int) -> bytes:
+    """`value` in one of the forms a tar writer may use, some outside the grammar on purpose."""
+    digits = b"%o" % value
+    forms = [
+        digits.rjust(width - 1, b"0") + b"\x00",
+        digits.rjust(width - 1, b" ") + b"\x00",
+        digits.rjust(width - 2, b"0") + b" \x00",
+        digits.rjust(width - 2, b"0") + b"\x00 ",
+        digits.rjust(width, b"0"),
+        digits + bytes(width - len(digits)),
+        b" " + digits + b" " * (width - 1 - len(digits)),
+        bytes(width),
+        b" " * width,
+        b"\x80" + value.to_bytes(width - 1, "big"),
+        b"\xff" * width,
+        b"-" + digits.rjust(width - 2, b"0") + b"\x00",
+        b"+" + digits.rjust(width - 2, b"0") + b"\x00",
+        b"0o" + digits.rjust(width - 3, b"0") + b"\x00",
+        b"1_" + digits.rjust(width - 3, b"0") + b"\x00",
+        b"\t" + digits.rjust(width - 2, b"0") + b"\x00",
+        digits.rjust(width - 3, b"0") + b"\x00x\x00",
+        digits.rjust(width - 1, b"9") + b"\x00",
+        b"0 1" + bytes(width - 3),
+        bytes([rng.randrange(256) for _ in range(width)]),
+    ]
+    field = rng.choice(forms[:9] if rng.random() < 0.9 else forms)[:width]  # the first 9 are plain
+    return field + bytes(width - len(field))
+
+
+def _text(rng: random.Random, width: int) -> bytes:
+    choices = [
+        b"pkg/file.txt",
+        b"pkg/dir/",
+        b"pkg//dir//",
+        b"/",
+        b"",
+        b"a" * width,
+        "caf\u00e9/\u00fc".encode(),
+        b"bad\xff\xfeutf8",
+        b"nul\x00after",
+        b"../up",
+        bytes([rng.randrange(1, 256) for _ in range(rng.randrange(width + 1))]),
+    ]
+    field = rng.choice(choices)[:width]
+    return field + bytes(width - len(field))
+
+
+def random_block(rng: random.Random) -> bytes:
+    block = bytearray(512)
+    block[0:100] = _text(rng, 100)
+    block[100:108] = _octal(rng, 8, rng.choice([0o644, 0o755, 0o4755, 0o100644, 0o7777777]))
+    block[108:116] = _octal(rng, 8, rng.choice([0, 1000, 0o7777777]))
+    block[116:124] = _octal(rng, 8, rng.choice([0, 1000]))
+    size = rng.choice([0, 0, 1, 511, 512, 513, 70_000, 8**11 - 1, rng.randrange(1 << 33)])
+    block[124:136] = _octal(rng, 12, size)
+    block[136:148] = _octal(rng, 12, rng.choice([0, 1_700_000_000, 8**11 - 1]))
+    block[156:157] = rng.choice([b"0"] * 6 + [b"5"] * 3 + [b"1", b"2", b"\x00", b"7", b"3", b"x", b"g", b"L"])
+    block[157:257] = _text(rng, 100)
+    block[257:265] = rng.choice(
+        [b"ustar\x0000"] * 4 + [b"ustar  \x00"] * 2 + [bytes(8), b"ustar\x00\x00\x00", b"USTAR\x0000"]
+    )
+    block[265:297] = _text(rng, 32)
+    block[297:329] = _text(rng, 32)
+    block[329:337] = _octal(rng, 8, rng.choice([0, 1, 259]))
+    block[337:345] = _octal(rng, 8, rng.choice([0, 3]))
+    block[345:500] = rng.choice([bytes(155), _text(rng, 155), b"p" * 155])
+    if rng.random() < 0.2:
+        block[500:512] = bytes([rng.randrange(256) for _ in range(12)])
+    block[148:156] = b" " * 8
+    unsigned = sum(block)
+    signed = unsigned - 256 * sum(1 for b in block if b > 127)
+    checksum = rng.choice([unsigned] * 6 + [signed, unsigned + 1, 0])
+    block[148:156] = rng.choice([b"%06o\x00 " % checksum, b"%07o\x00" % checksum, b"%o" % checksum])[:8].ljust(
+        8, b" "
+    )
+    return bytes(block)
+
+
+def test_random_blocks_agree_with_tarfile() -> None:
+    rng = random.Random(15)
+    accepted = 0
+    for _ in range(20_000):
+        accepted += check_block(random_block(rng), rng.choice([0, 512, 1 << 20]))
+    assert accepted > 1_000  # the grammar's forms come up often enough for the check to mean something
+
+
+def test_the_grammar_accepts_the_common_forms() -> None:
+    """What tarfile, GNU tar and bsdtar write for plain members: if these fell back, the fast path
+    would be dead code and the differential tests would prove nothing."""
+    blocks = [
+        raw_header(b"pkg/file.txt", 5),
+        raw_header(b"pkg/dir/", 0, b"5"),
+        raw_header(b"pkg/link", 0, b"2", {157: b"file.txt"}),
+        raw_header(b"pkg/hard", 0, b"1", {157: b"pkg/file.txt"}),
+        raw_header(b"file", 5, fields={345: b"a/very/long/prefix"}),
+        raw_header(b"gnu", 5, fields={257: b"ustar  \x00", 100: b"000644 \x00", 124: b"%11o " % 5}),
+        raw_header(b"spaces", 5, fields={100: b"   644 \x00", 108: bytes(8), 329: b" " * 8}),
+    ]
+    for block in blocks:
+        assert check_block(block), block
+    for block in [
+        raw_header(b"neg", b"\xff" * 12),
+        raw_header(b"pax", 30, b"x"),
+        raw_header(b"v7", 5, fields={257: bytes(8)}),
+        raw_header(b"gnu-prefix", 5, fields={257: b"ustar  \x00", 345: b"atime"}),
+        raw_header(b"dir-with-size", 5, b"5"),
+        bytes(512),
+        raw_header(b"short", 5)[:511],
+    ]:
+        assert ustar.parse_plain(block, 0, tarfile.ENCODING, "surrogateescape") is None, block
+
+
+# ------------------------------------------------------------------ archives mutated at random
+
+
+def _seed_archive(rng: random.Random) -> bytes:
+    fmt = rng.choice([tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+    members = []
+    for i in range(rng.randrange(1, 8)):
+        name = rng.choice(["f", "d/f", "d/" + "n" * 120, "x" * 99, "p/" * 60 + "f"]) + str(i)
+        kind = rng.random()
+        if kind < 0.6:
+            members.append(reg(name, bytes(rng.choice([0, 1, 511, 512, 513, 2000]))))
+        elif kind < 0.8:
+            members.append(dir_(name + "/"))
+        else:
+            members.append(sym(name, "f0"))
+    buf = io.BytesIO()
+    headers = {"comment": "g"} if fmt == tarfile.PAX_FORMAT and rng.random() < 0.2 else {}
+    with tarfile.open(fileobj=buf, mode="w", format=fmt, pax_headers=headers) as tar:
+        for info, data in members:
+            try:
+                tar.addfile(info, io.BytesIO(data) if data is not None else None)
+            except ValueError:  # a name this format cannot hold
+                continue
+    return buf.getvalue()
+
+
+def _mutate(rng: random.Random, data: bytes) -> bytes:
+    raw = bytearray(data)
+    for _ in range(rng.randrange(1, 4)):
+        at = rng.randrange(0, max(len(raw), 512) // 512) * 512
+        what = rng.random()
+        if what < 0.5 and at + 512 <= len(raw):  # one header field rewritten, checksum fixed or not
+            start, width = rng.choice([(0, 100), (100, 8), (124, 12), (136, 12), (156, 1), (257, 8), (345, 155)])
+            if width in (8, 12):
+                field = _octal(rng, width, rng.randrange(1 << 20))
+            else:
+                field = _text(rng, width) if width > 8 else bytes([rng.choice(b"0125x")])
+            raw[at + start : at + start + width] = field
+            if rng.random() < 0.8:
+                raw[at + 148 : at + 156] = b" " * 8
+                raw[at + 148 : at + 156] = b"%06o\x00 " % sum(raw[at : at + 512])
+        elif what < 0.7:  # cut anywhere
+            del raw[rng.randrange(len(raw) + 1) :]
+        elif what < 0.85:  # one random byte
+            if raw:
+                raw[rng.randrange(len(raw))] = rng.randrange(256)
+        else:  # a hand-made block spliced in
+            raw[at:at] = random_block(rng)
+    return bytes(raw)
+
+
+def test_random_archives_read_the_same_with_both_parsers() -> None:
+    rng = random.Random(1515)
+    outcomes: dict[str, int] = {}
+    for _ in range(1_500):
+        data = _mutate(rng, _seed_archive(rng))
+        _, end = assert_same(data)
+        outcomes[end.partition(":")[0]] = outcomes.get(end.partition(":")[0], 0) + 1
+    assert outcomes.get("complete", 0) > 100 and outcomes.get("IntegrityError", 0) > 100, outcomes
