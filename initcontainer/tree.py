@@ -36,7 +36,6 @@ application until the whole package is in and verified.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 import tarfile
@@ -223,8 +222,10 @@ class Tree:
             if perm & self.umask:
                 os.fchmod(fd, perm)
             if mtime is not None:
-                with contextlib.suppress(OverflowError, ValueError):
+                try:  # noqa: SIM105 - contextlib.suppress costs a context manager per file
                     os.utime(fd, (mtime, mtime))
+                except (OverflowError, ValueError):
+                    pass
         finally:
             os.close(fd)
         self.stats.bytes += size

@@ -67,7 +67,9 @@ def parse_plain(block: bytes, offset: int, encoding: str, errors: str) -> tuple[
     if len(block) != BLOCK:
         return None
     fields: tuple[bytes, ...] = _FIELDS.unpack_from(block)
-    name, mode, uid, gid, size, mtime, chksum, kind, linkname, magic, uname, gname, major, minor, prefix = fields
+    name, mode, uid, gid, size, mtime, chksum, kind, linkname, magic, uname, gname, major, minor, prefix = (
+        fields
+    )
     if kind not in _PLAIN_TYPES or (magic != _POSIX_MAGIC and magic != _GNU_MAGIC):
         return None
     if block[100:156].translate(None, _NUMBER_BYTES) or block[329:345].translate(None, _NUMBER_BYTES):
@@ -77,7 +79,7 @@ def parse_plain(block: bytes, offset: int, encoding: str, errors: str) -> tuple[
         # trailing NULs and spaces are gone: a NUL or space between digits, or a leading NUL, is a
         # ValueError (tarfile would stop at that NUL, or refuse the space).
         declared = int(chksum.rstrip(b"\x00 ") or b"0", 8)
-        numbers = [int(field.rstrip(b"\x00 ") or b"0", 8) for field in (mode, uid, gid, size, mtime, major, minor)]
+        numbers = [int(f.rstrip(b"\x00 ") or b"0", 8) for f in (mode, uid, gid, size, mtime, major, minor)]
     except ValueError:
         return None
     if declared != _byte_sum(block) - sum(chksum) + _CHKSUM_SPACES:

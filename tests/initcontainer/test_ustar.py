@@ -100,7 +100,8 @@ def test_good_archives_read_the_same_and_mostly_fast(fmt: int) -> None:
     found, end = assert_same(data)
     assert end == "complete" and len(found) == len(members)
     at = _ATTRS.index("offset")  # each member's own header (GNU: its long-name header, not plain)
-    accepted = sum(check_block(data[m[at] : m[at] + 512], m[at]) for m in found)
+    offsets = [int(str(m[at])) for m in found]
+    accepted = sum(check_block(data[o : o + 512], o) for o in offsets)
     assert accepted == (len(members) if fmt == tarfile.USTAR_FORMAT else 4)  # pax: an x header
 
 
@@ -179,9 +180,8 @@ def random_block(rng: random.Random) -> bytes:
     unsigned = sum(block)
     signed = unsigned - 256 * sum(1 for b in block if b > 127)
     checksum = rng.choice([unsigned] * 6 + [signed, unsigned + 1, 0])
-    block[148:156] = rng.choice([b"%06o\x00 " % checksum, b"%07o\x00" % checksum, b"%o" % checksum])[:8].ljust(
-        8, b" "
-    )
+    forms = [b"%06o\x00 " % checksum, b"%07o\x00" % checksum, b"%o" % checksum]
+    block[148:156] = rng.choice(forms)[:8].ljust(8, b" ")
     return bytes(block)
 
 
@@ -251,7 +251,8 @@ def _mutate(rng: random.Random, data: bytes) -> bytes:
         at = rng.randrange(0, max(len(raw), 512) // 512) * 512
         what = rng.random()
         if what < 0.5 and at + 512 <= len(raw):  # one header field rewritten, checksum fixed or not
-            start, width = rng.choice([(0, 100), (100, 8), (124, 12), (136, 12), (156, 1), (257, 8), (345, 155)])
+            fields = [(0, 100), (100, 8), (124, 12), (136, 12), (156, 1), (257, 8), (345, 155)]
+            start, width = rng.choice(fields)
             if width in (8, 12):
                 field = _octal(rng, width, rng.randrange(1 << 20))
             else:
