@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from corpus import Case, NonSeekable, corpus, dir_, hard, raw_header, reg, sym, tar_bytes
 
-from initcontainer import formats, ustar
+from initcontainer import formats, untar, ustar
 from initcontainer.decompress import TarSource
 from initcontainer.errors import PackageError
 from initcontainer.untar import TarReader
@@ -279,3 +279,30 @@ def test_random_archives_read_the_same_with_both_parsers() -> None:
         _, end = assert_same(data)
         outcomes[end.partition(":")[0]] = outcomes.get(end.partition(":")[0], 0) + 1
     assert outcomes.get("complete", 0) > 100 and outcomes.get("IntegrityError", 0) > 100, outcomes
+
+
+def test_the_reader_parses_plain_headers_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a plain ustar archive tarfile's parser runs once, for the end-of-archive block; a global pax
+    header hands every later member back to it (it applies that header to each of them)."""
+    calls: list[int] = []
+    real = untar._TarInfo.fromtarfile.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[untar._TarInfo], archive: tarfile.TarFile) -> untar._TarInfo:
+        calls.append(1)
+        result: untar._TarInfo = real(cls, archive)
+        return result
+
+    monkeypatch.setattr(untar._TarInfo, "fromtarfile", classmethod(counting))
+    members = [dir_("d/"), *(reg(f"d/f{i}", b"x" * i) for i in range(50)), sym("d/l", "f1")]
+    _, end = assert_same(tar_bytes(members, fmt=tarfile.USTAR_FORMAT))
+    assert end == "complete"
+    calls.clear()
+    read_all(tar_bytes(members, fmt=tarfile.USTAR_FORMAT), formats.TAR, fast=True)
+    assert len(calls) == 1
+    calls.clear()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT, pax_headers={"comment": "g"}) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    found, end = assert_same(buf.getvalue())
+    assert end == "complete" and all(m[_ATTRS.index("pax_headers")] == {"comment": "g"} for m in found)
