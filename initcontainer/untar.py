@@ -1,4 +1,9 @@
-"""The tar reader: headers parsed by the standard library, member data copied straight to disk.
+"""The tar reader: headers parsed by `ustar.py` or the standard library, data copied straight to disk.
+
+A header block in the plain grammar of `ustar.py` (ustar/GNU, octal numbers, a
+regular file, directory or link, no global pax header in force, the whole block
+in the current chunk) is parsed there, into the TarInfo tarfile would build;
+every other header, and every refusal, is tarfile's (`TarReader.next`).
 
 Limits of our own, on top of the tree's rules (`tree.py`): the decompressed
 tar stream as a whole is capped (data + 4 KiB per allowed entry + 64 MiB),
@@ -93,10 +98,11 @@ class _GlobalPaxHeaders(dict[str, str]):
 class TarReader:
     """The tar stream as headers and member data, served straight from the source's chunks.
 
-    Headers are still parsed by the standard library (`TarInfo.fromtarfile`, which
-    handles pax, GNU long names and sparse maps and says where the next header
-    starts); this class stands in for the `TarFile` it reads from (`fileobj`,
-    `encoding`, `errors`, `pax_headers`, `offset` are what that parser uses). Member
+    Headers outside `ustar.py`'s grammar are parsed by the standard library
+    (`TarInfo.fromtarfile`, which handles pax, GNU long names and sparse maps and
+    says where the next header starts); this class stands in for the `TarFile` it
+    reads from (`fileobj`, `encoding`, `errors`, `pax_headers`, `offset` are what
+    that parser uses). Member
     data goes from the chunks to the file as memoryview slices: tarfile's stream
     mode copied every byte twice and ran a Python loop per small block (bench/FINDINGS.md).
     """

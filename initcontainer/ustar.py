@@ -1,8 +1,9 @@
 """A fast parser for the plain tar header forms; everything else goes to the standard library.
 
 Most packages are made of plain ustar headers (no pax or GNU extension
-headers), and for 24,000 small files tarfile's general header parser was the
-largest cost of the reader's main thread (bench/FINDINGS.md). `parse_plain`
+headers), and for a package of many small files tarfile's general header
+parser was the largest cost of the reader's main thread (bench/FINDINGS.md,
+finding 8). `parse_plain`
 parses one 512-byte block in a few C-level calls, but only when the block is in
 the grammar below; for any other block it returns None and the caller hands
 the same bytes to tarfile (`untar.TarReader.next`). It never raises and never
@@ -31,9 +32,10 @@ The accepted grammar, as offsets into the 512-byte block (`*` = repetition):
   block's prefix must be empty (GNU tar keeps other data there);
 - bytes 500..511: ignored, as by tarfile.
 
-An all-zero block (end of archive) is not in the grammar, nor is any block
-while a global pax header is in force (tarfile applies it to every member):
-the caller checks the latter. The resulting name follows tarfile's rules: a
+An all-zero block (end of archive) is not in the grammar. The caller
+(`untar.TarReader.next`) also leaves to tarfile any block read while a global
+pax header is in force (tarfile applies it to every member) and any block not
+wholly inside the current chunk of the stream. The resulting name follows tarfile's rules: a
 directory's trailing slashes are removed, a non-empty prefix is joined with
 `/`, then a directory's trailing slashes are removed again. Names are not
 judged here: `tree.Tree.relpath` does that for both parsers.
