@@ -1,7 +1,7 @@
 # One entry point per job. `make setup` is idempotent; the others call it.
 PY := .venv/bin/python
 
-.PHONY: setup demo test lint e2e-assets cluster-assets cluster cluster-down e2e bench images push clean
+.PHONY: setup demo test lint e2e-assets cluster-assets cluster cluster-down e2e bench images push release clean
 
 setup:
 	bash scripts/setup.sh
@@ -27,6 +27,12 @@ images:
 # REGISTRY=registry.example.com:5000/team make push   (after `docker login`; no credentials here)
 push:
 	bash scripts/images.sh push
+
+# Publish VERSION: both images pushed to REGISTRY (default: the chart's imageRegistry), the chart pinned to
+# their digests and pushed to oci://REGISTRY/charts. Needs a CHANGELOG.md entry and a clean tree
+# (scripts/release.sh says what it refuses). PLAIN_HTTP=1 for a registry without TLS.
+release: setup
+	REGISTRY="$(REGISTRY)" VERSION="$(VERSION)" bash scripts/release.sh
 
 e2e-assets:
 	bash scripts/kube-assets.sh

@@ -9,6 +9,7 @@
 # with its v0.Y.Z; the replace list is read from k8s.io/kubernetes's own go.mod, never kept by hand.
 #
 # Usage: scripts/cluster-assets.sh            (prints the kube bin dir on its last line)
+#        scripts/cluster-assets.sh helm       (helm only; prints its path)
 #        KUBE_VERSION=v1.34.4 scripts/cluster-assets.sh
 # Timings of cold builds are appended to $CACHE/cluster/build-times.log.
 set -euo pipefail
@@ -226,4 +227,11 @@ KUBE_VERSION=$KUBE_VERSION
 EOF
 }
 
+# `scripts/cluster-assets.sh helm`: helm alone (scripts/release.sh needs no cluster); prints its path.
+if [ "${1:-}" = helm ]; then
+  mkdir -p "$C"
+  build_helm
+  echo "$C/helm/$HELM_VERSION/helm"
+  exit 0
+fi
 main "$@"

@@ -376,10 +376,13 @@ load_images() {
   rm -f "$DIR/images.tar"
   # Also under the chart's appVersion, the tag a default install (chart or deploy/) asks for. Built under
   # a tag of our own first: the Docker engine is shared, and another build may be tagging that version.
-  local app
+  local app reg
   app="$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' charts/package-injector/Chart.yaml)"
+  # ... and under the registry path the defaults name (imageRegistry: where releases are published).
+  reg="$(sed -n 's/^imageRegistry: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' charts/package-injector/values.yaml)"
   for img in package-init-container package-injector; do
     ctr_ images tag --force "docker.io/library/$img:$TAG" "docker.io/library/$img:$app" >&2
+    [ -z "$reg" ] || ctr_ images tag --force "docker.io/library/$img:$TAG" "$reg/$img:$app" >&2
   done
   for extra in ${CLUSTER_EXTRA_IMAGES:-}; do
     "$docker" save "$extra" -o "$DIR/extra.tar"

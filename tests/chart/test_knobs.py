@@ -124,7 +124,7 @@ def test_init_image_is_a_plain_env_value_of_the_webhook() -> None:
     }
     assert env["PACKAGE_INJECTOR_INIT_IMAGE"] == {
         "name": "PACKAGE_INJECTOR_INIT_IMAGE",
-        "value": "package-init-container:9.9",
+        "value": "ghcr.io/package-injector/package-init-container:9.9",
     }
 
 
@@ -135,12 +135,12 @@ def test_kustomize_images_entry_changes_the_injected_image(tmp_path: Path) -> No
                 "resources": [os.path.relpath(DEPLOY / "base", tmp_path)],
                 "images": [
                     {
-                        "name": "package-init-container",
+                        "name": "ghcr.io/package-injector/package-init-container",
                         "newName": "registry.corp.example.com/platform/package-init-container",
                         "newTag": "0.1.1",
                     },
                     {
-                        "name": "package-injector",
+                        "name": "ghcr.io/package-injector/package-injector",
                         "newName": "registry.corp.example.com/platform/package-injector",
                     },
                 ],

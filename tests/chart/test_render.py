@@ -403,7 +403,7 @@ def test_topology_spread_priority_and_images() -> None:
         spec["containers"][0]["image"] == "registry.example.com/platform/package-injector@sha256:" + "a" * 64
     )
     assert "priorityClassName" not in pod_spec(render())
-    assert pod_spec(render())["containers"][0]["image"] == "package-injector:0.1.0"
+    assert pod_spec(render())["containers"][0]["image"] == "ghcr.io/package-injector/package-injector:0.1.0"
 
 
 def test_settings_carry_the_cluster_policy(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -444,7 +444,7 @@ def test_settings_carry_the_cluster_policy(tmp_path: Any, monkeypatch: pytest.Mo
     assert s.init_image_pull_secrets == ["corp-registry", "mirror.pull"]
     assert s.log_level == "debug"
     defaults = settings_of(render(), tmp_path, monkeypatch)
-    assert defaults.init_image == "package-init-container:0.1.0"
+    assert defaults.init_image == "ghcr.io/package-injector/package-init-container:0.1.0"
     assert defaults.max_size_limit is None and defaults.annotation_prefix == ""
     assert defaults.max_init_resources == Settings().max_init_resources
     assert defaults.init_proxy_env == {} and defaults.init_image_pull_secrets == []

@@ -20,6 +20,10 @@ RELEASE = "package-injector"
 RELEASE_NS = "package-injector"
 SELECTOR = "app.kubernetes.io/name=package-injector,app.kubernetes.io/component!=test"
 CHART = str(ROOT / "charts" / "package-injector")
+# Where the chart's defaults pull from (scripts/cluster.sh tags the loaded images under it).
+IMAGE_REGISTRY = yaml.safe_load((ROOT / "charts" / "package-injector" / "values.yaml").read_text())[
+    "imageRegistry"
+]
 
 
 class CreateLoop:
@@ -75,7 +79,7 @@ def tag_image(new_tag: str) -> None:
             "tag",
             "--force",
             "docker.io/library/package-injector:cluster",
-            f"docker.io/library/package-injector:{new_tag}",
+            f"{IMAGE_REGISTRY}/package-injector:{new_tag}",
         ],
         check=True,
         capture_output=True,

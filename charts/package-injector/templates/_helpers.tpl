@@ -49,13 +49,15 @@ app.kubernetes.io/part-of: package-injector
 {{- end }}
 {{- end }}
 
-{{/* An image reference from {registry, repository, tag, digest}; the tag defaults to appVersion. */}}
+{{/* An image reference from {registry, repository, tag, digest}; the registry defaults to imageRegistry
+(where releases are published), the tag to appVersion. */}}
 {{- define "package-injector.image" -}}
 {{- $img := index . 0 }}
 {{- $root := index . 1 }}
 {{- $repo := $img.repository }}
-{{- if $img.registry }}
-{{- $repo = printf "%s/%s" (trimSuffix "/" $img.registry) $img.repository }}
+{{- $registry := default $root.Values.imageRegistry $img.registry }}
+{{- if $registry }}
+{{- $repo = printf "%s/%s" (trimSuffix "/" $registry) $img.repository }}
 {{- end }}
 {{- if $img.digest }}
 {{- printf "%s@%s" $repo $img.digest }}
