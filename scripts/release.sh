@@ -52,7 +52,8 @@ REGISTRY="${REGISTRY%/}"
 
 # The changelog entry (Keep a Changelog): a heading and at least one line of content before the next one.
 if ! awk -v v="$VERSION" '
-    $0 ~ "^## \\[" v "\\] - [0-9]{4}-[0-9]{2}-[0-9]{2}[[:space:]]*$" { found = 1; next }
+    BEGIN { gsub(/\./, "[.]", v); head = "^## \\[" v "\\] - [0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9][[:space:]]*$" }
+    !found && $0 ~ head { found = 1; next }
     found && /^## / { exit }
     found && /[^[:space:]]/ { body = 1 }
     END { exit !(found && body) }' CHANGELOG.md 2>/dev/null; then
