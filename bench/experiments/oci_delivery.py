@@ -154,9 +154,13 @@ def main(argv: list[str] | None = None) -> None:
         "runs": results,
         "wall": {m: summary(r["wall"] for r in runs) for m, runs in results.items()},
         "rss_mib": {m: summary(r["rss_kib"] / 1024 for r in runs) for m, runs in results.items()},
+        # Paired per round: `oras+tar` wall / `init` wall, so > 1 means oci:// delivery was faster.
+        "ratio_oras_tar_over_init": summary(
+            o["wall"] / i["wall"] for o, i in zip(results["oras+tar"], results["init"], strict=True)
+        ),
     }
     path = write_result("oci-delivery", report)
-    print(json.dumps({"wall": report["wall"], "rss_mib": report["rss_mib"]}, indent=1))
+    print(json.dumps({k: report[k] for k in ("wall", "rss_mib", "ratio_oras_tar_over_init")}, indent=1))
     log(f"wrote {path}")
 
 
