@@ -165,11 +165,12 @@ def test_release_to_a_registry_and_install_from_it(
     assert git(tree, "status", "--porcelain") == ""
 
     def run_helm(*args: str) -> str:
-        return subprocess.run(
-            [helm, *args], env=env, capture_output=True, text=True, check=True, timeout=300
-        ).stdout
+        proc = subprocess.run([helm, *args], env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, (args, proc.stderr[-3000:])
+        return proc.stdout
 
     # helm pull of the OCI artifact: the published chart pins both images by digest.
+    (tmp_path / "pulled").mkdir()
     run_helm("pull", pub.chart, "--version", VERSION, "--plain-http", "-d", str(tmp_path / "pulled"))
     (tgz,) = (tmp_path / "pulled").glob("package-injector-*.tgz")
     assert tgz.name == f"package-injector-{VERSION}.tgz"
