@@ -100,6 +100,7 @@ rewrite it (deploy/base/kustomizeconfig.yaml). */}}
   "plain_http_registries" $p.plainHttpRegistries
   "require_checksum" $p.requireChecksum
   "default_mount_path" $p.defaultMountPath
+  "max_packages_per_pod" $p.maxPackagesPerPod
   "max_init_resources" $p.maxInitResources
   "init_image_pull_policy" $init.image.pullPolicy
   "init_resources" $init.resources
