@@ -22,7 +22,7 @@ import time
 from types import TracebackType
 from typing import Any
 
-from initcontainer import contract
+from initcontainer import contract, stopping
 from initcontainer.config import Config
 from initcontainer.errors import IntegrityError, PackageError, RestartDownload, TransportError
 from initcontainer.log import Logger, Progress, redact_url
@@ -289,6 +289,7 @@ class PackageStream:
         if self._eof:
             return False
         while True:
+            stopping.check()  # SIGTERM with several packages: this thread is a worker's
             try:
                 item = self._queue.get(timeout=1.0)
                 break
