@@ -188,6 +188,14 @@ def test_without_a_configuration_it_says_what_it_did_not_check(
     assert out.splitlines()[0].startswith("cluster: none (offline")
 
 
+def test_named_packages_secrets_are_listed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    annotations = {"package-url": URL, "package-url.tools": URL, "package-secret.tools": "tools-creds"}
+    code, out = run(tmp_path, capsys, [pod(annotations)])
+    assert code == 0
+    (line,) = [line for line in lines(out, "INFO") if "tools-creds" in line]
+    assert '"package-secret.tools"' in line and "not checked offline" in line
+
+
 def test_several_files_a_directory_and_other_kinds(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
