@@ -1,7 +1,11 @@
 """The annotation contract: every `package-*` key, its default and its validation, in one place.
 
 `parse()` turns a Pod's (or pod template's) annotations into a `PackageRequest`,
-or None when `package-url` is absent. Every invalid value is collected, so the
+or None when no `package-url` key is present. `package-url.NAME` adds a named
+package whose companion keys carry the same suffix; every package's keys are
+checked by one function (`_check_package`), and the rules between packages (names
+that would share a volume, mount paths that coincide or nest in one container,
+`max_packages_per_pod`) follow. Every invalid value is collected, so the
 user sees all problems in one denial, each naming the key and what to write
 instead. Unknown keys that look like ours give a "did you mean" warning, because
 a typo in an annotation key is otherwise a silent no-op.

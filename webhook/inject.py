@@ -17,12 +17,14 @@ writes, and within our pieces we own only the fields we write:
 - the init container named `package-downloader` is ours when the status annotation
   names it (or it already carries exactly what we would write), it runs its image's
   entrypoint (no command, args, ports, probes, lifecycle or restartPolicy), its env
-  has `PACKAGE_URL` and it mounts `package-shared-volume`. We own its image,
+  has `PACKAGE_URL` or `PACKAGE_LIST` and it mounts `package-shared-volume` or a named
+  package's `package-shared-volume-NAME`. We own its image,
   imagePullPolicy, resources (the requests and limits we configure: a resource we
   do not set keeps what others, e.g. LimitRanger, gave it), securityContext and
   terminationMessagePolicy (rewritten whole when they differ), the env entries
   named `PACKAGE_*` or configured in `init_env`/`init_proxy_env`, and the mounts of
-  our volumes. Every other env,
+  our volumes (those we inject now and those the status lists, so a removed
+  package's mounts go). Every other env,
   envFrom, volumeMount or field is someone else's: kept, in place, never removed.
   Changes by others accepted as saying the same: our image's name and tag
   under another registry or project (a registry mirror) or pinned with `@sha256:`,
@@ -40,10 +42,18 @@ writes, and within our pieces we own only the fields we write:
   each, for the init container only) and the read-only package mounts in app
   containers are ours when the status annotation lists them and they have the shape
   we inject (a Secret; a projected volume; a read-only mount without subPath).
+- named packages (`package-url.NAME`): the emptyDir `package-shared-volume-NAME` and the
+  Secret volume `package-credentials-NAME` are ours when the status lists them with that
+  type (never by name alone: a user's volume of that name is a conflict), and a read-only
+  mount of `package-shared-volume-NAME` in an app container when the status's record of
+  package NAME (`packages`: name, volume, containers) names that container. A volume or
+  mount of ours that the annotations no longer ask for (its package's key removed, a
+  container dropped from `package-containers.NAME`) is removed; so is everything when no
+  `package-url` key of any name is left.
 
 A hand-written status annotation cannot turn a user's hostPath volume or own init
 container (one with a command, or without our env and mount) into something we
-overwrite. When `package-url` is removed from a pod that
+overwrite. When every `package-url` key is removed from a pod that
 carries our status (a dump of an injected pod, a manifest fed to `inject`),
 our pieces and the status are removed: the output converges either way.
 Pull secrets from `init_image_pull_secrets` are appended to `imagePullSecrets`
