@@ -466,14 +466,18 @@ def _known_keys(prefix: str) -> frozenset[str]:
     return frozenset(prefix + k for k in ALL_KEYS)
 
 
-def _named_hint(settings: Settings, base: str, name: str, annotations: Mapping[str, Any]) -> str | None:
-    """For `BASE.NAME` where BASE is a companion of NAMED_KEYS: None when `package-url.NAME` exists (a valid
-    key), else why it is ignored, with the closest package name if there is one."""
-    if base == URL or _named_key(settings, URL, name) in annotations:
+_MAX_NAME_HINTS: Final = 16
+"""Orphan companion keys that get a closest-name hint per review: difflib is slow, and a Pod is denied past
+`max_packages_per_pod` anyway (the warnings come first), so an annotation flood costs a bounded time."""
+
+
+def _named_hint(settings: Settings, base: str, name: str, names: list[str], hint: bool) -> str | None:
+    """For `BASE.NAME` where BASE is one of NAMED_KEYS: None when `package-url.NAME` exists (a valid key),
+    else why it is ignored, with the closest of the Pod's package `names` when `hint`."""
+    if base == URL or name in names:
         return None
     key = _named_key(settings, base, name)
-    names = _package_names(annotations, settings)
-    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6) if len(name) <= _HINT_MAX_LEN else []
+    close = difflib.get_close_matches(name, names[:64], n=1, cutoff=0.6) if hint else []
     if close:
         fix = f'did you mean "{_named_key(settings, base, close[0])}"?'
     else:
@@ -499,6 +503,8 @@ def unknown_key_warnings(annotations: Mapping[str, Any], settings: Settings) -> 
     known_full = _known_keys(settings.annotation_prefix)
     family = settings.key(FAMILY_PREFIX)
     warnings = []
+    names: list[str] | None = None  # the Pod's package names, found at the first named key
+    hints = 0
     for key in annotations:
         if not isinstance(key, str) or key in known_full:
             continue
@@ -506,8 +512,10 @@ def unknown_key_warnings(annotations: Mapping[str, Any], settings: Settings) -> 
         word = key[len(settings.annotation_prefix) :] if ours else key.rsplit("/", 1)[-1]
         base, sep, name = word.partition(NAME_SEPARATOR)
         if ours and sep and base in NAMED_KEYS:
-            text = _named_hint(settings, base, name, annotations)
+            names = _package_names(annotations, settings) if names is None else names
+            text = _named_hint(settings, base, name, names, hints < _MAX_NAME_HINTS)
             if text is not None:
+                hints += 1
                 warnings.append(for_user(text))
             continue
         # Also catch package_url, Package-URL, a missing or wrong prefix, and near misses (pakage-url).
