@@ -194,6 +194,7 @@ objectSelector:
 {{- $tests := list }}
 {{- range $guards }}{{ $tests = append $tests (printf "has(%s)" .) }}{{ end }}
 {{- $tests = append $tests (printf "has(%s.annotations)" $path) }}
-{{- $tests = append $tests (printf "'%s' in %s.annotations" $key $path) }}
+{{- /* The unnamed package's key, or a named package's (package-url.NAME). */}}
+{{- $tests = append $tests (printf "('%s' in %s.annotations || %s.annotations.exists(k, k.startsWith('%s.')))" $key $path $path $key) }}
 {{- printf "(%s)" (join " && " $tests) }}
 {{- end }}
