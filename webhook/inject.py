@@ -652,18 +652,19 @@ class _AppMount:
         return {"name": self.volume, "mountPath": self.mount_path, "readOnly": True}
 
 
-def _check_mount_paths(name: Any, mounts: list[Obj], package: _AppMount) -> None:
+def _check_mount_paths(name: Any, mounts: list[Obj], package: _AppMount, ours: frozenset[str]) -> None:
     """Deny another volume at the package mount path or below it.
 
     Nested mounts are legal in Kubernetes, but one *below* the package path hides those package files (and
     needs its mount point inside the read-only package volume). One *above* it (an emptyDir at /app with the
     package at /app/config) is fine: the package hides only that subdirectory of the other volume. The
-    packages' own mounts are skipped: `annotations.parse` keeps packages apart, and ours are rewritten.
+    mounts of `ours` (the package volumes injected now or listed in the status) are skipped:
+    `annotations.parse` keeps packages apart, and ours are rewritten or removed.
     """
     mount_path = package.mount_path
     key = package.key
     for mount in mounts:
-        if _is_package_volume(mount.get("name")):
+        if mount.get("name") in ours:
             continue
         path, volume = _normal_path(mount.get("mountPath")), mount.get("name")
         if path == mount_path:
@@ -708,6 +709,7 @@ def _mount_containers(containers: list[Obj], packages: list[_AppMount], owner: _
     """Each container gets the mounts of the packages that target it and loses ours that no longer do
     (a container dropped from `package-containers`, a package whose key was removed)."""
     changed = False
+    ours = frozenset({p.volume for p in packages} | {v for v in owner.volumes if _is_package_volume(v)})
     for container in containers:
         name = container.get("name")
         mounts = _as_list(container, "volumeMounts", f"containers[{name}].volumeMounts")
@@ -716,7 +718,7 @@ def _mount_containers(containers: list[Obj], packages: list[_AppMount], owner: _
         kept = [m for m in mounts if m.get("name") in wanted_volumes or not owner.mount(name, m)]
         this = len(kept) != len(mounts)
         for package in wanted:
-            _check_mount_paths(name, kept, package)
+            _check_mount_paths(name, kept, package, ours)
             conflict = partial(_mount_conflict, name, package.volume)
             this |= _ensure(kept, package.desired, partial(owner.mount, name), conflict)
         if this:

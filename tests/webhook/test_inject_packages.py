@@ -230,3 +230,16 @@ def test_a_hand_written_status_cannot_claim_a_users_mount(make_pod: PodFactory) 
     result = inject(pod, Settings())
     assert any(m["mountPath"] == "/x" for m in result.pod["spec"]["containers"][0]["volumeMounts"])
     assert "package-shared-volume-tools" in volumes_of(result.pod)
+
+
+def test_a_users_volume_with_our_prefix_at_a_packages_path_is_not_skipped(make_pod: PodFactory) -> None:
+    pod = make_pod({"package-url.tools": TOOLS})
+    pod["spec"]["containers"][0]["volumeMounts"].append(
+        {"name": "package-shared-volume-mine", "mountPath": "/shared-data/packages/tools"}
+    )
+    pod["spec"]["volumes"].append({"name": "package-shared-volume-mine", "emptyDir": {}})
+    with pytest.raises(Denied) as info:
+        inject(pod, Settings())
+    assert 'already mounts volume "package-shared-volume-mine" at /shared-data/packages/tools' in (
+        info.value.message
+    )
