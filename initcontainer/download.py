@@ -150,6 +150,8 @@ class PackageStream:
                 try:
                     chunk = self._resp.read(CHUNK_SIZE)
                 except (OSError, http.client.HTTPException) as exc:
+                    if self._stop.is_set():
+                        break  # close() shut the socket down: no retry to log
                     self._resume(describe(exc, self.source_url))
                     continue
                 if not chunk:

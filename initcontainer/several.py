@@ -111,6 +111,8 @@ def run_all(configs: list[tuple[str, Config]], log: Logger, concurrency: int) ->
     results: dict[str, Any] = {}
     failures: list[tuple[str, BaseException]] = []
     not_started: list[str] = []
+    running = [min(concurrency, len(configs))]
+    all_done = threading.Event()
 
     def one(name: str, cfg: Config) -> Any:
         named = NamedLogger(log, name)
@@ -125,7 +127,7 @@ def run_all(configs: list[tuple[str, Config]], log: Logger, concurrency: int) ->
             )
         return marker
 
-    def worker() -> None:
+    def work() -> None:
         while True:
             with lock:
                 if not queued:
@@ -145,21 +147,30 @@ def run_all(configs: list[tuple[str, Config]], log: Logger, concurrency: int) ->
                 with lock:
                     results[name] = marker
 
+    def worker() -> None:
+        try:
+            work()
+        finally:
+            with lock:
+                running[0] -= 1
+                if running[0] == 0:
+                    all_done.set()
+
     workers = [
         threading.Thread(target=worker, name=f"package-{i}", daemon=True)
         for i in range(min(concurrency, len(configs)))
     ]
     for thread in workers:
         thread.start()
+    # Waiting on an Event, never Thread.join: a signal handler's exception that interrupts join() makes
+    # CPython (3.11, bpo-45274's cleanup) release the running thread's lock and mark it stopped, so every
+    # later join() returns at once and the process would exit under its workers.
     try:
-        for thread in workers:
-            while thread.is_alive():
-                thread.join(0.5)  # short waits: the signal handler runs in this thread between them
+        while not all_done.wait(0.5):  # short waits: the signal handler runs in this thread between them
+            pass
     except Terminated as exc:
         stopping.request(exc.message)
-        deadline = time.monotonic() + GRACE_SECONDS
-        for thread in workers:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        all_done.wait(GRACE_SECONDS)
         raise
     for name, error in failures:
         log.error("package_failed", f"{name}: {error}", package=name)

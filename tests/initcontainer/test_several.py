@@ -74,7 +74,7 @@ def package(tmp_path: Path, name: str, url: str, **fields: object) -> dict[str, 
 
 def assert_clean(r: Run, *dests: Path) -> None:
     for dest in dests:
-        assert leftovers(dest) == [], dest
+        assert leftovers(dest) == [], (dest, elapsed, stderr[-3000:])
 
 
 def test_two_named_and_the_unnamed_package_install(nginx: NginxServer, tmp_path: Path) -> None:
@@ -237,7 +237,7 @@ def test_sigterm_stops_every_download_at_once_and_leaves_nothing(tmp_path: Path)
     assert code == 143, stderr[-2000:]
     assert elapsed < GRACE_SECONDS + 1, f"took {elapsed:.1f}s to stop after SIGTERM"
     for dest in dests:
-        assert leftovers(dest) == [], dest
+        assert leftovers(dest) == [], (dest, elapsed, stderr[-3000:])
         assert not (dest / contract.MARKER_NAME).exists(), dest
         assert not dest.exists() or visible(dest) == set(), dest
     assert not dests[2].exists()
