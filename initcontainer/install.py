@@ -23,6 +23,7 @@ the marker is written.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -31,7 +32,7 @@ import stat
 from pathlib import Path
 from typing import Any, Final
 
-from initcontainer import contract, stopping
+from initcontainer import contract, hints, stopping
 from initcontainer.errors import LocalIOError
 from initcontainer.unzip import SPOOL_SUFFIX
 
@@ -49,7 +50,9 @@ def boot_id() -> str | None:
         return None
 
 
-def _io_error(action: str, exc: OSError) -> LocalIOError:
+def _io_error(action: str, exc: OSError, dest: Path | None = None) -> LocalIOError:
+    if dest is not None and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return LocalIOError(hints.full_volume(exc, dest))
     where = f" {exc.filename}" if exc.filename else ""
     return LocalIOError(f"cannot {action}{where}: {exc.strerror or exc}")
 
@@ -138,7 +141,7 @@ def prepare_staging(dest: Path) -> Path:
         staging = dest / f"{contract.STAGING_PREFIX}{secrets.token_hex(8)}"
         staging.mkdir(mode=0o700)
     except OSError as exc:
-        raise _io_error("prepare the destination", exc) from exc
+        raise _io_error("prepare the destination", exc, dest) from exc
     return staging
 
 
@@ -212,4 +215,4 @@ def promote(staging: Path, dest: Path, marker: dict[str, Any]) -> None:
             record[BOOT_ID_KEY] = current
         _write_marker(dest, record)
     except OSError as exc:
-        raise _io_error("install the package into the destination", exc) from exc
+        raise _io_error("install the package into the destination", exc, dest) from exc

@@ -29,7 +29,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 
-from initcontainer import contract, stopping
+from initcontainer import contract, hints, stopping
 from initcontainer.config import Config
 from initcontainer.errors import HTTPClientError, TransportError
 from initcontainer.log import Logger, redact_url, scrub
@@ -277,7 +277,17 @@ class Transport:
                 f"TLS certificate of {host} not trusted ({exc.verify_message}); if the server uses a private "
                 f"CA, put it as ca.crt in the Secret mounted at {contract.ENV_CREDENTIALS_DIR}"
             ) from None
-        except (OSError, http.client.HTTPException) as exc:
+        except ssl.SSLError as exc:
+            conn.close()
+            if hints.is_plain_answer_to_tls(exc):
+                # A wrong scheme or port never heals: fail now instead of after every retry.
+                raise TransportError(hints.tls_to_plain_server(host, port, exc)) from None
+            raise Transient(f"TLS handshake with {host}:{port} failed: {describe(exc)}") from None
+        except OSError as exc:
+            conn.close()
+            via = None if proxy is None else f"{proxy.hostname}:{proxy.port or 80}"
+            raise Transient(hints.connect_failure(exc, host, port, via)) from None
+        except http.client.HTTPException as exc:
             conn.close()
             raise Transient(f"cannot connect to {host}:{port}: {describe(exc)}") from None
         if conn.sock is not None:
@@ -312,6 +322,10 @@ class Transport:
                 if better is not None:
                     conn.close()
                     raise better
+            if status == 400 and self._may_be_tls_answer(url, resp):
+                head = resp.read(hints.TLS_ANSWER_PEEK)
+                conn.close()
+                self._check_plain_to_tls(url, head)
             if status in REDIRECT_STATUSES:
                 location = resp.getheader("Location")
                 conn.close()
@@ -352,6 +366,21 @@ class Transport:
             raise Transient(f"request to {redact_url(url)} failed: {describe(exc, url)}") from None
         finally:
             conn.close()
+
+    @staticmethod
+    def _may_be_tls_answer(url: str, resp: http.client.HTTPResponse) -> bool:
+        """A 400 to plain http that may be a TLS server's "use https" page (not an S3 or registry error)."""
+        if urllib.parse.urlsplit(url).scheme.lower() != "http":
+            return False
+        ctype = (resp.getheader("Content-Type") or "").split(";")[0].strip().lower()
+        return ctype in ("", "text/html", "text/plain")
+
+    @staticmethod
+    def _check_plain_to_tls(url: str, answer: bytes) -> None:
+        """Raise the not-retried mismatch error when a plain http request was answered by a TLS server."""
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme.lower() == "http" and hints.is_tls_answer_to_plain(answer):
+            raise TransportError(hints.plain_to_tls_server(parts.hostname or "", parts.port or 80))
 
     def _follow(self, url: str, location: str | None, status: int) -> str:
         if not location:

@@ -78,6 +78,7 @@ __all__ = [
     "read_status",
     "status_value",
     "unknown_key_warnings",
+    "unpinned_warning",
     "volume_suffix",
 ]
 
@@ -632,22 +633,45 @@ def _check_package(
 
     if problems or url is None or mount_path is None:
         return None, problems, []
-    warnings: list[str] = []
-    if oci and "@sha256:" not in url:
-        warnings.append(
-            for_user(
-                f'"{key(URL)}" names a tag without a digest: the Pod gets whatever '
-                "the tag points to when it starts; pin it with @sha256:..."
-            )
-        )
-    elif is_http and sha256 is None:
-        warnings.append(
-            for_user(
-                f'"{key(URL)}" uses plain http:// without "{key(SHA256)}": '
-                "nothing verifies the download; add the package's SHA-256"
-            )
-        )
+    unpinned = unpinned_warning(url, sha256, is_http, settings, key(URL), key(SHA256))
+    warnings = [unpinned] if unpinned is not None else []
     return _Package(url, sha256, mount_path, containers, strip, secret, is_http), [], warnings
+
+
+def unpinned_warning(
+    url: str,
+    sha256: str | None,
+    is_http: bool,
+    settings: Settings,
+    url_key: str | None = None,
+    sha_key: str | None = None,
+) -> str | None:
+    """The one warning for a package nothing pins (no `package-sha256`, or an oci:// tag without a digest).
+
+    One warning per cause: plain http only makes the same cause worse, so it is a clause of this warning,
+    not a second one. With `require_checksum` such a Pod is denied before this is reached. What it says is
+    what the init container does: only a pinned package is recognised as already installed (its marker
+    records the pin), so an unpinned one is fetched again whenever the Pod's init containers run again.
+    `url_key` and `sha_key` name a named package's keys (`package-url.NAME`); the bare keys by default.
+    """
+    url_key, sha_key = url_key or settings.key(URL), sha_key or settings.key(SHA256)
+    if contract.is_oci_url(url):
+        if "@sha256:" in url:
+            return None
+        return for_user(
+            f'"{url_key}" names a tag without a digest: the Pod gets whatever the tag points to when its '
+            "init containers run, and a re-run installs new content if the tag moved; pin it with @sha256:..."
+        )
+    if sha256 is not None:
+        return None
+    plain = ""
+    if is_http:
+        plain = "plain-http S3 endpoint" if url[:5].lower() == "s3://" else "plain http"
+        plain = f" ({plain}: anyone on the path can alter it)"
+    return for_user(
+        f'"{url_key}" has no "{sha_key}": the package is unverified{plain} and is downloaded again, '
+        "not kept, each time the Pod's init containers re-run (a new Pod sandbox); add the SHA-256"
+    )
 
 
 def volume_suffix(name: str) -> str:

@@ -74,7 +74,7 @@ def package(tmp_path: Path, name: str, url: str, **fields: object) -> dict[str, 
 
 def assert_clean(r: Run, *dests: Path) -> None:
     for dest in dests:
-        assert leftovers(dest) == [], (dest, elapsed, stderr[-3000:])
+        assert leftovers(dest) == [], dest
 
 
 def test_two_named_and_the_unnamed_package_install(nginx: NginxServer, tmp_path: Path) -> None:

@@ -256,12 +256,15 @@ def test_a_companion_without_any_package_url_injects_nothing_and_warns() -> None
     assert any('there is no "package-url.tools"' in w for w in parsed.warnings)
 
 
-def test_plain_http_and_oci_tag_warnings_name_the_packages_key() -> None:
+def test_the_unpinned_warning_names_each_packages_keys() -> None:
     settings = Settings(allowed_schemes=["https", "http", "oci"])
     parsed = parse(
         {"package-url.m": "http://mirror.local/a.tgz", "package-url.o": "oci://ghcr.io/org/app:1"}, settings
     )
-    assert any('"package-url.m" uses plain http:// without "package-sha256.m"' in w for w in parsed.warnings)
+    assert any(
+        '"package-url.m" has no "package-sha256.m": the package is unverified (plain http' in w
+        for w in parsed.warnings
+    )
     assert any('"package-url.o" names a tag without a digest' in w for w in parsed.warnings)
     assert parsed.request is not None and parsed.request.packages[0].allow_http
 
