@@ -34,7 +34,11 @@ def test_named_packages_with_their_companions_sorted_by_name() -> None:
         },
         Settings(),
     )
-    assert parsed.warnings == ()
+    # Only the unpinned-package warning, once per unpinned package, under its own keys.
+    assert [w.split(":", 2)[1].strip() for w in parsed.warnings] == [
+        '"package-url" has no "package-sha256"',
+        '"package-url.Config.v2_x" has no "package-sha256.Config.v2_x"',
+    ]
     request = parsed.request
     assert request is not None and request.url == URL
     assert request.packages == (
