@@ -708,8 +708,19 @@ class PackageEntry:
     credentials_dir: str | None = None
 
 
-def _inside(path: str, parent: str) -> bool:
+def is_inside(path: str, parent: str) -> bool:
+    """`path` is `parent` or below it (not merely sharing a prefix: /p/tools-2 is not inside /p/tools)."""
     return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+def named_dest(name: str) -> str:
+    """Where a named package is unpacked in the init container (and, by default, mounted in the app)."""
+    return f"{NAMED_DEST_ROOT}/{name}"
+
+
+def named_credentials_dir(name: str) -> str:
+    """Where a named package's `package-secret.NAME` Secret is mounted: beside DEFAULT_CREDENTIALS_DIR."""
+    return f"{DEFAULT_CREDENTIALS_DIR}-{name}"
 
 
 def _absolute_dir(value: object, what: str) -> str:
@@ -782,7 +793,7 @@ def parse_package_list(text: str, unnamed_dest: str | None = None) -> tuple[Pack
         dests.append(("the unnamed package", unnamed_dest.rstrip("/") or "/"))
     for i, (a_name, a_dest) in enumerate(dests):
         for b_name, b_dest in dests[i + 1 :]:
-            if _inside(a_dest, b_dest) or _inside(b_dest, a_dest):
+            if is_inside(a_dest, b_dest) or is_inside(b_dest, a_dest):
                 raise ValueError(
                     f"{ENV_PACKAGE_LIST}: the dest of {a_name!r} ({a_dest}) and of {b_name!r} ({b_dest}) "
                     "overlap; each package needs its own directory, none inside another"

@@ -22,7 +22,7 @@ import time
 from types import TracebackType
 from typing import Any
 
-from initcontainer import contract
+from initcontainer import contract, stopping
 from initcontainer.config import Config
 from initcontainer.errors import IntegrityError, PackageError, RestartDownload, TransportError
 from initcontainer.log import Logger, Progress, redact_url
@@ -150,6 +150,8 @@ class PackageStream:
                 try:
                     chunk = self._resp.read(CHUNK_SIZE)
                 except (OSError, http.client.HTTPException) as exc:
+                    if self._stop.is_set():
+                        break  # close() shut the socket down: no retry to log
                     self._resume(describe(exc, self.source_url))
                     continue
                 if not chunk:
@@ -289,6 +291,7 @@ class PackageStream:
         if self._eof:
             return False
         while True:
+            stopping.check()  # SIGTERM with several packages: this thread is a worker's
             try:
                 item = self._queue.get(timeout=1.0)
                 break

@@ -32,7 +32,7 @@ import stat
 from pathlib import Path
 from typing import Any, Final
 
-from initcontainer import contract, hints
+from initcontainer import contract, hints, stopping
 from initcontainer.errors import LocalIOError
 from initcontainer.unzip import SPOOL_SUFFIX
 
@@ -191,6 +191,7 @@ def promote(staging: Path, dest: Path, marker: dict[str, Any]) -> None:
     Order: drop the old marker, remove all old content, rename each staged
     top-level entry into `dest`, remove staging, write the marker atomically.
     """
+    stopping.check()  # a worker stopped by SIGTERM promotes nothing more
     _check_dest(dest)
     try:
         _remove(dest / contract.MARKER_NAME)

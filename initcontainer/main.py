@@ -23,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from initcontainer import contract
+from initcontainer import contract, stopping
 from initcontainer.config import Config, load_config
 from initcontainer.download import PackageStream, open_package
 from initcontainer.errors import (
@@ -211,7 +211,9 @@ def _run_oci(cfg: Config, log: Logger, marker: dict[str, Any] | None) -> dict[st
 
 
 def _on_signal(signum: int, _frame: FrameType | None) -> None:
-    raise Terminated(f"stopped by signal {signal.Signals(signum).name}")
+    message = f"stopped by signal {signal.Signals(signum).name}"
+    stopping.request(message)  # the worker threads of several packages see this, not the exception
+    raise Terminated(message)
 
 
 def _main_several(env: Mapping[str, str], log: Logger, termination: Path) -> int:
@@ -253,6 +255,7 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     termination = Path(env.get(contract.ENV_TERMINATION_LOG) or contract.DEFAULT_TERMINATION_LOG)
     url_for_report: str | None = None
     started = time.monotonic()
+    stopping.reset()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(ValueError):  # not the main thread (tests calling main())
             signal.signal(sig, _on_signal)

@@ -9,14 +9,14 @@ plus its own, so one set of rules validates them all before any download starts.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from initcontainer import contract
+from initcontainer import contract, stopping
 from initcontainer.config import Config, load_config
-from initcontainer.errors import ConfigError, PackageError
+from initcontainer.errors import ConfigError, PackageError, Terminated
 from initcontainer.log import Logger, redact_url
 
 UNNAMED = "(unnamed)"
@@ -88,15 +88,31 @@ class PackageFailed(PackageError):
         self.exit_code, self.reason, self.package = error.exit_code, error.reason, name
 
 
+GRACE_SECONDS = 5.0
+"""After SIGTERM, how long the run waits for its workers to unwind (remove their staging) before it exits
+anyway: a worker blocked in a connect or a stalled read notices only when that returns."""
+
+
 def run_all(configs: list[tuple[str, Config]], log: Logger, concurrency: int) -> list[tuple[str, Any]]:
     """Install every package, at most `concurrency` at once; raise PackageFailed for the first that failed.
 
-    All packages run to their end (a thread cannot be stopped half-way without leaving its staging behind;
-    `run` discards it on failure), so the others are either promoted whole or not visible at all.
+    Once a package fails, the packages still queued are not started (the run fails anyway); those already
+    downloading run to their end, so their work counts on the restart (a pinned package promoted now is
+    skipped then). SIGTERM (`initcontainer.stopping`) stops them all: each worker removes its staging, and
+    the run raises Terminated after at most GRACE_SECONDS. Workers are daemon threads, so a worker still
+    blocked then does not keep the process alive; it leaves only hidden staging, which the next run removes.
     """
     from initcontainer.main import run
 
     started = time.monotonic()
+    queued = list(configs)
+    lock = threading.Lock()
+    failed = threading.Event()
+    results: dict[str, Any] = {}
+    failures: list[tuple[str, BaseException]] = []
+    not_started: list[str] = []
+    running = [min(concurrency, len(configs))]
+    all_done = threading.Event()
 
     def one(name: str, cfg: Config) -> Any:
         named = NamedLogger(log, name)
@@ -111,21 +127,62 @@ def run_all(configs: list[tuple[str, Config]], log: Logger, concurrency: int) ->
             )
         return marker
 
-    with ThreadPoolExecutor(max_workers=min(concurrency, len(configs)), thread_name_prefix="package") as pool:
-        futures = [(name, pool.submit(one, name, cfg)) for name, cfg in configs]
-    results: list[tuple[str, Any]] = []
-    failures: list[tuple[str, BaseException]] = []
-    for name, future in futures:
-        error = future.exception()
-        if error is None:
-            results.append((name, future.result()))
-        else:
-            failures.append((name, error))
+    def work() -> None:
+        while True:
+            with lock:
+                if not queued:
+                    return
+                name, cfg = queued.pop(0)
+                if failed.is_set() or stopping.requested():
+                    not_started.append(name)
+                    continue
+            try:
+                stopping.check()
+                marker = one(name, cfg)
+            except BaseException as exc:  # any: the main thread reports it
+                with lock:
+                    failures.append((name, exc))
+                failed.set()
+            else:
+                with lock:
+                    results[name] = marker
+
+    def worker() -> None:
+        try:
+            work()
+        finally:
+            with lock:
+                running[0] -= 1
+                if running[0] == 0:
+                    all_done.set()
+
+    workers = [
+        threading.Thread(target=worker, name=f"package-{i}", daemon=True)
+        for i in range(min(concurrency, len(configs)))
+    ]
+    for thread in workers:
+        thread.start()
+    # Waiting on an Event, never Thread.join: a signal handler's exception that interrupts join() makes
+    # CPython (3.11, bpo-45274's cleanup) release the running thread's lock and mark it stopped, so every
+    # later join() returns at once and the process would exit under its workers.
+    try:
+        while not all_done.wait(0.5):  # short waits: the signal handler runs in this thread between them
+            pass
+    except Terminated as exc:
+        stopping.request(exc.message)
+        all_done.wait(GRACE_SECONDS)
+        raise
     for name, error in failures:
         log.error("package_failed", f"{name}: {error}", package=name)
     if failures:
         name, error = failures[0]
+        if not_started:
+            log.warning(
+                "not_started",
+                f"not started because {name!r} failed: {', '.join(not_started)}",
+                packages=not_started,
+            )
         if isinstance(error, PackageError):
             raise PackageFailed(name, error)
         raise PackageFailed(name, PackageError(f"{error.__class__.__name__}: {error}"))
-    return results
+    return [(name, results[name]) for name, _ in configs]

@@ -29,7 +29,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 
-from initcontainer import contract, hints
+from initcontainer import contract, hints, stopping
 from initcontainer.config import Config
 from initcontainer.errors import HTTPClientError, TransportError
 from initcontainer.log import Logger, redact_url, scrub
@@ -201,8 +201,11 @@ class Retry:
             attempt=self.failures,
             delaySeconds=round(delay, 2),
         )
-        if self.stop.wait(delay):
-            raise TransportError("download cancelled")
+        end = time.monotonic() + delay
+        while (left := end - time.monotonic()) > 0:
+            if self.stop.wait(min(left, 0.25)):
+                raise TransportError("download cancelled")
+            stopping.check()
 
 
 class Transport:

@@ -47,6 +47,11 @@ def test_every_annotation_key_is_documented(key: str) -> None:
     assert f"| `{key}` |" in (DOCS / "annotations.md").read_text()
 
 
+@pytest.mark.parametrize("key", ann.NAMED_KEYS)
+def test_every_named_package_key_is_documented(key: str) -> None:
+    assert f"| `{key}.NAME` |" in (DOCS / "annotations.md").read_text()
+
+
 @pytest.mark.parametrize("name", sorted(contract.KNOWN_ENV))
 def test_every_init_container_variable_is_documented(name: str) -> None:
     assert f"`{name}`" in (DOCS / "init-container.md").read_text()

@@ -50,5 +50,12 @@ USER_KEYS: Final = (
 )
 """The keys users may set."""
 ALL_KEYS: Final = (*USER_KEYS, STATUS)
+NAMED_KEYS: Final = (URL, SHA256, MOUNT_PATH, CONTAINERS, STRIP_COMPONENTS, SECRET)
+"""The keys that also describe a named package: `package-url.NAME` (which makes NAME a package of the
+Pod) and the companions on the same suffix, `package-sha256.NAME` ... `package-secret.NAME`. The bare
+keys stay the unnamed package; the other keys (size limit, init position, init resources) hold for the
+whole Pod."""
+NAME_SEPARATOR: Final = "."
+"""Between a key of NAMED_KEYS and the package's name: `package-url.tools`."""
 FAMILY_PREFIX: Final = "package-"
 """What every key starts with: an unknown key that does is reported as a probable typo."""

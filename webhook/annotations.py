@@ -1,7 +1,11 @@
 """The annotation contract: every `package-*` key, its default and its validation, in one place.
 
 `parse()` turns a Pod's (or pod template's) annotations into a `PackageRequest`,
-or None when `package-url` is absent. Every invalid value is collected, so the
+or None when no `package-url` key is present. `package-url.NAME` adds a named
+package whose companion keys carry the same suffix; every package's keys are
+checked by one function (`_check_package`), and the rules between packages (names
+that would share a volume, mount paths that coincide or nest in one container,
+`max_packages_per_pod`) follow. Every invalid value is collected, so the
 user sees all problems in one denial, each naming the key and what to write
 instead. Unknown keys that look like ours give a "did you mean" warning, because
 a typo in an annotation key is otherwise a silent no-op.
@@ -25,6 +29,8 @@ from webhook.annotation_keys import (
     INIT_POSITION,
     INIT_RESOURCES,
     MOUNT_PATH,
+    NAME_SEPARATOR,
+    NAMED_KEYS,
     SECRET,
     SHA256,
     SIZE_LIMIT,
@@ -46,6 +52,8 @@ __all__ = [
     "INIT_RESOURCES",
     "MESSAGE_PREFIX",
     "MOUNT_PATH",
+    "NAMED_KEYS",
+    "NAME_SEPARATOR",
     "POSITIONS",
     "SECRET",
     "SHA256",
@@ -58,17 +66,20 @@ __all__ = [
     "URL",
     "USER_KEYS",
     "Denied",
+    "NamedPackage",
     "PackageRequest",
     "Parsed",
     "Problem",
     "default_size_limit",
     "for_user",
     "init_resources",
+    "is_user_key",
     "parse",
     "read_status",
     "status_value",
     "unknown_key_warnings",
     "unpinned_warning",
+    "volume_suffix",
 ]
 
 MESSAGE_PREFIX: Final = "package-injector: "
@@ -156,10 +167,28 @@ class Denied(Exception):
 
 
 @dataclass(frozen=True)
-class PackageRequest:
-    """What a Pod asked for, validated and normalized."""
+class NamedPackage:
+    """One `package-url.NAME` package, validated: it gets its own volume, directory and mount."""
 
+    name: str
     url: str
+    sha256: str | None
+    mount_path: str
+    containers: tuple[str, ...] | None
+    strip_components: int
+    secret: str | None
+    allow_http: bool
+
+
+@dataclass(frozen=True)
+class PackageRequest:
+    """What a Pod asked for, validated and normalized.
+
+    The fields from `url` to `allow_http` are the unnamed package's (`url` None: the Pod has only named
+    packages); `packages` are the named ones, sorted by name; the rest holds for the whole Pod.
+    """
+
+    url: str | None
     sha256: str | None
     mount_path: str
     containers: tuple[str, ...] | None
@@ -170,6 +199,7 @@ class PackageRequest:
     allow_http: bool
     init_resources: tuple[tuple[str, str, str], ...] = ()
     """(kind, resource, quantity) set by the Pod for its downloader; init_resources give the rest."""
+    packages: tuple[NamedPackage, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -195,9 +225,11 @@ _URL_MESSAGES: Final = {
 }
 
 
-def _check_url(value: str, settings: Settings, key: str) -> tuple[str | None, bool, list[Problem]]:
+def _check_url(
+    value: str, settings: Settings, key: str, secret_key: str | None = None
+) -> tuple[str | None, bool, list[Problem]]:
     """The URL and whether it is http, by the contract's rules plus the cluster's policy; the URL itself
-    is never echoed (it may carry a signed token)."""
+    is never echoed (it may carry a signed token). `secret_key` is the package's `package-secret` key."""
     url, parts, kinds = contract.url_problems(value)
     if contract.is_oci_url(url) and kinds in ([], [contract.URL_OCI]):
         return _check_oci(url, settings, key)
@@ -213,7 +245,7 @@ def _check_url(value: str, settings: Settings, key: str) -> tuple[str | None, bo
             problems.append(Problem(key, f"must be an absolute {allowed} URL"))
         elif kind == contract.URL_CREDENTIALS:
             msg = "must not contain credentials (user:password@); put them in a Secret and name it in "
-            problems.append(Problem(key, msg + f'"{settings.key(SECRET)}"'))
+            problems.append(Problem(key, msg + f'"{secret_key or settings.key(SECRET)}"'))
         else:
             problems.append(Problem(key, _URL_MESSAGES[kind]))
     if parts is None or contract.URL_SCHEME in kinds:
@@ -435,62 +467,121 @@ def _known_keys(prefix: str) -> frozenset[str]:
     return frozenset(prefix + k for k in ALL_KEYS)
 
 
+_MAX_NAME_HINTS: Final = 16
+"""Orphan companion keys that get a closest-name hint per review: difflib is slow, and a Pod is denied past
+`max_packages_per_pod` anyway (the warnings come first), so an annotation flood costs a bounded time."""
+
+
+def _named_hint(settings: Settings, base: str, name: str, names: list[str], hint: bool) -> str | None:
+    """For `BASE.NAME` where BASE is one of NAMED_KEYS: None when `package-url.NAME` exists (a valid key),
+    else why it is ignored, with the closest of the Pod's package `names` when `hint`."""
+    if base == URL or name in names:
+        return None
+    key = _named_key(settings, base, name)
+    close = difflib.get_close_matches(name, names[:64], n=1, cutoff=0.6) if hint else []
+    if close:
+        fix = f'did you mean "{_named_key(settings, base, close[0])}"?'
+    else:
+        fix = f'add "{_named_key(settings, URL, name)}" or remove it'
+    url_key = _named_key(settings, URL, name)
+    return f'annotation "{key}" names no package: there is no "{url_key}", so it is ignored; {fix}'
+
+
+def is_user_key(key: str, settings: Settings) -> bool:
+    """Whether `key` is one users may set: a key of USER_KEYS, or one of NAMED_KEYS with a `.NAME` suffix."""
+    if not key.startswith(settings.annotation_prefix):
+        return False
+    short = key[len(settings.annotation_prefix) :]
+    base, sep, name = short.partition(NAME_SEPARATOR)
+    return short in USER_KEYS or (bool(sep) and bool(name) and base in NAMED_KEYS)
+
+
 def unknown_key_warnings(annotations: Mapping[str, Any], settings: Settings) -> list[str]:
-    """A "did you mean" warning for every key that looks like ours but is not one of ours."""
+    """A "did you mean" warning for every key that looks like ours but is not one of ours.
+
+    `package-url.NAME` and its companions are ours; a companion whose package has no `package-url.NAME`
+    is ignored, and the warning says so (with the closest package name)."""
     known_full = _known_keys(settings.annotation_prefix)
     family = settings.key(FAMILY_PREFIX)
     warnings = []
+    names: list[str] | None = None  # the Pod's package names, found at the first named key
+    hints = 0
     for key in annotations:
         if not isinstance(key, str) or key in known_full:
             continue
-        # Also catch package_url, Package-URL, a missing or wrong prefix, and near misses (pakage-url).
         ours = key.startswith(family)
+        word = key[len(settings.annotation_prefix) :] if ours else key.rsplit("/", 1)[-1]
+        base, sep, name = word.partition(NAME_SEPARATOR)
+        if ours and sep and base in NAMED_KEYS:
+            names = _package_names(annotations, settings) if names is None else names
+            text = _named_hint(settings, base, name, names, hints < _MAX_NAME_HINTS)
+            if text is not None:
+                hints += 1
+                warnings.append(for_user(text))
+            continue
+        # Also catch package_url, Package-URL, a missing or wrong prefix, and near misses (pakage-url).
         if ours:
-            close = _close_key(key[len(family) :].lower().replace("_", "-"), True)
+            close = _close_key(base[len(FAMILY_PREFIX) :].lower().replace("_", "-"), True)
         else:
-            close = _close_key(key.rsplit("/", 1)[-1].lower().replace("_", "-"), False)
+            close = _close_key(base.lower().replace("_", "-"), False)
         if not ours and not close:
             continue
-        hint = f'; did you mean "{settings.key(close)}"?' if close else ""
+        if close is None:
+            hint = ""
+        elif not sep:
+            hint = f'; did you mean "{settings.key(close)}"?'
+        elif close in NAMED_KEYS:
+            hint = f'; did you mean "{_named_key(settings, close, name)}"?'
+        else:
+            whole = "it holds for the whole Pod and takes no package name"
+            hint = f'; did you mean "{settings.key(close)}"? ({whole})'
         valid = ", ".join(settings.key(k) for k in USER_KEYS)
-        tail = hint or f" (valid keys: {valid})"
+        tail = hint or f" (valid keys: {valid}; named packages: {', '.join(NAMED_KEYS)} with .NAME)"
         warnings.append(for_user(f'annotation "{key}" is not a package-injector key and is ignored{tail}'))
     return warnings
 
 
-def parse(annotations: Mapping[str, Any] | None, settings: Settings, namespace: str | None = None) -> Parsed:
-    """Validate the annotations; raise Denied listing every invalid value.
+@dataclass(frozen=True)
+class _Package:
+    """One package's own annotations, validated (the unnamed package's or a named one's)."""
 
-    `namespace` is the admission request's namespace (or `inject -n`); it only appears in messages.
-    """
-    annotations = annotations or {}
-    warnings = unknown_key_warnings(annotations, settings)
+    url: str
+    sha256: str | None
+    mount_path: str
+    containers: tuple[str, ...] | None
+    strip_components: int
+    secret: str | None
+    allow_http: bool
+
+
+def _check_secret(value: str, key: str, namespace: str | None) -> tuple[str, list[Problem]]:
+    secret = value.strip()
+    if is_dns_subdomain(secret):
+        return secret, []
+    # The value is not echoed: a user who confuses the Secret's name with its content pastes a token.
+    where = f' ("{namespace}")' if namespace else ""
+    if "/" in secret:
+        msg = f"must name a Secret in the pod's namespace{where}: write its name without namespace/"
+    else:
+        msg = (
+            f"is not a valid Secret name; write the name of a Secret in the pod's namespace{where} "
+            "(lowercase letters, digits, '-' and '.'), never the credential itself"
+        )
+    return secret, [Problem(key, msg)]
+
+
+def _check_package(
+    get: Callable[[str], str | None],
+    key: Callable[[str], str],
+    raw_url: str,
+    settings: Settings,
+    namespace: str | None,
+    default_mount_path: str,
+) -> tuple[_Package | None, list[Problem], list[str]]:
+    """One package's keys (`key(SHA256)` is `package-sha256` or `package-sha256.NAME`), by the same rules
+    for the unnamed package and every named one; the warnings count only when nothing is denied."""
     problems: list[Problem] = []
-
-    def get(short: str) -> str | None:
-        value = annotations.get(settings.key(short))
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            problems.append(Problem(settings.key(short), "must be a string; quote the value in YAML"))
-            return None
-        return value
-
-    raw_url = get(URL)
-    if raw_url is None:
-        present = [settings.key(k) for k in USER_KEYS if settings.key(k) in annotations]
-        if present:
-            warnings.append(
-                for_user(
-                    f"{', '.join(present)} set without "
-                    f'"{settings.key(URL)}", so nothing is injected; add "{settings.key(URL)}"'
-                )
-            )
-        if problems:
-            raise Denied.from_problems(problems, warnings)
-        return Parsed(None, tuple(warnings))
-
-    url, is_http, found = _check_url(raw_url, settings, settings.key(URL))
+    url, is_http, found = _check_url(raw_url, settings, key(URL), key(SECRET))
     problems += found
 
     sha256: str | None = None
@@ -501,29 +592,29 @@ def parse(annotations: Mapping[str, Any] | None, settings: Settings, namespace: 
             "does not apply to oci:// packages: pin the manifest digest in the URL instead, "
             "oci://HOST/REPO@sha256:... (`crane digest` or `oras resolve` prints it)"
         )
-        problems.append(Problem(settings.key(SHA256), msg))
+        problems.append(Problem(key(SHA256), msg))
     elif oci:
         if settings.require_checksum and "@sha256:" not in (url or ""):
             msg = "must pin a digest in this cluster: write it as oci://HOST/REPO@sha256:..."
-            problems.append(Problem(settings.key(URL), msg, 403))
+            problems.append(Problem(key(URL), msg, 403))
     elif raw_sha is not None:
         sha256 = contract.normalise_sha256(raw_sha)
         if sha256 is None:
-            problems.append(Problem(settings.key(SHA256), "must be 64 hex digits (sha256sum output)"))
+            problems.append(Problem(key(SHA256), "must be 64 hex digits (sha256sum output)"))
     elif settings.require_checksum:
         msg = "is required in this cluster: add the SHA-256 of the package (sha256sum output)"
-        problems.append(Problem(settings.key(SHA256), msg, 403))
+        problems.append(Problem(key(SHA256), msg, 403))
 
-    mount_path: str | None = settings.default_mount_path
+    mount_path: str | None = default_mount_path
     raw_mount = get(MOUNT_PATH)
     if raw_mount is not None:
-        mount_path, found = _check_mount_path(raw_mount, settings.key(MOUNT_PATH))
+        mount_path, found = _check_mount_path(raw_mount, key(MOUNT_PATH))
         problems += found
 
     containers: tuple[str, ...] | None = None
     raw_containers = get(CONTAINERS)
     if raw_containers is not None:
-        containers, found = _check_containers(raw_containers, settings.key(CONTAINERS))
+        containers, found = _check_containers(raw_containers, key(CONTAINERS))
         problems += found
 
     strip = 0
@@ -533,73 +624,37 @@ def parse(annotations: Mapping[str, Any] | None, settings: Settings, namespace: 
             strip = contract.parse_strip_components(raw_strip)
         except contract.ValueProblem:
             msg = f"must be an integer from 0 to {contract.MAX_STRIP_COMPONENTS}, got {raw_strip!r}"
-            problems.append(Problem(settings.key(STRIP_COMPONENTS), msg))
+            problems.append(Problem(key(STRIP_COMPONENTS), msg))
 
     secret = get(SECRET)
     if secret is not None:
-        secret = secret.strip()
-        if not is_dns_subdomain(secret):
-            # The value is not echoed: a user who confuses the Secret's name with its content pastes a token.
-            where = f' ("{namespace}")' if namespace else ""
-            if "/" in secret:
-                msg = f"must name a Secret in the pod's namespace{where}: write its name without namespace/"
-            else:
-                msg = (
-                    f"is not a valid Secret name; write the name of a Secret in the pod's namespace{where} "
-                    "(lowercase letters, digits, '-' and '.'), never the credential itself"
-                )
-            problems.append(Problem(settings.key(SECRET), msg))
-
-    size_limit = default_size_limit(settings)
-    raw_size = get(SIZE_LIMIT)
-    if raw_size is not None:
-        size_limit, found = _check_size(raw_size, settings, settings.key(SIZE_LIMIT))
+        secret, found = _check_secret(secret, key(SECRET), namespace)
         problems += found
 
-    position: Literal["first", "last"] = "first"
-    raw_position = get(INIT_POSITION)
-    if raw_position is not None:
-        if raw_position.strip() == "last":
-            position = "last"
-        elif raw_position.strip() != "first":
-            msg = f"must be 'first' or 'last', got {raw_position!r}"
-            problems.append(Problem(settings.key(INIT_POSITION), msg))
-
-    resources, found = _check_init_resources(get, settings)
-    problems += found
-
-    if problems:
-        raise Denied.from_problems(problems, warnings)
-    assert url is not None and mount_path is not None
-    unpinned = unpinned_warning(url, sha256, is_http, settings)
-    if unpinned is not None:
-        warnings.append(unpinned)
-    return Parsed(
-        PackageRequest(
-            url=url,
-            sha256=sha256,
-            mount_path=mount_path,
-            containers=containers,
-            strip_components=strip,
-            secret=secret,
-            size_limit=size_limit,
-            init_position=position,
-            allow_http=is_http,
-            init_resources=resources,
-        ),
-        tuple(warnings),
-    )
+    if problems or url is None or mount_path is None:
+        return None, problems, []
+    unpinned = unpinned_warning(url, sha256, is_http, settings, key(URL), key(SHA256))
+    warnings = [unpinned] if unpinned is not None else []
+    return _Package(url, sha256, mount_path, containers, strip, secret, is_http), [], warnings
 
 
-def unpinned_warning(url: str, sha256: str | None, is_http: bool, settings: Settings) -> str | None:
+def unpinned_warning(
+    url: str,
+    sha256: str | None,
+    is_http: bool,
+    settings: Settings,
+    url_key: str | None = None,
+    sha_key: str | None = None,
+) -> str | None:
     """The one warning for a package nothing pins (no `package-sha256`, or an oci:// tag without a digest).
 
     One warning per cause: plain http only makes the same cause worse, so it is a clause of this warning,
     not a second one. With `require_checksum` such a Pod is denied before this is reached. What it says is
     what the init container does: only a pinned package is recognised as already installed (its marker
     records the pin), so an unpinned one is fetched again whenever the Pod's init containers run again.
+    `url_key` and `sha_key` name a named package's keys (`package-url.NAME`); the bare keys by default.
     """
-    url_key, sha_key = settings.key(URL), settings.key(SHA256)
+    url_key, sha_key = url_key or settings.key(URL), sha_key or settings.key(SHA256)
     if contract.is_oci_url(url):
         if "@sha256:" in url:
             return None
@@ -619,11 +674,249 @@ def unpinned_warning(url: str, sha256: str | None, is_http: bool, settings: Sett
     )
 
 
-def status_value(containers: list[str], volumes: list[str], pull_secrets: list[str] | None = None) -> str:
+def volume_suffix(name: str) -> str:
+    """What a package's name adds to its volumes' names (`package-shared-volume-SUFFIX`): a DNS label part,
+    so lowercase, with `_` and `.` as `-`. Two names with one suffix are denied (`_name_problems`)."""
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def _named_key(settings: Settings, short: str, name: str) -> str:
+    return f"{settings.key(short)}{NAME_SEPARATOR}{name}"
+
+
+def _package_names(annotations: Mapping[str, Any], settings: Settings) -> list[str]:
+    """The NAME of every `package-url.NAME` key, valid or not, sorted."""
+    head = settings.key(URL) + NAME_SEPARATOR
+    return sorted(k[len(head) :] for k in annotations if isinstance(k, str) and k.startswith(head))
+
+
+@dataclass(frozen=True)
+class _Placed:
+    """A package as the conflict rules see it: how messages name it, where it is mounted, for whom."""
+
+    label: str
+    mount_key: str
+    mount_path: str
+    containers: tuple[str, ...] | None
+
+
+def _overlap_problems(placed: list[_Placed]) -> list[Problem]:
+    """Two packages seen by one container (no `package-containers`: all of them) on one path or nested."""
+    problems = []
+    for i, b in enumerate(placed):
+        for a in placed[:i]:
+            shared = a.containers is None or b.containers is None or set(a.containers) & set(b.containers)
+            if not shared or not (
+                contract.is_inside(a.mount_path, b.mount_path)
+                or contract.is_inside(b.mount_path, a.mount_path)
+            ):
+                continue
+            how = "are both mounted at" if a.mount_path == b.mount_path else "nest:"
+            where = a.mount_path if a.mount_path == b.mount_path else f"{a.mount_path} and {b.mount_path}"
+            problems.append(
+                Problem(
+                    b.mount_key,
+                    f"{a.label} and {b.label} {how} {where} in the same container; give each package its "
+                    "own directory, none inside another (or mount them into different containers)",
+                )
+            )
+    return problems
+
+
+def _parse_named(
+    names: list[str],
+    read: Callable[[str], str | None],
+    settings: Settings,
+    namespace: str | None,
+) -> tuple[list[NamedPackage], list[Problem], list[str]]:
+    """Every `package-url.NAME` package: its name by the annotation-name rules, its keys by `_check_package`,
+    and no two names sharing a volume."""
+    packages: list[NamedPackage] = []
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    suffixes: dict[str, str] = {}
+    for name in names:
+        url_key = _named_key(settings, URL, name)
+        problem = contract.package_name_problem(name)
+        if problem:
+            msg = f'the package name after "{settings.key(URL)}{NAME_SEPARATOR}" {problem}'
+            problems.append(Problem(url_key, msg))
+            continue
+        suffix = volume_suffix(name)
+        if suffix in suffixes:
+            other = suffixes[suffix]
+            problems.append(
+                Problem(
+                    url_key,
+                    f'packages "{other}" and "{name}" would share the volume '
+                    f'"{contract.VOLUME_NAME}-{suffix}" (volume names are lowercase, "_" and "." '
+                    'become "-"); rename one of them',
+                )
+            )
+            continue
+        suffixes[suffix] = name
+        raw_url = read(url_key)
+        if raw_url is None:
+            continue  # not a string: read() said so
+
+        def key(short: str, name: str = name) -> str:
+            return _named_key(settings, short, name)
+
+        def get(short: str, key: Callable[[str], str] = key) -> str | None:
+            return read(key(short))
+
+        checked, found, more = _check_package(
+            get, key, raw_url, settings, namespace, contract.named_dest(name)
+        )
+        problems += found
+        warnings += more
+        if checked is not None:
+            packages.append(
+                NamedPackage(
+                    name,
+                    checked.url,
+                    checked.sha256,
+                    checked.mount_path,
+                    checked.containers,
+                    checked.strip_components,
+                    checked.secret,
+                    checked.allow_http,
+                )
+            )
+    return packages, problems, warnings
+
+
+def parse(annotations: Mapping[str, Any] | None, settings: Settings, namespace: str | None = None) -> Parsed:
+    """Validate the annotations; raise Denied listing every invalid value.
+
+    `namespace` is the admission request's namespace (or `inject -n`); it only appears in messages.
+    """
+    annotations = annotations or {}
+    warnings = unknown_key_warnings(annotations, settings)
+    problems: list[Problem] = []
+
+    def read(key: str) -> str | None:
+        value = annotations.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            problems.append(Problem(key, "must be a string; quote the value in YAML"))
+            return None
+        return value
+
+    def get(short: str) -> str | None:
+        return read(settings.key(short))
+
+    names = _package_names(annotations, settings)
+    raw_url = get(URL)
+    if raw_url is None and not names:
+        present = [settings.key(k) for k in USER_KEYS if settings.key(k) in annotations]
+        if present:
+            warnings.append(
+                for_user(
+                    f"{', '.join(present)} set without "
+                    f'"{settings.key(URL)}", so nothing is injected; add "{settings.key(URL)}"'
+                )
+            )
+        if problems:
+            raise Denied.from_problems(problems, warnings)
+        return Parsed(None, tuple(warnings))
+
+    unnamed: _Package | None = None
+    late_warnings: list[str] = []
+    if raw_url is not None:
+        unnamed, found, late_warnings = _check_package(
+            get, settings.key, raw_url, settings, namespace, settings.default_mount_path
+        )
+        problems += found
+    else:
+        present = [settings.key(k) for k in NAMED_KEYS if settings.key(k) in annotations]
+        if present:
+            warnings.append(
+                for_user(
+                    f'{", ".join(present)} set without "{settings.key(URL)}": they describe the unnamed '
+                    f'package, which this Pod does not have, and are ignored; add "{settings.key(URL)}" or '
+                    f'put them on a package\'s name, e.g. "{_named_key(settings, SHA256, names[0])}"'
+                )
+            )
+
+    named, found, named_warnings = _parse_named(names, read, settings, namespace)
+    problems += found
+    late_warnings += named_warnings
+
+    size_limit = default_size_limit(settings)
+    raw_size = get(SIZE_LIMIT)
+    if raw_size is not None:
+        size_limit, found = _check_size(raw_size, settings, settings.key(SIZE_LIMIT))
+        problems += found
+
+    position: Literal["first", "last"] = "first"
+    raw_position = get(INIT_POSITION)
+    if raw_position is not None:
+        if raw_position.strip() == "last":
+            position = "last"
+        elif raw_position.strip() != "first":
+            msg = f"must be 'first' or 'last', got {raw_position!r}"
+            problems.append(Problem(settings.key(INIT_POSITION), msg))
+
+    resources, found = _check_init_resources(get, settings)
+    problems += found
+
+    count = len(names) + (raw_url is not None)
+    if count > settings.max_packages_per_pod:
+        problems.append(
+            Problem(
+                _named_key(settings, URL, "NAME"),
+                f"the Pod asks for {count} packages, more than this cluster's maximum of "
+                f"{settings.max_packages_per_pod} per Pod (setting max_packages_per_pod); remove packages "
+                "or combine them into fewer archives",
+                403,
+            )
+        )
+    placed = [
+        _Placed(f'package "{p.name}"', _named_key(settings, MOUNT_PATH, p.name), p.mount_path, p.containers)
+        for p in named
+    ]
+    if unnamed is not None:
+        placed.insert(
+            0,
+            _Placed("the unnamed package", settings.key(MOUNT_PATH), unnamed.mount_path, unnamed.containers),
+        )
+    problems += _overlap_problems(placed)
+
+    if problems:
+        raise Denied.from_problems(problems, warnings)
+    warnings += late_warnings
+    return Parsed(
+        PackageRequest(
+            url=unnamed.url if unnamed else None,
+            sha256=unnamed.sha256 if unnamed else None,
+            mount_path=unnamed.mount_path if unnamed else settings.default_mount_path,
+            containers=unnamed.containers if unnamed else None,
+            strip_components=unnamed.strip_components if unnamed else 0,
+            secret=unnamed.secret if unnamed else None,
+            size_limit=size_limit,
+            init_position=position,
+            allow_http=unnamed.allow_http if unnamed else False,
+            init_resources=resources,
+            packages=tuple(named),
+        ),
+        tuple(warnings),
+    )
+
+
+def status_value(
+    containers: list[str],
+    volumes: list[str],
+    pull_secrets: list[str] | None = None,
+    packages: list[dict[str, Any]] | None = None,
+) -> str:
     """The status annotation's value: what was injected, so the next run can recognise it as ours.
 
     `pull_secrets` are the imagePullSecrets entries we added (not those the pod listed itself); the key is
     left out when there are none, so pods injected without pull secrets keep their status unchanged.
+    `containers` are those that mount the unnamed package; `packages` records each named package (name,
+    volume, the containers that mount it) and is left out when there are none, for the same reason.
     """
     value: dict[str, Any] = {
         "version": STATUS_VERSION,
@@ -633,7 +926,13 @@ def status_value(containers: list[str], volumes: list[str], pull_secrets: list[s
     }
     if pull_secrets:
         value["imagePullSecrets"] = pull_secrets
+    if packages:
+        value["packages"] = packages
     return json.dumps(value, separators=(",", ":"))
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(n, str) for n in value)
 
 
 def read_status(annotations: Mapping[str, Any] | None, settings: Settings) -> dict[str, Any] | None:
@@ -649,6 +948,15 @@ def read_status(annotations: Mapping[str, Any] | None, settings: Settings) -> di
         return None
     for field in ("containers", "volumes", "imagePullSecrets"):
         names = value.get(field, []) if field == "imagePullSecrets" else value.get(field)
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        if not _strings(names):
             return None
+    packages = value.get("packages", [])
+    if not isinstance(packages, list) or not all(
+        isinstance(p, dict)
+        and isinstance(p.get("name"), str)
+        and isinstance(p.get("volume"), str)
+        and _strings(p.get("containers"))
+        for p in packages
+    ):
+        return None
     return value

@@ -337,12 +337,14 @@ def _annotations(
 def _secrets(request: ann.PackageRequest, namespace: str, ctx: Context, out: Explanation) -> None:
     """Secrets the kubelet needs: without them the Pod sticks in ContainerCreating or ImagePullBackOff."""
     wanted: list[tuple[str, str, str]] = []
-    if request.secret:
+    secrets = [(request.secret, ctx.settings.key(ann.SECRET))] if request.secret else []
+    secrets += [(p.secret, f"{ctx.settings.key(ann.SECRET)}.{p.name}") for p in request.packages if p.secret]
+    for secret, key in secrets:
         wanted.append(
             (
-                request.secret,
-                f'"{ctx.settings.key(ann.SECRET)}"',
-                f"kubectl create secret generic {request.secret} -n {namespace} "
+                secret,
+                f'"{key}"',
+                f"kubectl create secret generic {secret} -n {namespace} "
                 f"--from-file={contract.CREDENTIAL_TOKEN}=./token  "
                 f"(or {contract.CREDENTIAL_USERNAME} and {contract.CREDENTIAL_PASSWORD})",
             )

@@ -17,12 +17,14 @@ writes, and within our pieces we own only the fields we write:
 - the init container named `package-downloader` is ours when the status annotation
   names it (or it already carries exactly what we would write), it runs its image's
   entrypoint (no command, args, ports, probes, lifecycle or restartPolicy), its env
-  has `PACKAGE_URL` and it mounts `package-shared-volume`. We own its image,
+  has `PACKAGE_URL` or `PACKAGE_LIST` and it mounts `package-shared-volume` or a named
+  package's `package-shared-volume-NAME`. We own its image,
   imagePullPolicy, resources (the requests and limits we configure: a resource we
   do not set keeps what others, e.g. LimitRanger, gave it), securityContext and
   terminationMessagePolicy (rewritten whole when they differ), the env entries
   named `PACKAGE_*` or configured in `init_env`/`init_proxy_env`, and the mounts of
-  our volumes. Every other env,
+  our volumes (those we inject now and those the status lists, so a removed
+  package's mounts go). Every other env,
   envFrom, volumeMount or field is someone else's: kept, in place, never removed.
   Changes by others accepted as saying the same: our image's name and tag
   under another registry or project (a registry mirror) or pinned with `@sha256:`,
@@ -40,10 +42,18 @@ writes, and within our pieces we own only the fields we write:
   each, for the init container only) and the read-only package mounts in app
   containers are ours when the status annotation lists them and they have the shape
   we inject (a Secret; a projected volume; a read-only mount without subPath).
+- named packages (`package-url.NAME`): the emptyDir `package-shared-volume-NAME` and the
+  Secret volume `package-credentials-NAME` are ours when the status lists them with that
+  type (never by name alone: a user's volume of that name is a conflict), and a read-only
+  mount of `package-shared-volume-NAME` in an app container when the status's record of
+  package NAME (`packages`: name, volume, containers) names that container. A volume or
+  mount of ours that the annotations no longer ask for (its package's key removed, a
+  container dropped from `package-containers.NAME`) is removed; so is everything when no
+  `package-url` key of any name is left.
 
 A hand-written status annotation cannot turn a user's hostPath volume or own init
 container (one with a command, or without our env and mount) into something we
-overwrite. When `package-url` is removed from a pod that
+overwrite. When every `package-url` key is removed from a pod that
 carries our status (a dump of an injected pod, a manifest fed to `inject`),
 our pieces and the status are removed: the output converges either way.
 Pull secrets from `init_image_pull_secrets` are appended to `imagePullSecrets`
@@ -57,8 +67,9 @@ value (it does not unescape anything itself).
 
 from __future__ import annotations
 
+import json
 import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property, partial
 from typing import Any, Final
@@ -66,7 +77,7 @@ from typing import Any, Final
 from initcontainer import contract
 from webhook import annotations as ann
 from webhook import limits
-from webhook.annotations import Denied, PackageRequest
+from webhook.annotations import Denied, NamedPackage, PackageRequest
 from webhook.quantity import same_quantity
 from webhook.settings import RESERVED_INIT_ENV, Settings, is_dns_subdomain
 
@@ -124,7 +135,7 @@ def _registry_pull_secrets(spec: Obj, request: PackageRequest, settings: Setting
     The kubelet pulls the Pod's images with these; the same credentials fetch its package. The
     secrets the webhook adds for its own init image (`init_image_pull_secrets`) are not passed on.
     """
-    if request.secret or not contract.is_oci_url(request.url):
+    if request.secret or request.url is None or not contract.is_oci_url(request.url):
         return []
     entries = spec.get("imagePullSecrets")
     if not isinstance(entries, list):
@@ -139,18 +150,49 @@ def _registry_pull_secrets(spec: Obj, request: PackageRequest, settings: Setting
     return names
 
 
+def named_volume(package: NamedPackage) -> str:
+    """The emptyDir of a named package: `package-shared-volume-NAME` (NAME as a DNS label)."""
+    return f"{contract.VOLUME_NAME}-{ann.volume_suffix(package.name)}"
+
+
+def named_credentials_volume(package: NamedPackage) -> str:
+    """The Secret volume of a named package's `package-secret.NAME`: `package-credentials-NAME`."""
+    return f"{CREDENTIALS_VOLUME}-{ann.volume_suffix(package.name)}"
+
+
+def package_list(packages: Iterable[NamedPackage]) -> str:
+    """PACKAGE_LIST (initcontainer/contract.py): one object per named package, only the fields it needs."""
+    entries: list[Obj] = []
+    for package in packages:
+        entry: Obj = {"name": package.name, "url": package.url, "dest": contract.named_dest(package.name)}
+        if package.sha256:
+            entry["sha256"] = package.sha256
+        if package.strip_components:
+            entry["stripComponents"] = package.strip_components
+        if package.secret:
+            entry["credentialsDir"] = contract.named_credentials_dir(package.name)
+        entries.append(entry)
+    return json.dumps(entries, separators=(",", ":"))
+
+
 def _env(request: PackageRequest, settings: Settings, pull_secrets: list[str]) -> list[Obj]:
-    env: list[tuple[str, str]] = [(contract.ENV_URL, request.url)]
-    if request.sha256:
-        env.append((contract.ENV_SHA256, request.sha256))
-    env.append((contract.ENV_DEST, contract.DEFAULT_DEST))
-    if request.strip_components:
-        env.append((contract.ENV_STRIP_COMPONENTS, str(request.strip_components)))
-    if request.secret or pull_secrets:
-        env.append((contract.ENV_CREDENTIALS_DIR, contract.DEFAULT_CREDENTIALS_DIR))
-    if request.allow_http:
+    """The unnamed package in PACKAGE_URL etc. (as ever), the named ones in PACKAGE_LIST."""
+    env: list[tuple[str, str]] = []
+    if request.url is not None:
+        env.append((contract.ENV_URL, request.url))
+        if request.sha256:
+            env.append((contract.ENV_SHA256, request.sha256))
+        env.append((contract.ENV_DEST, contract.DEFAULT_DEST))
+        if request.strip_components:
+            env.append((contract.ENV_STRIP_COMPONENTS, str(request.strip_components)))
+        if request.secret or pull_secrets:
+            env.append((contract.ENV_CREDENTIALS_DIR, contract.DEFAULT_CREDENTIALS_DIR))
+    if request.packages:
+        env.append((contract.ENV_PACKAGE_LIST, package_list(request.packages)))
+    if request.allow_http or any(p.allow_http for p in request.packages):
         env.append((contract.ENV_ALLOW_HTTP, "true"))
-    if request.url[:5].lower() == f"{contract.S3_SCHEME}://":
+    urls = [u for u in (request.url, *(p.url for p in request.packages)) if u is not None]
+    if any(u[:5].lower() == f"{contract.S3_SCHEME}://" for u in urls):
         for name, value in (
             (contract.ENV_S3_REGION, settings.s3_region),
             (contract.ENV_S3_ENDPOINT, settings.s3_endpoint),
@@ -214,7 +256,9 @@ def _security_context(spec: Obj, settings: Settings) -> tuple[Obj, list[str]]:
 def _init_container(
     spec: Obj, request: PackageRequest, settings: Settings, pull_secrets: list[str]
 ) -> tuple[Obj, list[str]]:
-    mounts: list[Obj] = [{"name": contract.VOLUME_NAME, "mountPath": contract.DEFAULT_DEST}]
+    mounts: list[Obj] = []
+    if request.url is not None:
+        mounts.append({"name": contract.VOLUME_NAME, "mountPath": contract.DEFAULT_DEST})
     if request.secret:
         mounts.append(
             {"name": CREDENTIALS_VOLUME, "mountPath": contract.DEFAULT_CREDENTIALS_DIR, "readOnly": True}
@@ -223,6 +267,16 @@ def _init_container(
         mounts.append(
             {"name": PULL_SECRETS_VOLUME, "mountPath": contract.DEFAULT_CREDENTIALS_DIR, "readOnly": True}
         )
+    for package in request.packages:
+        mounts.append({"name": named_volume(package), "mountPath": contract.named_dest(package.name)})
+        if package.secret:
+            mounts.append(
+                {
+                    "name": named_credentials_volume(package),
+                    "mountPath": contract.named_credentials_dir(package.name),
+                    "readOnly": True,
+                }
+            )
     security_context, warnings = _security_context(spec, settings)
     container: Obj = {
         "name": contract.INIT_CONTAINER_NAME,
@@ -239,8 +293,12 @@ def _init_container(
 
 
 def _volumes(request: PackageRequest, pull_secrets: list[str]) -> list[Obj]:
+    """The unnamed package's volumes, then each named package's: its emptyDir (the Pod's sizeLimit applies
+    to each) and its Secret."""
     empty_dir: Obj = {"sizeLimit": request.size_limit} if request.size_limit else {}
-    volumes: list[Obj] = [{"name": contract.VOLUME_NAME, "emptyDir": empty_dir}]
+    volumes: list[Obj] = []
+    if request.url is not None:
+        volumes.append({"name": contract.VOLUME_NAME, "emptyDir": empty_dir})
     if request.secret:
         volumes.append({"name": CREDENTIALS_VOLUME, "secret": {"secretName": request.secret}})
     elif pull_secrets:
@@ -262,6 +320,11 @@ def _volumes(request: PackageRequest, pull_secrets: list[str]) -> list[Obj]:
             for name in pull_secrets
         ]
         volumes.append({"name": PULL_SECRETS_VOLUME, "projected": {"sources": sources}})
+    for package in request.packages:
+        volumes.append({"name": named_volume(package), "emptyDir": dict(empty_dir)})
+        if package.secret:
+            secret = {"secretName": package.secret}
+            volumes.append({"name": named_credentials_volume(package), "secret": secret})
     return volumes
 
 
@@ -285,9 +348,10 @@ _VOLUME_SOURCES: Final = {
     CREDENTIALS_VOLUME: "secret",
     PULL_SECRETS_VOLUME: "projected",
 }
+# Named packages' volumes: `package-shared-volume-NAME` (emptyDir), `package-credentials-NAME` (Secret).
+_NAMED_SOURCES: Final = ((f"{contract.VOLUME_NAME}-", "emptyDir"), (f"{CREDENTIALS_VOLUME}-", "secret"))
 _INIT_MOUNTS: Final = frozenset({contract.VOLUME_NAME, CREDENTIALS_VOLUME, PULL_SECRETS_VOLUME})
-_URL_ONLY: Final = frozenset({contract.ENV_URL})
-_SHARED_ONLY: Final = frozenset({contract.VOLUME_NAME})
+_URL_ONLY: Final = frozenset({contract.ENV_URL, contract.ENV_PACKAGE_LIST})
 # We never set these: an init container with any of them runs something other than the downloader.
 _RUNS_SOMETHING_ELSE: Final = (
     "command",
@@ -299,6 +363,20 @@ _RUNS_SOMETHING_ELSE: Final = (
     "readinessProbe",
     "startupProbe",
 )
+
+
+def _volume_source(name: str) -> str | None:
+    """The source type our volume of that name has (None: not a name we give volumes)."""
+    if name in _VOLUME_SOURCES:
+        return _VOLUME_SOURCES[name]
+    return next((source for prefix, source in _NAMED_SOURCES if name.startswith(prefix)), None)
+
+
+def _is_package_volume(name: Any) -> bool:
+    """The unnamed package's emptyDir or a named package's."""
+    return isinstance(name, str) and (
+        name == contract.VOLUME_NAME or name.startswith(f"{contract.VOLUME_NAME}-")
+    )
 
 
 def _is_named(item: Any, names: frozenset[str]) -> bool:
@@ -365,7 +443,9 @@ def _as_strict(existing: Obj, desired: Obj) -> bool:
     return True
 
 
-def _init_converged(existing: Obj, desired: Obj, env_names: frozenset[str]) -> bool:
+def _init_converged(
+    existing: Obj, desired: Obj, env_names: frozenset[str], mount_names: frozenset[str]
+) -> bool:
     """Every field we own says what we want; what others added (env, mounts, defaults) does not matter."""
     if any(k in existing for k in _RUNS_SOMETHING_ELSE):
         return False
@@ -373,7 +453,7 @@ def _init_converged(existing: Obj, desired: Obj, env_names: frozenset[str]) -> b
         if key == "env":
             ok = _same_entries(_named(existing.get(key), env_names), value)
         elif key == "volumeMounts":
-            ok = _same_entries(_named(existing.get(key), _INIT_MOUNTS), value)
+            ok = _same_entries(_named(existing.get(key), mount_names), value)
         else:
             ok = key in existing and _field_says(key, existing[key], value)
         if not ok:
@@ -381,14 +461,16 @@ def _init_converged(existing: Obj, desired: Obj, env_names: frozenset[str]) -> b
     return True
 
 
-def _init_rewritten(existing: Obj, desired: Obj, env_names: frozenset[str]) -> Obj:
+def _init_rewritten(
+    existing: Obj, desired: Obj, env_names: frozenset[str], mount_names: frozenset[str]
+) -> Obj:
     """Our fields from `desired`, ours first in env and volumeMounts; everything others added is kept.
 
     A fresh injection followed by another plugin's appends gives the same order, so the result converges."""
     out = dict(existing)
     for key, value in desired.items():
         if key in ("env", "volumeMounts"):
-            names = env_names if key == "env" else _INIT_MOUNTS
+            names = env_names if key == "env" else mount_names
             items = existing.get(key)
             theirs = [i for i in items if not _is_named(i, names)] if isinstance(items, list) else []
             out[key] = [*value, *theirs]
@@ -433,10 +515,23 @@ class _Owner:
     def _pull_secrets(self) -> frozenset[str]:
         return self._listed("imagePullSecrets")
 
+    @cached_property
+    def _package_containers(self) -> dict[str, frozenset[str]]:
+        """Volume -> the containers that mount it: the unnamed package's and each named package's."""
+        packages = self.status.get("packages", []) if self.status is not None else []
+        found = {p["volume"]: frozenset(p["containers"]) for p in packages}
+        found[contract.VOLUME_NAME] = self._containers
+        return found
+
+    @property
+    def volumes(self) -> frozenset[str]:
+        """The volume names the status lists: their mounts in our init container are ours too."""
+        return self._volumes
+
     def volume(self, volume: Obj) -> bool:
         name = volume.get("name")
         listed = name in self._volumes
-        return listed and {k for k in volume if k != "name"} == {_VOLUME_SOURCES.get(str(name))}
+        return listed and {k for k in volume if k != "name"} == {_volume_source(str(name))}
 
     def adoptable_volume(self, volume: Obj) -> bool:
         """Ours to update: listed in the status, or our emptyDir by name and type (see the docstring)."""
@@ -450,12 +545,16 @@ class _Owner:
         if any(k in container for k in _RUNS_SOMETHING_ELSE):
             return False
         has_url = any("value" in e for e in _named(container.get("env"), _URL_ONLY))
-        return has_url and bool(_named(container.get("volumeMounts"), _SHARED_ONLY))
+        mounts = container.get("volumeMounts")
+        shared = isinstance(mounts, list) and any(
+            isinstance(m, dict) and _is_package_volume(m.get("name")) for m in mounts
+        )
+        return has_url and shared
 
     def mount(self, container_name: Any, mount: Obj) -> bool:
+        """A package mount in an app container: the status says this container got this package."""
         return (
-            container_name in self._containers
-            and mount.get("name") == contract.VOLUME_NAME
+            container_name in self._package_containers.get(str(mount.get("name")), frozenset())
             and mount.get("readOnly") is True
             and not {"subPath", "subPathExpr", "mountPropagation"} & set(mount)
         )
@@ -501,13 +600,18 @@ def _init_index(init_containers: list[Obj], position: str) -> int:
 
 
 def _place_init_container(
-    init_containers: list[Obj], desired: Obj, position: str, owner: _Owner, env_names: frozenset[str]
+    init_containers: list[Obj],
+    desired: Obj,
+    position: str,
+    owner: _Owner,
+    env_names: frozenset[str],
+    mount_names: frozenset[str],
 ) -> bool:
     names = [c.get("name") for c in init_containers]
     if contract.INIT_CONTAINER_NAME in names:
         index = names.index(contract.INIT_CONTAINER_NAME)
         existing = init_containers[index]
-        converged = _init_converged(existing, desired, env_names)
+        converged = _init_converged(existing, desired, env_names, mount_names)
         if not converged and not owner.init_container(existing):
             raise Denied(
                 "the pod already has an init container named "
@@ -518,7 +622,7 @@ def _place_init_container(
             )
         rest = init_containers[:index] + init_containers[index + 1 :]
         target = _init_index(rest, position)
-        keep = existing if converged else _init_rewritten(existing, desired, env_names)
+        keep = existing if converged else _init_rewritten(existing, desired, env_names, mount_names)
         if target == index and keep is existing:
             return False
         rest.insert(target, keep)
@@ -533,17 +637,34 @@ def _normal_path(value: Any) -> str:
     return "/" + path.lstrip("/") if path.startswith("//") else path
 
 
-def _check_mount_paths(name: Any, mounts: list[Obj], request: PackageRequest, settings: Settings) -> None:
+@dataclass(frozen=True)
+class _AppMount:
+    """One package's read-only mount in the app containers: which volume, where, for whom, and the key a
+    message about it names (`package-mount-path` or `package-mount-path.NAME`)."""
+
+    volume: str
+    mount_path: str
+    targets: frozenset[str]
+    key: str
+
+    @property
+    def desired(self) -> Obj:
+        return {"name": self.volume, "mountPath": self.mount_path, "readOnly": True}
+
+
+def _check_mount_paths(name: Any, mounts: list[Obj], package: _AppMount, ours: frozenset[str]) -> None:
     """Deny another volume at the package mount path or below it.
 
     Nested mounts are legal in Kubernetes, but one *below* the package path hides those package files (and
     needs its mount point inside the read-only package volume). One *above* it (an emptyDir at /app with the
-    package at /app/config) is fine: the package hides only that subdirectory of the other volume.
+    package at /app/config) is fine: the package hides only that subdirectory of the other volume. The
+    mounts of `ours` (the package volumes injected now or listed in the status) are skipped:
+    `annotations.parse` keeps packages apart, and ours are rewritten or removed.
     """
-    mount_path = request.mount_path
-    key = settings.key(ann.MOUNT_PATH)
+    mount_path = package.mount_path
+    key = package.key
     for mount in mounts:
-        if mount.get("name") == contract.VOLUME_NAME:
+        if mount.get("name") in ours:
             continue
         path, volume = _normal_path(mount.get("mountPath")), mount.get("name")
         if path == mount_path:
@@ -565,13 +686,13 @@ def _check_mount_paths(name: Any, mounts: list[Obj], request: PackageRequest, se
             )
 
 
-def _mount_conflict(name: Any) -> Denied:
+def _mount_conflict(name: Any, volume: str) -> Denied:
     return Denied(
-        f'container "{name}" already mounts "{contract.VOLUME_NAME}" differently; '
+        f'container "{name}" already mounts "{volume}" differently; '
         "remove that volumeMount, package-injector adds it",
         400,
         "conflict",
-        detail=f'container "{name}" mounts "{contract.VOLUME_NAME}" differently',
+        detail=f'container "{name}" mounts "{volume}" differently',
     )
 
 
@@ -584,26 +705,59 @@ def _volume_conflict(name: str) -> Denied:
     )
 
 
-def _mount_containers(
-    containers: list[Obj], targets: set[str], request: PackageRequest, owner: _Owner, settings: Settings
-) -> bool:
-    desired: Obj = {"name": contract.VOLUME_NAME, "mountPath": request.mount_path, "readOnly": True}
+def _mount_containers(containers: list[Obj], packages: list[_AppMount], owner: _Owner) -> bool:
+    """Each container gets the mounts of the packages that target it and loses ours that no longer do
+    (a container dropped from `package-containers`, a package whose key was removed)."""
     changed = False
+    ours = frozenset({p.volume for p in packages} | {v for v in owner.volumes if _is_package_volume(v)})
     for container in containers:
         name = container.get("name")
         mounts = _as_list(container, "volumeMounts", f"containers[{name}].volumeMounts")
-        if name not in targets:
-            # A container we mounted into before but that is no longer a target loses our mount.
-            kept = [m for m in mounts if not owner.mount(name, m)]
-            if len(kept) != len(mounts):
-                container["volumeMounts"] = kept
-                changed = True
-            continue
-        _check_mount_paths(name, mounts, request, settings)
-        if _ensure(mounts, desired, partial(owner.mount, name), partial(_mount_conflict, name)):
-            container["volumeMounts"] = mounts
+        wanted = [p for p in packages if name in p.targets]
+        wanted_volumes = {p.volume for p in wanted}
+        kept = [m for m in mounts if m.get("name") in wanted_volumes or not owner.mount(name, m)]
+        this = len(kept) != len(mounts)
+        for package in wanted:
+            _check_mount_paths(name, kept, package, ours)
+            conflict = partial(_mount_conflict, name, package.volume)
+            this |= _ensure(kept, package.desired, partial(owner.mount, name), conflict)
+        if this:
+            container["volumeMounts"] = kept
             changed = True
     return changed
+
+
+def _targets(containers: tuple[str, ...] | None, names: list[Any], key: str) -> frozenset[str]:
+    """The containers a package is mounted into; deny naming one the Pod does not have."""
+    if containers is None:
+        return frozenset(str(n) for n in names)
+    missing = [c for c in containers if c not in set(names)]
+    if missing:
+        have = ", ".join(str(n) for n in names)
+        raise Denied(
+            f'annotation "{key}": the pod has no container '
+            f"{', '.join(repr(m) for m in missing)} (it has: {have})",
+            400,
+            "invalid-annotation",
+            detail=f"invalid annotations: {key}",
+        )
+    return frozenset(containers)
+
+
+def _app_mounts(request: PackageRequest, names: list[Any], settings: Settings) -> list[_AppMount]:
+    """The unnamed package's mount (if it has a URL), then each named package's, in name order."""
+    mounts = []
+    if request.url is not None:
+        targets = _targets(request.containers, names, settings.key(ann.CONTAINERS))
+        mounts.append(
+            _AppMount(contract.VOLUME_NAME, request.mount_path, targets, settings.key(ann.MOUNT_PATH))
+        )
+    for package in request.packages:
+        suffix = f"{ann.NAME_SEPARATOR}{package.name}"
+        targets = _targets(package.containers, names, settings.key(ann.CONTAINERS) + suffix)
+        key = settings.key(ann.MOUNT_PATH) + suffix
+        mounts.append(_AppMount(named_volume(package), package.mount_path, targets, key))
+    return mounts
 
 
 def _pull_secrets(spec: Obj, settings: Settings, owner: _Owner) -> tuple[bool, list[str]]:
@@ -754,21 +908,7 @@ def inject(pod: Obj, settings: Settings, namespace: str | None = None) -> Inject
             detail=f'container named "{contract.INIT_CONTAINER_NAME}"',
         )
 
-    if request.containers is not None:
-        present = set(names)
-        missing = [c for c in request.containers if c not in present]
-        if missing:
-            have = ", ".join(str(n) for n in names)
-            raise Denied(
-                f'annotation "{key(ann.CONTAINERS)}": the pod has no container '
-                f"{', '.join(repr(m) for m in missing)} (it has: {have})",
-                400,
-                "invalid-annotation",
-                detail=f"invalid annotations: {key(ann.CONTAINERS)}",
-            )
-        targets = set(request.containers)
-    else:
-        targets = {str(n) for n in names}
+    app_mounts = _app_mounts(request, names, settings)
 
     changed = False
     pull_secrets = _registry_pull_secrets(spec, request, settings)
@@ -778,28 +918,38 @@ def inject(pod: Obj, settings: Settings, namespace: str | None = None) -> Inject
         changed |= _ensure(
             volumes, volume, owner.adoptable_volume, conflict, _volume_covers, _volume_rewritten
         )
-    # A credentials volume no longer wanted (package-secret or the pull secrets gone): drop it.
+    # A volume of ours no longer wanted (package-secret or the pull secrets gone, a package removed): drop it.
     wanted = {v["name"] for v in desired_volumes}
-    stale = {CREDENTIALS_VOLUME, PULL_SECRETS_VOLUME} - wanted
-    kept = [v for v in volumes if not (v.get("name") in stale and owner.volume(v))]
+    kept = [v for v in volumes if v.get("name") in wanted or not owner.volume(v)]
     changed |= len(kept) != len(volumes)
     volumes[:] = kept
     spec["volumes"] = volumes
 
     desired_init, sc_warnings = _init_container(spec, request, settings, pull_secrets)
     warnings += sc_warnings
+    # Mounts of volumes the status lists are ours in our init container: a removed package's go.
+    mount_names = _INIT_MOUNTS | wanted | owner.volumes
     changed |= _place_init_container(
-        init_containers, desired_init, request.init_position, owner, our_env_names(settings)
+        init_containers, desired_init, request.init_position, owner, our_env_names(settings), mount_names
     )
     spec["initContainers"] = init_containers
 
-    changed |= _mount_containers(containers, targets, request, owner, settings)
+    changed |= _mount_containers(containers, app_mounts, owner)
     secrets_changed, our_pull_secrets = _pull_secrets(spec, settings, owner)
     changed |= secrets_changed
 
-    mounted = [str(n) for n in names if n in targets]
+    def mounted(package: _AppMount) -> list[str]:
+        return [str(n) for n in names if n in package.targets]
+
+    unnamed = [m for m in app_mounts if m.volume == contract.VOLUME_NAME]
+    records = [
+        {"name": p.name, "volume": m.volume, "containers": mounted(m)}
+        for p, m in zip(request.packages, app_mounts[len(unnamed) :], strict=True)
+    ]
     used_volumes = [v["name"] for v in desired_volumes]
-    new_status = ann.status_value(mounted, used_volumes, our_pull_secrets)
+    new_status = ann.status_value(
+        mounted(unnamed[0]) if unnamed else [], used_volumes, our_pull_secrets, records
+    )
     if owner.status is None or owner.status != ann.read_status({key(ann.STATUS): new_status}, settings):
         if metadata.get("annotations") is None:
             metadata["annotations"] = {}

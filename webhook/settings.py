@@ -123,6 +123,13 @@ class Settings(BaseSettings):
         description="sizeLimit of the shared emptyDir when a pod asks for none (capped by "
         "max_size_limit). Unset: no limit.",
     )
+    max_packages_per_pod: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="Most packages one Pod may ask for: package-url plus every package-url.NAME (each is "
+        "its own volume and download). A Pod above it is denied with this number in the message.",
+    )
     default_mount_path: str = Field(
         default=contract.DEFAULT_DEST,
         description="Where main containers see the package when a pod sets no package-mount-path.",

@@ -61,9 +61,7 @@ def misplaced_warnings(obj: dict[str, Any], template: dict[str, Any] | None, set
     tmeta = template.get("metadata") if template else None
     tmpl = tmeta.get("annotations") if isinstance(tmeta, dict) else None
     tmpl = tmpl if isinstance(tmpl, dict) else {}
-    misplaced = [
-        settings.key(k) for k in ann.USER_KEYS if settings.key(k) in own and settings.key(k) not in tmpl
-    ]
+    misplaced = [k for k in own if isinstance(k, str) and ann.is_user_key(k, settings) and k not in tmpl]
     if not misplaced:
         return []
     kind = obj.get("kind") or "workload"

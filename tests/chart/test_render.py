@@ -417,6 +417,7 @@ def test_settings_carry_the_cluster_policy(tmp_path: Any, monkeypatch: pytest.Mo
             "defaultSizeLimit": "512Mi",
             "defaultMountPath": "/opt/package",
             "maxInitResources": {"cpu": "1", "memory": "8Gi"},
+            "maxPackagesPerPod": 3,
         },
         "initContainer": {
             "image": {"registry": "registry.example.com", "tag": "0.1.1", "pullPolicy": "Always"},
@@ -433,6 +434,7 @@ def test_settings_carry_the_cluster_policy(tmp_path: Any, monkeypatch: pytest.Mo
     assert s.allowed_schemes == ["https", "http"]
     assert s.allowed_hosts == ["*.example.com", "packages.internal"]
     assert s.require_checksum is True
+    assert s.max_packages_per_pod == 3
     assert (s.max_size_limit, s.default_size_limit, s.default_mount_path) == ("2Gi", "512Mi", "/opt/package")
     assert s.init_image == "registry.example.com/package-init-container:0.1.1"
     assert s.init_image_pull_policy == "Always"
@@ -591,6 +593,9 @@ def test_notes_tell_how_to_annotate_a_pod() -> None:
         {"policy": {"annotationPrefix": "example.com"}},
         {"policy": {"allowedSchemes": ["ftp"]}},
         {"policy": {"maxSizeLimit": "two gigs"}},
+        {"policy": {"maxPackagesPerPod": 0}},
+        {"policy": {"maxPackagesPerPod": 65}},
+        {"policy": {"maxPackagesPerPod": "8"}},
         {"policy": {"maxInitResources": {"memory": "lots"}}},
         {"policy": {"maxInitResources": {"gpu": "1"}}},
         {"image": {"pullPolicy": "Sometimes"}},

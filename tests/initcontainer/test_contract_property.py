@@ -12,6 +12,7 @@ directory here, where the kubelet would mount it.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from pydantic import ValidationError
 from initcontainer import contract
 from initcontainer.config import load_config
 from initcontainer.errors import ConfigError
+from initcontainer.several import load_all
 from tests.support.kubelet_env import container_env
 from webhook.inject import Denied, inject
 from webhook.settings import Settings
@@ -200,6 +202,82 @@ def test_what_the_webhook_admits_the_init_container_accepts(
         load_config(env)
     except ConfigError as exc:
         pytest.fail(f"admitted {annotations} with {values}, but the init container refuses it: {exc.message}")
+
+
+package_names = st.sampled_from(["tools", "Tools", "a", "my.pkg_v2-x", "x" * 38, "x" * 39, "-bad", "a/b", ""])
+# Mostly admissible URLs: with several packages, one bad value denies the whole Pod.
+good_urls = st.sampled_from(
+    [
+        "https://files.example.com/a.tgz",
+        "https://files.example.com/p%C3%A4.tgz?sig=$(X)&x=$$",
+        "http://mirror.local/a.tgz",
+        "s3://packages/app.tgz",
+        "oci://ghcr.io/org/app:1.0",
+        f"oci://ghcr.io/app@sha256:{HEX}",
+    ]
+)
+named_packages = st.dictionaries(
+    package_names,
+    st.fixed_dictionaries(
+        {"package-url": st.one_of(good_urls, good_urls, good_urls, urls)},
+        optional={
+            "package-sha256": digests,
+            "package-strip-components": strips,
+            "package-secret": st.sampled_from(["repo-creds", "Repo_Creds"]),
+            "package-mount-path": st.sampled_from(["/opt/a", "/opt/a/b", "/shared-data/packages", "etc"]),
+        },
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
+def _secret_dir(url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Where the kubelet mounts a Secret: a directory holding a token (for s3://, an access key)."""
+    secret_dir = tmp_path_factory.mktemp("secret")
+    if url[:5].lower() == "s3://":
+        (secret_dir / "AWS_ACCESS_KEY_ID").write_text("AKIAEXAMPLE\n")
+        (secret_dir / "AWS_SECRET_ACCESS_KEY").write_text("s3cret\n")
+    else:
+        (secret_dir / contract.CREDENTIAL_TOKEN).write_text("t0ken\n")
+    return str(secret_dir)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow]
+)
+@given(unnamed=st.none() | annotation_sets, named=named_packages, values=settings_values)
+def test_what_the_webhook_admits_with_named_packages_the_init_container_accepts(
+    unnamed: dict[str, str] | None,
+    named: dict[str, dict[str, str]],
+    values: dict[str, Any],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The same contract for PACKAGE_LIST: every package's entry, after the kubelet's env handling, passes
+    the init container's `load_all` (the list's own rules, then `load_config` for each package)."""
+    annotations = dict(unnamed or {})
+    for name, keys in named.items():
+        annotations.update({f"{key}.{name}": value for key, value in keys.items()})
+    try:
+        cluster_settings = Settings(**values)
+        result = inject(pod(annotations), cluster_settings, "default")
+    except (ValidationError, Denied):
+        assume(False)
+        return
+    (init,) = [c for c in result.pod["spec"]["initContainers"] if c["name"] == contract.INIT_CONTAINER_NAME]
+    env = container_env(init)
+    if contract.ENV_CREDENTIALS_DIR in env:
+        env[contract.ENV_CREDENTIALS_DIR] = _secret_dir(env[contract.ENV_URL], tmp_path_factory)
+    entries = json.loads(env[contract.ENV_PACKAGE_LIST])
+    for entry in entries:
+        if "credentialsDir" in entry:
+            entry["credentialsDir"] = _secret_dir(entry["url"], tmp_path_factory)
+    env[contract.ENV_PACKAGE_LIST] = json.dumps(entries)
+    try:
+        configs, _ = load_all(env)
+    except ConfigError as exc:
+        pytest.fail(f"admitted {annotations} with {values}, but the init container refuses it: {exc.message}")
+    assert len(configs) == len(entries) + (contract.ENV_URL in env)
 
 
 @pytest.mark.parametrize(

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from initcontainer import contract
+from initcontainer.several import GRACE_SECONDS
 from tests.initcontainer.test_main import (
     BIG,
     PASSWORD,
     PKG_A,
     PKG_B,
+    PYTHON,
+    REPO,
     SHA_A,
     SHA_B,
     TOKEN,
@@ -24,7 +31,11 @@ from tests.initcontainer.test_main import (
     run,
     visible,
 )
+from tests.support.kubelet_env import container_env
 from tests.support.nginx import NginxServer, run_nginx
+from tests.support.s3server import MotoS3, run_moto
+from webhook.inject import inject
+from webhook.settings import Settings
 
 FILES_A = {"app/a.txt", "app/common/config.ini", "app/blob.bin"}
 FILES_B = {"app/b.txt", "app/common/other.ini"}
@@ -169,3 +180,128 @@ def test_nested_with_the_unnamed_package_is_refused(tmp_path: Path) -> None:
     assert r.code == contract.EXIT_CONFIG
     assert "overlap" in r.reason["message"]
     assert not unnamed.exists()
+
+
+def events(r: Run) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in r.stderr.splitlines() if line.startswith("{")]
+
+
+def test_after_a_failure_queued_packages_do_not_start(nginx: NginxServer, tmp_path: Path) -> None:
+    packages = [
+        package(tmp_path, "a-gone", nginx.url("missing.tgz")),
+        package(tmp_path, "b-queued", nginx.url("a.tgz"), sha256=SHA_A),
+        package(tmp_path, "c-queued", nginx.url("b.tgz"), sha256=SHA_B),
+    ]
+    nginx.clear_requests()
+    r = run(env_for(tmp_path, packages, **{contract.ENV_CONCURRENCY: "1"}))
+    assert r.code == contract.EXIT_HTTP_CLIENT, r.stderr
+    assert r.reason["package"] == "a-gone"
+    lines = events(r)
+    started = {line.get("package") for line in lines if line["event"] == "start" and "package" in line}
+    assert started == {"a-gone"}
+    (skipped,) = [line for line in lines if line["event"] == "not_started"]
+    assert skipped["packages"] == ["b-queued", "c-queued"]
+    for name in ("b-queued", "c-queued"):
+        assert not (tmp_path / "packages" / name).exists()
+    # Nothing was fetched for them either.
+    assert not [q for q in nginx.requests() if q.get("uri", "").endswith(("/a.tgz", "/b.tgz"))]
+
+
+def test_sigterm_stops_every_download_at_once_and_leaves_nothing(tmp_path: Path) -> None:
+    """Two packages downloading (100 KB/s: about 20 s each), a third queued; SIGTERM 1 s into the downloads.
+
+    The run must end within seconds (the grace it gives its workers, plus a margin for a loaded machine),
+    with exit 143, every staging directory removed, no package promoted and the queued one never started:
+    the workers stop, not only the main thread."""
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "a.tgz").write_bytes(PKG_A)
+    with run_nginx(www, tmp_path / "slow-nginx", limit_rate="100k") as slow:
+        names = ("one", "two", "three")
+        packages = [package(tmp_path, n, slow.url("a.tgz"), sha256=SHA_A) for n in names]
+        env = env_for(tmp_path, packages, **{contract.ENV_CONCURRENCY: "2"})
+        proc = subprocess.Popen([PYTHON, "-m", "initcontainer"], env=env, cwd=REPO, stderr=subprocess.PIPE)
+        dests = [tmp_path / "packages" / n for n in names]
+        deadline = time.monotonic() + 20
+        while not (leftovers(dests[0]) and leftovers(dests[1])) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert leftovers(dests[0]) and leftovers(dests[1]), "the two downloads never started"
+        time.sleep(1.0)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+        elapsed = time.monotonic() - sent
+        assert proc.stderr is not None
+        stderr = proc.stderr.read().decode()
+        proc.stderr.close()
+    assert code == 143, stderr[-2000:]
+    assert elapsed < GRACE_SECONDS + 1, f"took {elapsed:.1f}s to stop after SIGTERM"
+    for dest in dests:
+        assert leftovers(dest) == [], (dest, elapsed, stderr[-3000:])
+        assert not (dest / contract.MARKER_NAME).exists(), dest
+        assert not dest.exists() or visible(dest) == set(), dest
+    assert not dests[2].exists()
+    assert json.loads((tmp_path / "termination-log").read_text())["reason"] == "Terminated"
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
+    with run_moto(tmp_path_factory.mktemp("moto")) as server:
+        server.create_bucket("packages")
+        server.put_object("packages", "models/v7.tgz", PKG_B)
+        yield server
+
+
+def test_the_env_inject_renders_installs_two_packages_from_nginx_and_one_from_s3(
+    nginx: NginxServer, moto: MotoS3, tmp_path: Path
+) -> None:
+    """The webhook's own output drives the real program: PACKAGE_LIST as `inject` writes it, after the
+    kubelet's env handling. The kubelet's other part is played here: the mounts (each package's dest and
+    Secret directory) move under tmp_path, the S3 Secret's keys become files."""
+    settings = Settings(
+        allowed_schemes=["https", "http", "s3"],
+        s3_endpoint=moto.url,  # moto speaks plain http on 127.0.0.1; a cluster's would be https
+        s3_region="us-east-1",
+    )
+    annotations = {
+        "package-url.tools": nginx.url("a.tgz"),
+        "package-sha256.tools": SHA_A,
+        "package-url.extra": nginx.url("b.tgz"),
+        "package-strip-components.extra": "1",
+        "package-url.models": "s3://packages/models/v7.tgz",
+        "package-sha256.models": SHA_B,
+        "package-secret.models": "models-reader",
+    }
+    pod = {"metadata": {"annotations": annotations}, "spec": {"containers": [{"name": "app", "image": "a"}]}}
+    (init,) = inject(pod, settings).pod["spec"]["initContainers"]
+    env = container_env(init)
+    assert contract.ENV_URL not in env and env[contract.ENV_ALLOW_HTTP] == "true"
+    listed = json.loads(env[contract.ENV_PACKAGE_LIST])
+    assert [p["name"] for p in listed] == ["extra", "models", "tools"]
+    secret = tmp_path / "secret-models"
+    secret.mkdir()
+    (secret / "AWS_ACCESS_KEY_ID").write_text(moto.reader.access_key_id)
+    (secret / "AWS_SECRET_ACCESS_KEY").write_text(moto.reader.secret_access_key)
+    moved = {contract.named_credentials_dir("models"): str(secret)}
+    for entry in listed:
+        entry["dest"] = str(tmp_path / "packages" / entry["name"])
+        if "credentialsDir" in entry:
+            entry["credentialsDir"] = moved[entry["credentialsDir"]]
+    env.update(
+        {
+            "PATH": "/usr/bin:/bin",
+            contract.ENV_PACKAGE_LIST: json.dumps(listed),
+            contract.ENV_TERMINATION_LOG: str(tmp_path / "termination-log"),
+        }
+    )
+    r = run(env)
+    assert r.code == 0, r.stderr[-3000:]
+    root = tmp_path / "packages"
+    assert visible(root / "tools") == FILES_A
+    assert visible(root / "extra") == {"b.txt", "common/other.ini"}
+    assert visible(root / "models") == FILES_B
+    assert (
+        json.loads((root / "models" / contract.MARKER_NAME).read_text())["url"]
+        == "s3://packages/models/v7.tgz"
+    )
+    assert moto.reader.secret_access_key not in r.stderr

@@ -79,6 +79,20 @@ def test_an_annotated_pod_would_be_injected(tmp_path: Path, capsys: pytest.Captu
         assert step in passed
 
 
+def test_a_pod_with_only_named_packages_passes_the_charts_match_conditions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The chart's CEL lets `package-url.NAME` through as well as `package-url` (cel-python evaluates it)."""
+    manifest = pod({"package-url.tools": URL, "package-url-not-ours": "x"})
+    code, out = run(tmp_path, capsys, [manifest], "--webhook-config", str(mwc_file(tmp_path)))
+    assert code == 0, out
+    assert any("matchConditions" in line and "is true" in line for line in lines(out, "PASS")), out
+    code, out = run(
+        tmp_path, capsys, [pod({"package-url-x": URL})], "--webhook-config", str(mwc_file(tmp_path))
+    )
+    assert any("matchConditions" in line and "is false" in line for line in lines(out, "FAIL")), out
+
+
 def test_evaluating_match_conditions_leaves_the_recursion_limit_alone(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -186,6 +200,14 @@ def test_without_a_configuration_it_says_what_it_did_not_check(
     assert "webhook configuration: not checked" in infos
     assert "Secret creds" in infos and "not checked offline" in infos
     assert out.splitlines()[0].startswith("cluster: none (offline")
+
+
+def test_named_packages_secrets_are_listed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    annotations = {"package-url": URL, "package-url.tools": URL, "package-secret.tools": "tools-creds"}
+    code, out = run(tmp_path, capsys, [pod(annotations)])
+    assert code == 0
+    (line,) = [line for line in lines(out, "INFO") if "tools-creds" in line]
+    assert '"package-secret.tools"' in line and "not checked offline" in line
 
 
 def test_several_files_a_directory_and_other_kinds(

@@ -80,3 +80,12 @@ def test_validation_does_not_mutate_the_workload() -> None:
 
 def test_missing_template_is_tolerated() -> None:
     assert workloads.validate({"kind": "Deployment", "spec": {}}, Settings(), None).warnings == ()
+
+
+def test_named_package_keys_on_workload_metadata_are_warned_too() -> None:
+    own = {"package-url.tools": URL, "package-size-limit.tools": "1Gi", "unrelated": "x"}
+    result = workloads.validate(workload("Deployment", template(), own), Settings(), None)
+    assert result.warnings == (
+        "package-injector: package-url.tools on the Deployment's own metadata does nothing; "
+        "move it to spec.template.metadata.annotations",
+    )

@@ -102,6 +102,7 @@ rewrite it (deploy/base/kustomizeconfig.yaml). */}}
   "plain_http_registries" $p.plainHttpRegistries
   "require_checksum" $p.requireChecksum
   "default_mount_path" $p.defaultMountPath
+  "max_packages_per_pod" $p.maxPackagesPerPod
   "max_init_resources" $p.maxInitResources
   "init_image_pull_policy" $init.image.pullPolicy
   "init_resources" $init.resources
@@ -195,6 +196,7 @@ objectSelector:
 {{- $tests := list }}
 {{- range $guards }}{{ $tests = append $tests (printf "has(%s)" .) }}{{ end }}
 {{- $tests = append $tests (printf "has(%s.annotations)" $path) }}
-{{- $tests = append $tests (printf "'%s' in %s.annotations" $key $path) }}
+{{- /* The unnamed package's key, or a named package's (package-url.NAME). */}}
+{{- $tests = append $tests (printf "('%s' in %s.annotations || %s.annotations.exists(k, k.startsWith('%s.')))" $key $path $path $key) }}
 {{- printf "(%s)" (join " && " $tests) }}
 {{- end }}
