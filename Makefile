@@ -1,7 +1,7 @@
 # One entry point per job. `make setup` is idempotent; the others call it.
 PY := .venv/bin/python
 
-.PHONY: setup demo test lint e2e-assets cluster-assets cluster cluster-down e2e bench images push release clean
+.PHONY: setup demo test lint cluster-assets cluster cluster-down e2e bench images push release clean
 
 setup:
 	bash scripts/setup.sh
@@ -33,9 +33,6 @@ push:
 # (scripts/release.sh says what it refuses). PLAIN_HTTP=1 for a registry without TLS.
 release: setup
 	REGISTRY="$(REGISTRY)" VERSION="$(VERSION)" bash scripts/release.sh
-
-e2e-assets:
-	bash scripts/kube-assets.sh
 
 # The one-node cluster (KUBE_VERSION=v1.34.4 for another version): build once, then start, load the images,
 # helm install. Its last three lines are exports (KUBECONFIG, CLUSTER_HOST_IP, CLUSTER_NETNS).

@@ -11,6 +11,8 @@
 # Usage: scripts/cluster-assets.sh            (prints the kube bin dir on its last line)
 #        scripts/cluster-assets.sh helm       (helm only; prints its path)
 #        KUBE_VERSION=v1.34.4 scripts/cluster-assets.sh
+#        scripts/cluster-assets.sh --control-plane   (only etcd, kube-apiserver and kube-controller-manager:
+#                                                      what `make test`'s apiserver-level tests start)
 # Timings of cold builds are appended to $CACHE/cluster/build-times.log.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -86,15 +88,17 @@ gobuild() {
   mv "$out.tmp" "$out"
 }
 
+# build_kube VERSION [BINARY...]: the given cmd/ binaries (default: all six the cluster runs).
 build_kube() {
-  local v="$1" minor mod dir bin gomodfile staging ldflags
+  local v="$1" minor mod dir bin gomodfile staging ldflags what missing=0
+  shift
+  local whats=("$@")
+  [ ${#whats[@]} -gt 0 ] || whats=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
   minor="$(echo "$v" | cut -d. -f2)"
   dir="$C/gomod/kubernetes-$v"
   bin="$C/kube/$v"
-  if [ -x "$bin/kube-apiserver" ] && [ -x "$bin/kube-controller-manager" ] && [ -x "$bin/kube-scheduler" ] \
-    && [ -x "$bin/kubelet" ] && [ -x "$bin/kube-proxy" ] && [ -x "$bin/kubectl" ]; then
-    return 0
-  fi
+  for what in "${whats[@]}"; do [ -x "$bin/$what" ] || missing=1; done
+  [ "$missing" -eq 1 ] || return 0
   if ! grep -q '^replace' "$dir/go.mod" 2>/dev/null; then
     rm -rf "$dir"
     gomod "$dir" "k8s.io/kubernetes@$v"
@@ -114,7 +118,7 @@ build_kube() {
     "buildDate=1970-01-01T00:00:00Z"; do
     ldflags="$ldflags -X k8s.io/component-base/version.$kv -X k8s.io/client-go/pkg/version.$kv"
   done
-  for what in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
+  for what in "${whats[@]}"; do
     gobuild "$dir" "$bin/$what" "k8s.io/kubernetes/cmd/$what" -ldflags "$ldflags"
   done
 }
@@ -234,4 +238,28 @@ if [ "${1:-}" = helm ]; then
   echo "$C/helm/$HELM_VERSION/helm"
   exit 0
 fi
-main "$@"
+# --control-plane: what the apiserver-level tests (tests/support/kube.py) start, and nothing else: no apt
+# packages (all three are pure Go, CGO_ENABLED=0), no images, no node. Same cache, same binaries as `main`.
+control_plane() {
+  command -v go >/dev/null || { log "go (1.24 or newer) is needed to build the control plane: install it first"; exit 2; }
+  mkdir -p "$C"
+  KUBE_VERSION="${KUBE_VERSION:-$(newest_kube)}"
+  [ -n "$KUBE_VERSION" ] || { log "could not list k8s.io/kubernetes versions"; exit 1; }
+  build_kube "$KUBE_VERSION" kube-apiserver kube-controller-manager
+  build_etcd
+  log "control plane ready: kube $KUBE_VERSION, etcd $ETCD_VERSION"
+  cat <<EOF
+KUBE_BIN=$C/kube/$KUBE_VERSION
+ETCD=$C/etcd/$ETCD_VERSION/etcd
+KUBE_VERSION=$KUBE_VERSION
+EOF
+}
+
+case "${1:-}" in
+  "") main ;;
+  --control-plane) control_plane ;;
+  *)
+    log "unknown argument $1 (usage: $0 [helm|--control-plane])"
+    exit 2
+    ;;
+esac

@@ -440,6 +440,8 @@ INSTALL_PERMISSIONS: Final = (
     ("", "serviceaccounts", True),
     ("policy", "poddisruptionbudgets", True),
 )
+# The oldest Kubernetes the chart's kubeVersion admits and the e2e tests run (README, "Supported versions").
+OLDEST_SUPPORTED: Final = (1, 34)
 CERT_MANAGER_PERMISSIONS: Final = (
     ("cert-manager.io", "issuers", True),
     ("cert-manager.io", "certificates", True),
@@ -457,19 +459,15 @@ def _version(cluster: Cluster) -> Result:
     if not major or not minor:
         return Result("cluster", "WARN", f"unknown version {info.get('gitVersion')!r}")
     version = (int(major), int(minor))
-    notes = []
-    if version < (1, 21):
-        notes.append(
-            "namespaces have no kubernetes.io/metadata.name label before 1.21: label the excluded ones "
-            "yourself (README, Install)"
-        )
-    if version < (1, 28):
-        notes.append("no matchConditions before 1.28: every Pod CREATE reaches the webhook")
     detail = f"Kubernetes {info.get('gitVersion')}"
-    if version < (1, 16):
-        return Result("cluster", "FAIL", f"{detail}: admissionregistration.k8s.io/v1 needs 1.16+", "upgrade")
-    if notes:
-        return Result("cluster", "WARN", f"{detail}; " + "; ".join(notes))
+    if version < OLDEST_SUPPORTED:
+        oldest = ".".join(map(str, OLDEST_SUPPORTED))
+        return Result(
+            "cluster",
+            "FAIL",
+            f"{detail} is not supported (matchConditions, native sidecars and the chart need {oldest}+)",
+            f"upgrade the cluster to {oldest} or newer",
+        )
     return Result("cluster", "PASS", detail)
 
 

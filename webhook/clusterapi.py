@@ -121,7 +121,7 @@ def resource_path(kind: str, namespace: str | None, name: str | None = None) -> 
     return f"{group[0]}{ns}/{group[1]}{tail}"
 
 
-# kind -> (API prefix, plural); CronJob is batch/v1 from 1.21 (explain falls back to v1beta1).
+# kind -> (API prefix, plural).
 KINDS: Final = {
     "Pod": ("/api/v1", "pods"),
     "Namespace": ("/api/v1", "namespaces"),

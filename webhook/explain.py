@@ -432,10 +432,8 @@ def parse_target(target: str) -> tuple[str, str]:
 
 
 def live_object(kube: Kube, kind: str, namespace: str, name: str) -> dict[str, Any]:
-    """GET the object (CronJob: batch/v1, then v1beta1 for clusters before 1.21)."""
+    """GET the object at the API version the chart's configuration reviews (CronJob: batch/v1)."""
     obj = kube.get(resource_path(kind, namespace, name))
-    if obj is None and kind == "CronJob":
-        obj = kube.get(f"/apis/batch/v1beta1/namespaces/{namespace}/cronjobs/{name}")
     if obj is None:
         raise ManifestError(f"{kind} {namespace}/{name} not found")
     obj.setdefault("kind", kind)

@@ -19,8 +19,8 @@ NAMESPACE = "package-injector"
 
 # Custom resources: kubernetes-validate has no schema for them; the tests check their shape instead.
 CRD_KINDS = {"Certificate", "Issuer", "ClusterIssuer", "ServiceMonitor"}
-# Schema versions kubernetes-validate covers that matter here: oldest, matchConditions beta, GA, newest.
-SCHEMA_VERSIONS = ["1.25", "1.28", "1.30", "1.33"]
+# Every Kubernetes minor the chart supports (Chart.yaml kubeVersion >=1.34; the e2e tests run 1.37).
+SCHEMA_VERSIONS = ["1.34", "1.35", "1.36", "1.37"]
 HOOK = "helm.sh/hook"
 SYSTEM_NAMESPACES = ["kube-system", "kube-public", "kube-node-lease"]
 
@@ -102,5 +102,5 @@ def selector_matches(selector: dict[str, Any] | None, labels: dict[str, str]) ->
 
 
 def namespace_labels(name: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The labels Kubernetes 1.21+ puts on every namespace, plus any given."""
+    """The labels Kubernetes puts on every namespace, plus any given."""
     return {"kubernetes.io/metadata.name": name, **(extra or {})}

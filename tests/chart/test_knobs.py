@@ -32,8 +32,8 @@ def pod_spec(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def webhooks(values: dict[str, Any]) -> list[dict[str, Any]]:
-    mwc = one(render({"kubeVersionOverride": "1.30.0", **values}), "MutatingWebhookConfiguration")
-    validate(mwc, "1.30")
+    mwc = one(render({"kubeVersionOverride": "1.34.0", **values}), "MutatingWebhookConfiguration")
+    validate(mwc, "1.34")
     hooks: list[dict[str, Any]] = mwc["webhooks"]
     return hooks
 

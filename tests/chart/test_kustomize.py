@@ -63,12 +63,6 @@ def _validate_all(docs: list[dict[str, Any]]) -> None:
         if doc["kind"] in CRD_KINDS:
             continue
         for version in SCHEMA_VERSIONS:
-            if (
-                doc["kind"] == "MutatingWebhookConfiguration"
-                and version < "1.28"
-                and "matchConditions" in str(doc)
-            ):
-                continue
             try:
                 validate(doc, version)
             except kubernetes_validate.ValidationError as err:
@@ -104,23 +98,6 @@ def test_base_and_cert_manager_overlay_validate() -> None:
     assert {_key(d): d["spec"] for d in chart if d["kind"] in kinds} == {
         _key(d): d["spec"] for d in docs if d["kind"] in kinds
     }
-
-
-def test_no_match_conditions_component(tmp_path: Path) -> None:
-    (tmp_path / "kustomization.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "kustomize.config.k8s.io/v1beta1",
-                "kind": "Kustomization",
-                "resources": [os.path.relpath(DEPLOY / "base", tmp_path)],
-                "components": [os.path.relpath(DEPLOY / "components" / "no-match-conditions", tmp_path)],
-            }
-        )
-    )
-    docs = kustomize(tmp_path)
-    mwc = one(docs, "MutatingWebhookConfiguration")
-    assert len(mwc["webhooks"]) == 3 and not any("matchConditions" in w for w in mwc["webhooks"])
-    validate(mwc, "1.25")
 
 
 def _certs_command() -> str:

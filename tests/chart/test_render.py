@@ -31,7 +31,7 @@ from tests.chart.helpers import (
 from webhook.inject import inject
 from webhook.settings import Settings, load_settings
 
-OLD_CLUSTER = {"kubeVersionOverride": "1.20.2"}
+OLDEST = {"kubeVersionOverride": "1.34.0"}
 MATRIX: dict[str, dict[str, Any]] = {
     "defaults": {},
     "single-replica": {"replicaCount": 1},
@@ -54,7 +54,7 @@ MATRIX: dict[str, dict[str, Any]] = {
         }
     },
     "match-conditions-off": {"webhook": {"matchConditions": False}},
-    "old-cluster": OLD_CLUSTER,
+    "oldest-supported": OLDEST,
     "prefix": {"policy": {"annotationPrefix": "example.com/"}},
     "opt-in": {"webhook": {"optIn": True, "excludeNamespaces": ["batch-jobs"]}},
     "monitoring-and-netpol": {
@@ -108,16 +108,12 @@ def test_every_object_validates_strictly(case: str) -> None:
         if doc["kind"] in CRD_KINDS:
             continue
         for version in SCHEMA_VERSIONS:
-            if has_conditions and doc["kind"] == "MutatingWebhookConfiguration" and version < "1.28":
-                continue  # matchConditions are not in the older schemas (nor served by those clusters)
-            if doc["apiVersion"] == "policy/v1beta1":
-                continue  # the <1.21 PDB is checked by the server-side dry-run against 1.20
             try:
                 validate(doc, version)
             except kubernetes_validate.ValidationError as err:
                 pytest.fail(f"{case}: {doc['kind']}/{doc['metadata']['name']} @ {version}: {err.message}")
             checked += 1
-    assert checked >= 8 * len(SCHEMA_VERSIONS) - 1
+    assert checked >= 8 * len(SCHEMA_VERSIONS)
 
 
 def test_strict_validation_catches_a_typo() -> None:
@@ -128,7 +124,7 @@ def test_strict_validation_catches_a_typo() -> None:
         validate(deployment, "1.30")
 
 
-@pytest.mark.parametrize("kube_version", ["v1.20.0", "v1.30.0"])
+@pytest.mark.parametrize("kube_version", ["v1.34.0", "v1.35.0", "v1.36.0", "v1.37.0"])
 @pytest.mark.parametrize(
     "case", ["defaults", "cert-manager", "existing-secret", "opt-in", "monitoring-and-netpol"]
 )
@@ -246,18 +242,24 @@ def test_failure_policy_values() -> None:
     ("values", "expected"),
     [
         ({}, True),  # helm-python-sdk renders as Kubernetes 1.36
-        ({"kubeVersionOverride": "1.27.9"}, False),
-        ({"kubeVersionOverride": "1.28.0"}, True),
-        ({"kubeVersionOverride": "v1.29.3-gke.100"}, True),
-        (OLD_CLUSTER, False),
+        (OLDEST, True),
+        ({"kubeVersionOverride": "v1.35.3-gke.100"}, True),
+        ({"webhook": {"matchConditions": "auto"}}, True),
         ({"webhook": {"matchConditions": False}}, False),
         ({"webhook": {"matchConditions": "false"}}, False),
-        ({"webhook": {"matchConditions": True}, **OLD_CLUSTER}, True),
+        ({"webhook": {"matchConditions": True}, **OLDEST}, True),
     ],
 )
-def test_match_conditions_follow_the_cluster_version(values: dict[str, Any], expected: bool) -> None:
+def test_match_conditions_are_on_unless_switched_off(values: dict[str, Any], expected: bool) -> None:
     for w in mwc(render(values))["webhooks"]:
         assert ("matchConditions" in w) is expected, w["name"]
+
+
+@pytest.mark.parametrize("version", ["1.33.9", "v1.28.0", "1.20.2"])
+def test_versions_below_the_supported_range_are_refused(version: str) -> None:
+    """Chart.yaml's kubeVersion checks what Helm detects; the override (helm template, Argo CD) is checked too."""
+    with pytest.raises(helm.HelmError, match=f"Kubernetes {version} is not supported"):
+        render({"kubeVersionOverride": version})
 
 
 @pytest.mark.parametrize(
@@ -387,7 +389,6 @@ def test_pdb_only_with_more_than_one_replica() -> None:
         pdb["spec"]["selector"], one(render(), "Deployment")["spec"]["template"]["metadata"]["labels"]
     )
     assert not all_of(render(MATRIX["single-replica"]), "PodDisruptionBudget")
-    assert one(render(OLD_CLUSTER), "PodDisruptionBudget")["apiVersion"] == "policy/v1beta1"
 
 
 def test_topology_spread_priority_and_images() -> None:
@@ -562,8 +563,7 @@ def test_helm_test_hook_and_its_permissions() -> None:
 def test_notes_tell_how_to_annotate_a_pod() -> None:
     text = notes(MATRIX["prefix"])
     assert "example.com/package-url:" in text and "helm test" in text
-    assert "kubernetes.io/metadata.name" in notes(OLD_CLUSTER)  # the <1.21 labelling hint
-    assert "kubernetes.io/metadata.name" not in notes()
+    assert "kubernetes.io/metadata.name" not in notes(OLDEST)  # no labelling hint: Kubernetes sets it
 
 
 # --- values.schema.json ---------------------------------------------------------------------------

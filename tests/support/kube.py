@@ -1,15 +1,16 @@
-"""A real Kubernetes control plane for the tests: etcd + kube-apiserver (+ kube-controller-manager).
+"""A real Kubernetes control plane for the tests: etcd + kube-apiserver + kube-controller-manager.
 
-Envtest-style: binaries come from `KUBEBUILDER_ASSETS` (built and cached by
-`scripts/kube-assets.sh`). There is no kubelet, so Pods stay Pending, which is
-all admission needs. Everything listens on 127.0.0.1 only.
+The binaries are the ones the one-node cluster runs (`scripts/cluster-assets.sh --control-plane`: Kubernetes
+`KUBE_VERSION`, default the newest 1.37.x, built from Go modules and cached); `scripts/test.sh` passes them
+in `E2E_KUBE_BIN` and `E2E_ETCD`. There is no kubelet, so Pods stay Pending, which is all admission needs.
+Everything listens on 127.0.0.1 only.
 
-Configured like a real cluster: every admission plugin the version enables by default
-stays on (the ServiceAccount plugin mounts the token into every container, ours
-included, and runs again after a webhook's patch), with a signing key; the
-controller-manager runs the `serviceaccount` and `serviceaccount-token` controllers,
-so each namespace gets its default ServiceAccount and token (`create_namespace` waits
-for both: a Pod created before them is refused by the plugin, in real clusters too).
+Configured like a real cluster: every admission plugin the version enables by default stays on
+(PodSecurity included; the ServiceAccount plugin mounts the projected `kube-api-access-*` token volume
+into every container, ours included, and runs again after a webhook's patch), with a signing key; the
+controller-manager runs its default controllers with per-controller credentials, so each namespace gets
+its default ServiceAccount (`create_namespace` waits for it: a Pod created before it is refused by the
+plugin, in real clusters too). Since 1.24 no token Secret is made: the kubelet requests the token.
 """
 
 from __future__ import annotations
@@ -36,18 +37,35 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class KubeAssetsMissing(RuntimeError):
-    """The control-plane binaries are not there: run scripts/kube-assets.sh."""
+    """The control-plane binaries are not there: run scripts/cluster-assets.sh --control-plane."""
 
 
-def assets_dir() -> Path:
-    """Where etcd, kube-apiserver and kube-controller-manager live."""
-    env = os.environ.get("KUBEBUILDER_ASSETS")
-    if env:
-        return Path(env)
-    out = subprocess.run(
-        ["bash", str(REPO / "scripts" / "kube-assets.sh")], check=True, capture_output=True, text=True
-    )
-    return Path(out.stdout.strip().splitlines()[-1])
+@dataclass(frozen=True)
+class Binaries:
+    """Where the control plane's programs live, and which Kubernetes version they are."""
+
+    kube_bin: Path  # kube-apiserver, kube-controller-manager
+    etcd: Path
+    version: str
+
+
+def binaries() -> Binaries:
+    """From scripts/test.sh's environment, or built (once, cached) by scripts/cluster-assets.sh."""
+    kube_bin, etcd = os.environ.get("E2E_KUBE_BIN"), os.environ.get("E2E_ETCD")
+    if not (kube_bin and etcd):
+        out = subprocess.run(
+            ["bash", str(REPO / "scripts" / "cluster-assets.sh"), "--control-plane"],
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        found = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+        kube_bin, etcd = found["KUBE_BIN"], found["ETCD"]
+    bins = Binaries(Path(kube_bin), Path(etcd), Path(kube_bin).name)
+    for path in (bins.etcd, bins.kube_bin / "kube-apiserver", bins.kube_bin / "kube-controller-manager"):
+        if not path.exists():
+            raise KubeAssetsMissing(f"{path} is missing: run scripts/cluster-assets.sh --control-plane")
+    return bins
 
 
 @dataclass
@@ -82,7 +100,7 @@ class Cluster:
             return err.code, json.loads(err.read() or b"null")
 
     def create_namespace(self, name: str, labels: dict[str, str] | None = None) -> None:
-        """Create it and wait until its default ServiceAccount has a token (the controllers make both)."""
+        """Create it and wait for its default ServiceAccount (the serviceaccount controller makes it)."""
         meta: dict[str, Any] = {"name": name}
         if labels:
             meta["labels"] = labels
@@ -92,11 +110,13 @@ class Cluster:
         self.wait_for_default_service_account(name)
 
     def wait_for_default_service_account(self, namespace: str) -> None:
-        def ready() -> bool:
-            status, body = self.request("GET", f"/api/v1/namespaces/{namespace}/serviceaccounts/default")
-            return status == 200 and bool(body.get("secrets"))
+        """The ServiceAccount plugin refuses Pods until it exists; its token is projected (no Secret since 1.24)."""
 
-        self.wait_for(ready, timeout=60, what=f"the default ServiceAccount and its token in {namespace}")
+        def ready() -> bool:
+            status, _ = self.request("GET", f"/api/v1/namespaces/{namespace}/serviceaccounts/default")
+            return status == 200
+
+        self.wait_for(ready, timeout=60, what=f"the default ServiceAccount in {namespace}")
 
     def wait_for(self, predicate: Any, timeout: float = 60.0, what: str = "condition") -> Any:
         """Poll `predicate()` until it returns something truthy."""
@@ -144,12 +164,12 @@ def _spawn(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _start_etcd(assets: Path, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _start_etcd(bins: Binaries, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     client, peer = free_port(), free_port()
     client_url, peer_url = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
     proc = _spawn(
         [
-            str(assets / "etcd"),
+            str(bins.etcd),
             "--data-dir", str(workdir / "etcd"),
             "--listen-client-urls", client_url,
             "--advertise-client-urls", client_url,
@@ -164,7 +184,7 @@ def _start_etcd(assets: Path, workdir: Path) -> tuple[subprocess.Popen[bytes], s
 
 
 def _start_apiserver(
-    assets: Path, workdir: Path, etcd_url: str, token: str
+    bins: Binaries, workdir: Path, etcd_url: str, token: str
 ) -> tuple[subprocess.Popen[bytes], str, Path]:
     port = free_port()
     (workdir / "tokens.csv").write_text(f'{token},admin,admin-uid,"system:masters"\n')
@@ -172,12 +192,11 @@ def _start_apiserver(
     cert_dir = workdir / "apiserver-certs"
     proc = _spawn(
         [
-            str(assets / "kube-apiserver"),
+            str(bins.kube_bin / "kube-apiserver"),
             f"--etcd-servers={etcd_url}",
             "--bind-address=127.0.0.1",
             "--advertise-address=127.0.0.1",
             f"--secure-port={port}",
-            "--insecure-port=0",
             f"--cert-dir={cert_dir}",
             f"--token-auth-file={workdir / 'tokens.csv'}",
             "--authorization-mode=RBAC",
@@ -212,23 +231,21 @@ def _write_kubeconfig(path: Path, url: str, ca_file: Path, token: str) -> None:
     path.chmod(0o600)
 
 
-def _start_controller_manager(assets: Path, cluster: Cluster) -> subprocess.Popen[bytes]:
-    binary = assets / "kube-controller-manager"
-    if not binary.exists():
-        raise KubeAssetsMissing(f"{binary} is missing: run scripts/kube-assets.sh")
+def _start_controller_manager(bins: Binaries, cluster: Cluster) -> subprocess.Popen[bytes]:
+    # The version's default controllers (no --controllers), each with its own ServiceAccount's credentials,
+    # as kubeadm runs them: the serviceaccount and root-ca-cert-publisher controllers give each namespace
+    # what the ServiceAccount plugin and the projected token volume refer to.
     return _spawn(
         [
-            str(binary),
+            str(bins.kube_bin / "kube-controller-manager"),
             f"--kubeconfig={cluster.kubeconfig}",
             "--leader-elect=false",
-            "--port=0",
             f"--secure-port={free_port()}",
             "--bind-address=127.0.0.1",
-            "--controllers=deployment,replicaset,job,cronjob,statefulset,daemonset,namespace,"
-            "serviceaccount,serviceaccount-token,resourcequota",
             f"--service-account-private-key-file={cluster.workdir / 'sa.key'}",
             f"--root-ca-file={cluster.ca_file}",
-            "--use-service-account-credentials=false",
+            "--use-service-account-credentials=true",
+            "--service-cluster-ip-range=10.0.0.0/24",
         ],
         cluster.workdir / "kube-controller-manager.log",
     )
@@ -240,22 +257,19 @@ def running_cluster(workdir: Path) -> Iterator[Cluster]:
 
     The controller-manager is not optional: without its ServiceAccount controllers the apiserver's
     ServiceAccount plugin refuses every Pod, as it would in a real cluster."""
-    assets = assets_dir()
-    for name in ("etcd", "kube-apiserver"):
-        if not (assets / name).exists():
-            raise KubeAssetsMissing(f"{assets / name} is missing: run scripts/kube-assets.sh")
+    bins = binaries()
     workdir.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(16)
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        etcd, etcd_url = _start_etcd(assets, workdir)
+        etcd, etcd_url = _start_etcd(bins, workdir)
         procs.append(etcd)
-        api, url, ca_file = _start_apiserver(assets, workdir, etcd_url, token)
+        api, url, ca_file = _start_apiserver(bins, workdir, etcd_url, token)
         procs.append(api)
         _wait_ready(url, ca_file, token, api, workdir / "kube-apiserver.log")
         cluster = Cluster(url, token, ca_file, workdir / "kubeconfig", workdir, procs)
         _write_kubeconfig(cluster.kubeconfig, url, ca_file, token)
-        procs.append(_start_controller_manager(assets, cluster))
+        procs.append(_start_controller_manager(bins, cluster))
         yield cluster
     finally:
         for proc in reversed(procs):

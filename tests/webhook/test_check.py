@@ -262,3 +262,25 @@ def test_without_a_kubeconfig_it_says_so(
     out = capsys.readouterr().out
     assert out.startswith("FAIL  cluster access: cannot load Kubernetes credentials: no kubeconfig")
     assert "fix: point --kubeconfig" in out
+
+
+@pytest.mark.parametrize(
+    ("info", "status"),
+    [
+        ({"major": "1", "minor": "33", "gitVersion": "v1.33.9"}, "FAIL"),
+        ({"major": "1", "minor": "20", "gitVersion": "v1.20.2"}, "FAIL"),
+        ({"major": "1", "minor": "34+", "gitVersion": "v1.34.4-eks-1"}, "PASS"),
+        ({"major": "1", "minor": "37", "gitVersion": "v1.37.2"}, "PASS"),
+    ],
+)
+def test_versions_below_the_supported_range_fail_with_a_fix(info: dict[str, str], status: str) -> None:
+    cluster = check.Cluster(
+        get_configuration=lambda name: None,
+        dry_run_pod=lambda ns, pod: (500, {}),
+        in_cluster=False,
+        get=lambda path: info if path == "/version" else None,
+    )
+    result = check._version(cluster)
+    assert result.status == status and info["gitVersion"] in result.detail
+    if status == "FAIL":
+        assert "not supported" in result.detail and result.fix == "upgrade the cluster to 1.34 or newer"

@@ -22,8 +22,8 @@ URL = "https://packages.example.com/app.tar.gz"
 
 
 def mwc_file(tmp_path: Path, values: dict[str, Any] | None = None) -> Path:
-    """The chart's MutatingWebhookConfiguration, rendered for a 1.30 cluster (matchConditions on)."""
-    docs = render({"kubeVersionOverride": "1.30.0", **(values or {})})
+    """The chart's MutatingWebhookConfiguration, rendered for the oldest supported cluster (1.34)."""
+    docs = render({"kubeVersionOverride": "1.34.0", **(values or {})})
     path = tmp_path / "mwc.yaml"
     path.write_text(yaml.safe_dump(one(docs, "MutatingWebhookConfiguration")))
     return path

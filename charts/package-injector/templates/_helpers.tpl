@@ -66,22 +66,20 @@ app.kubernetes.io/part-of: package-injector
 {{- end }}
 {{- end }}
 
-{{/* Kubernetes version the templates target: kubeVersionOverride or the detected one. */}}
+{{/* Kubernetes version the templates target: kubeVersionOverride or the detected one. Chart.yaml's
+    kubeVersion only checks the detected one, a guess under `helm template` and Argo CD: check both. */}}
 {{- define "package-injector.kubeVersion" -}}
-{{- default .Capabilities.KubeVersion.Version .Values.kubeVersionOverride }}
+{{- $v := default .Capabilities.KubeVersion.Version .Values.kubeVersionOverride }}
+{{- if not (semverCompare ">=1.34.0-0" $v) }}
+{{- fail (printf "Kubernetes %s is not supported (1.34 or newer): upgrade the cluster, or set kubeVersionOverride to its real version" $v) }}
+{{- end }}
+{{- $v }}
 {{- end }}
 
-{{/* "true" when the MutatingWebhookConfiguration gets matchConditions (beta and on by default in 1.28). */}}
+{{/* "true" when the MutatingWebhookConfiguration gets matchConditions (GA since 1.30): unless switched off. */}}
 {{- define "package-injector.matchConditionsEnabled" -}}
-{{- $mode := toString .Values.webhook.matchConditions }}
-{{- if eq $mode "true" }}true
-{{- else if eq $mode "false" }}
-{{- else if semverCompare ">=1.28.0-0" (include "package-injector.kubeVersion" .) }}true
-{{- end }}
-{{- end }}
-
-{{- define "package-injector.pdbApiVersion" -}}
-{{- if semverCompare ">=1.21.0-0" (include "package-injector.kubeVersion" .) }}policy/v1{{ else }}policy/v1beta1{{ end }}
+{{- $_ := include "package-injector.kubeVersion" . }}
+{{- if ne (toString .Values.webhook.matchConditions) "false" }}true{{ end }}
 {{- end }}
 
 {{/* The trigger annotation key, e.g. "package-url" or "example.com/package-url". */}}
