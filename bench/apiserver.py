@@ -1,7 +1,8 @@
 """Admission overhead seen by a real client: create the same Pods through a real kube-apiserver with and
 without the webhook registered.
 
-Uses the test fixtures (tests/support/kube.py: etcd + kube-apiserver 1.20 built by scripts/kube-assets.sh;
+Uses the test fixtures (tests/support/kube.py: etcd + kube-apiserver of KUBE_VERSION, default the newest
+1.37.x, built by scripts/cluster-assets.sh --control-plane;
 tests/support/webhook.py: the real `package-injector serve` with a fresh certificate). The webhook is
 registered with `clientConfig.url` on 127.0.0.1. Pods are Deployment-shaped (bench/reviews.py, 3 containers,
 annotated with package-url), created one at a time over one keep-alive HTTPS connection, in blocks that
@@ -199,8 +200,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--name", default="apiserver")
     ap.add_argument("--experiment", default="", help="see bench/experiments/site")
     args = ap.parse_args(argv)
+    from tests.support.kube import binaries
+
     out = {
         "machine": machine(),
+        "kube_version": binaries().version,
         "command": "python -m bench apiserver " + " ".join(argv or []),
         "experiment": args.experiment or None,
         **bench_apiserver(args.pods, args.block, args.experiment),

@@ -227,7 +227,8 @@ def apiserver(lines: list[str]) -> None:
         "",
         f"Machine: {_machine(a['machine'])}.",
         f"Command: `{a['command'].strip()}`: {a['pods_per_mode']} Pods per mode, blocks of {a['block']} "
-        "alternating with/without (ABBA), one keep-alive HTTPS client, kube-apiserver 1.20.2 + etcd.",
+        f"alternating with/without (ABBA), one keep-alive HTTPS client, kube-apiserver "
+        f"{a.get('kube_version', 'v1.20.2')} + etcd.",
         "",
         "| code | without p50 / p99 ms | with p50 / p99 ms | **added p50** | added p99 "
         "| p50 of each block, with (median, min..max) | mean time in the /mutate handler |",
@@ -251,7 +252,7 @@ def floor(lines: list[str]) -> None:
     if f is None:
         return
     lines += [
-        "### The floor: what any webhook adds on this kube-apiserver 1.20",
+        f"### The floor: what any webhook adds on this kube-apiserver ({f.get('kube_version', 'v1.20.2')})",
         "",
         f"Machine: {_machine(f['machine'])}.",
         f"Command: `{f['command'].strip()}`: {f['rounds']} rounds of {f['pods_per_round']} Pods per variant, "

@@ -1,7 +1,7 @@
-"""The floor of admission overhead: what any webhook costs a Pod create on kube-apiserver 1.20, and ours.
+"""The floor of admission overhead: what any webhook costs a Pod create on a real kube-apiserver, and ours.
 
-Creates the same Deployment-shaped Pod (bench/reviews.py, 3 containers) through one kube-apiserver 1.20
-(tests/support/kube.py) for each variant:
+Creates the same Deployment-shaped Pod (bench/reviews.py, 3 containers) through one kube-apiserver
+(tests/support/kube.py: KUBE_VERSION, default the newest 1.37.x) for each variant:
 
 - none: no webhook matches the Pod;
 - none-injected-by-hand: no webhook, the Pod sent already injected (`webhook.inject`): the bigger object;
@@ -29,8 +29,8 @@ creates N Pods per turn instead, after 10 untimed ones (webhooks called back to 
 says). Reports the median ms per create, what it adds to none's median, and the median over rounds of
 the difference to none's median in the same round (drift between rounds cancels there).
 
-Needs go (Debian's golang-go; the reference webhook is built into _work/bench/) and the kube assets of
-scripts/kube-assets.sh.
+Needs go (the reference webhook is built into _work/bench/) and the control plane of
+scripts/cluster-assets.sh --control-plane.
 
 Run: .venv/bin/python -m bench.experiments.admission_floor [--rounds 3] [--pods 100] [--baseline HEAD]
 (plus --warmup 60 s before round 0: 3 x 100 with --baseline take about 3 minutes)
@@ -60,7 +60,7 @@ from typing import Any
 from bench.apiserver import CONFIG, NAMESPACE, Client, _injected, _pod_body, _webhook_config
 from bench.common import REPO, WORK, log, machine, percentile, write_result
 from bench.reviews import review
-from tests.support.kube import running_cluster
+from tests.support.kube import binaries, running_cluster
 from tests.support.net import free_port
 from tests.support.webhook import running_webhook
 from webhook import admission, certs
@@ -349,6 +349,7 @@ def main(argv: list[str] | None = None) -> None:
     args_text = " ".join(argv if argv is not None else sys.argv[1:])
     out = {
         "machine": machine(),
+        "kube_version": binaries().version,
         "command": f"python -m bench.experiments.admission_floor {args_text}".strip(),
         **measure(args.rounds, args.pods, args.block, args.warmup, args.baseline),
     }

@@ -1,4 +1,4 @@
-"""Where kube-apiserver 1.20 spends a patching webhook's cost: its own CPU profile under load.
+"""Where kube-apiserver spends a patching webhook's cost: its own CPU profile under load.
 
 Registers the Go reference webhook (bench/experiments/gohook) once answering with no patch and once with
 a one-label JSONPatch, creates Pods back to back (one client, one keep-alive connection) and meanwhile
@@ -6,7 +6,7 @@ takes a CPU profile from the apiserver's /debug/pprof/profile. `go tool pprof -t
 written to bench/results/apiserver-profile-{null,patch}.txt, with the Pods created per second.
 
 Run: .venv/bin/python -m bench.experiments.apiserver_profile [--seconds 15]
-Needs go (Debian's golang-go) and the kube assets of scripts/kube-assets.sh.
+Needs go and the control plane of scripts/cluster-assets.sh --control-plane.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from bench.experiments.admission_floor import (
     build_gohook,
     running_gohook,
 )
-from tests.support.kube import Cluster, assets_dir, running_cluster
+from tests.support.kube import Cluster, binaries, running_cluster
 
 RESULTS = REPO / "bench" / "results"
 
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     with running_cluster(work / "cluster") as cluster:
         cluster.create_namespace(NAMESPACE)
         client = Client(cluster.url, cluster.ca_file, cluster.token)
-        apiserver = assets_dir() / "kube-apiserver"
+        apiserver = binaries().kube_bin / "kube-apiserver"
         for name, patch, expect in (("null", None, "untouched"), ("patch", TRIVIAL_PATCH, "labelled")):
             with running_gohook(gohook, work / name, patch) as (url, ca):
                 variant = Variant(f"go-{name}", _pod_body(3), expect, url, ca)

@@ -102,7 +102,6 @@ def settings_of(docs: list[dict[str, Any]], tmp_path: Any, monkeypatch: pytest.M
 @pytest.mark.parametrize("case", sorted(MATRIX))
 def test_every_object_validates_strictly(case: str) -> None:
     docs = render(MATRIX[case])
-    has_conditions = any("matchConditions" in w for w in mwc(docs)["webhooks"])
     checked = 0
     for doc in docs:
         if doc["kind"] in CRD_KINDS:
@@ -257,7 +256,7 @@ def test_match_conditions_are_on_unless_switched_off(values: dict[str, Any], exp
 
 @pytest.mark.parametrize("version", ["1.33.9", "v1.28.0", "1.20.2"])
 def test_versions_below_the_supported_range_are_refused(version: str) -> None:
-    """Chart.yaml's kubeVersion checks what Helm detects; the override (helm template, Argo CD) is checked too."""
+    """Chart.yaml's kubeVersion checks what Helm detects; the override (helm template, Argo CD) too."""
     with pytest.raises(helm.HelmError, match=f"Kubernetes {version} is not supported"):
         render({"kubeVersionOverride": version})
 

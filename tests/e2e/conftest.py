@@ -22,13 +22,7 @@ WORKLOAD_RULES = [
         "apiGroups": ["batch"],
         "apiVersions": ["v1"],
         "operations": ["CREATE", "UPDATE"],
-        "resources": ["jobs"],
-    },
-    {
-        "apiGroups": ["batch"],
-        "apiVersions": ["v1", "v1beta1"],
-        "operations": ["CREATE", "UPDATE"],
-        "resources": ["cronjobs"],
+        "resources": ["jobs", "cronjobs"],
     },
 ]
 

@@ -1,10 +1,12 @@
-"""The Helm chart and deploy/ against the real kube-apiserver 1.20.
+"""The Helm chart and deploy/ against the real kube-apiserver (tests/support/kube.py: 1.37 by default).
 
 - every rendered object passes `kubectl apply --dry-run=server`;
 - the rendered MutatingWebhookConfiguration, with clientConfig switched to the test webhook on 127.0.0.1,
   injects as rendered: namespace exclusions and the object selector work;
-- a real `helm install` (helm-python-sdk) detects 1.20 (no matchConditions, policy/v1beta1 PDB), an
-  upgrade keeps the generated CA (lookup), and uninstall removes the configuration.
+- the rendered configuration's matchConditions are evaluated by the apiserver: an unannotated Pod never
+  reaches the webhook;
+- a real `helm install` (helm-python-sdk) detects the server's version (matchConditions, policy/v1 PDB),
+  an upgrade keeps the generated CA (lookup), and uninstall removes the configuration.
 
 Every configuration here selects only namespaces carrying a label unique to the test (webhook.optIn), so
 the other tests sharing the apiserver never see it, and the service-mode configuration of the real
@@ -53,11 +55,6 @@ def _label_namespace(cluster: Cluster, name: str, labels: dict[str, str]) -> Non
     assert out.returncode == 0, out.stderr
 
 
-def _ns_labels(name: str, extra: dict[str, str]) -> dict[str, str]:
-    # What Kubernetes >= 1.21 sets by itself; 1.20 needs it by hand (the chart's NOTES say so).
-    return {"kubernetes.io/metadata.name": name, **extra}
-
-
 def _dry_run_pod(cluster: Cluster, ns: str, manifest: dict[str, Any]) -> dict[str, Any]:
     status, body = cluster.request("POST", f"/api/v1/namespaces/{ns}/pods?dryRun=All", manifest)
     assert status == 201, body
@@ -71,12 +68,10 @@ def _injected(stored: dict[str, Any]) -> bool:
 def test_rendered_chart_passes_server_side_dry_run(cluster: Cluster) -> None:
     ns = f"chart-dry-run-{next(_ids)}"
     cluster.create_namespace(ns)
-    # kubeVersionOverride: what Helm itself detects on this 1.20 server (no matchConditions, policy/v1beta1).
     for values in [
-        {"kubeVersionOverride": "1.20.2"},
-        {"kubeVersionOverride": "1.20.2", "replicaCount": 1, "networkPolicy": {"enabled": True}},
+        {},
+        {"replicaCount": 1, "networkPolicy": {"enabled": True}},
         {
-            "kubeVersionOverride": "1.20.2",
             # A real CA's PEM: the chart refuses a caBundle that is not one.
             "tls": {"mode": "secret", "secret": {"name": "x", "caBundle": certs.new_ca("x")[0].decode()}},
         },
@@ -97,13 +92,6 @@ def test_kustomize_base_passes_server_side_dry_run(cluster: Cluster, tmp_path: P
         yaml.safe_dump(
             {
                 "resources": [os.path.relpath(DEPLOY / "base", tmp_path)],
-                "components": [os.path.relpath(DEPLOY / "components" / "no-match-conditions", tmp_path)],
-                "patches": [  # policy/v1 PDBs arrived in 1.21
-                    {
-                        "target": {"kind": "PodDisruptionBudget"},
-                        "patch": "- op: replace\n  path: /apiVersion\n  value: policy/v1beta1",
-                    }
-                ],
             }
         )
     )
@@ -119,7 +107,7 @@ def rendered_registration(cluster: Cluster, webhook_server: WebhookProcess) -> I
     label = f"chart-e2e-{n}.example.com/injection"
     release_ns = f"chart-release-{n}"
     docs = render(
-        {"kubeVersionOverride": "1.20.2", "webhook": {"optIn": True, "namespaceLabel": label}},
+        {"webhook": {"optIn": True, "namespaceLabel": label}},
         namespace=release_ns,
     )
     mwc = next(d for d in docs if d["kind"] == "MutatingWebhookConfiguration")
@@ -134,7 +122,7 @@ def rendered_registration(cluster: Cluster, webhook_server: WebhookProcess) -> I
     assert status == 201, body
     enabled = {label: "enabled"}
     selected = f"chart-apps-{n}"
-    _label_namespace(cluster, selected, _ns_labels(selected, enabled))
+    _label_namespace(cluster, selected, enabled)
     probe = pod("probe", {"package-url": URL})
     cluster.wait_for(
         lambda: _injected(_dry_run_pod(cluster, selected, probe)), timeout=30, what="the configuration"
@@ -185,11 +173,11 @@ def test_rendered_configuration_skips_system_and_release_namespaces(
     enabled = {r["label"]: "enabled"}
     # Even when labelled for injection, the excluded namespaces are matched out by name.
     for ns in ["kube-system", "kube-public", "kube-node-lease", r["release_ns"]]:
-        _label_namespace(cluster, ns, _ns_labels(ns, enabled))
+        _label_namespace(cluster, ns, enabled)
         assert not _injected(_dry_run_pod(cluster, ns, pod(f"app-{r['n']}", {"package-url": URL}))), ns
     # Not labelled: not selected (opt-in).
     other = f"chart-other-{r['n']}"
-    _label_namespace(cluster, other, _ns_labels(other, {}))
+    _label_namespace(cluster, other, {})
     assert not _injected(_dry_run_pod(cluster, other, pod("app", {"package-url": URL})))
 
 
@@ -218,10 +206,10 @@ def test_helm_install_upgrade_uninstall(cluster: Cluster) -> None:
         config.install(str(CHART), f"pi-{n}", values, namespace=ns, timeout=120)
         status, mwc = cluster.request("GET", f"{MWC_PATH}/{mwc_name}")
         assert status == 200, mwc
-        # Detected from the 1.20 server: no matchConditions.
-        assert not any("matchConditions" in w for w in mwc["webhooks"])
+        # Detected from the server, stored as rendered: every webhook filters with matchConditions.
+        assert all(w["matchConditions"][0]["name"] == "has-package-url" for w in mwc["webhooks"]), mwc
         status, pdb = cluster.request(
-            "GET", f"/apis/policy/v1beta1/namespaces/{ns}/poddisruptionbudgets/{mwc_name}"
+            "GET", f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/{mwc_name}"
         )
         assert status == 200, pdb
         bundle = mwc["webhooks"][0]["clientConfig"]["caBundle"]

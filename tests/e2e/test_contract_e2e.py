@@ -1,6 +1,6 @@
 """Contract details proven through the real kube-apiserver, not only in unit tests.
 
-A prefix with `/` in every key (JSON Pointer `~1`), Jobs and CronJobs (batch/v1beta1 on 1.20) with a bad
+A prefix with `/` in every key (JSON Pointer `~1`), Jobs and CronJobs (batch/v1) with a bad
 template, a Secret volume and a sizeLimit as the apiserver stores and re-serializes them (and the stored pod
 still converging), a webhook that only speaks AdmissionReview v1beta1, and a dump of an injected pod
 re-created without `package-url`.
@@ -39,16 +39,12 @@ def register(
     *,
     trigger: str = "package-url",
     review_versions: tuple[str, ...] = ("v1", "v1beta1"),
-    batch_versions: tuple[str, ...] = ("v1",),
 ) -> Iterator[str]:
     """Register `hook` for namespaces with a fresh label; yield a namespace once injection works there."""
     label = f"package-injector-contract-{next(_ids)}"
     mwc = webhook_configuration(f"a-package-injector-{label}", hook.url, hook.ca_bundle_b64, label)
     for webhook in mwc["webhooks"]:
         webhook["admissionReviewVersions"] = list(review_versions)
-        for rule in webhook["rules"]:
-            if rule["apiGroups"] == ["batch"]:
-                rule["apiVersions"] = list(batch_versions)
     status, body = cluster.request("POST", MWC_PATH, mwc)
     assert status == 201, body
     try:
@@ -91,8 +87,8 @@ def prefixed_ns(cluster: Cluster, prefixed_hook: WebhookProcess) -> Iterator[str
 
 @pytest.fixture
 def batch_ns(cluster: Cluster, webhook_server: WebhookProcess) -> Iterator[str]:
-    """Jobs at batch/v1 and CronJobs at batch/v1beta1: the only CronJob version a 1.20 apiserver serves."""
-    yield from register(cluster, webhook_server, batch_versions=("v1", "v1beta1"))
+    """Jobs and CronJobs at batch/v1, the only version the supported apiservers serve."""
+    yield from register(cluster, webhook_server)
 
 
 @pytest.fixture
@@ -144,7 +140,7 @@ def test_job_with_a_bad_template_is_rejected(cluster: Cluster, batch_ns: str) ->
 
 def test_cronjob_with_a_bad_template_is_rejected(cluster: Cluster, batch_ns: str) -> None:
     cron = {
-        "apiVersion": "batch/v1beta1",
+        "apiVersion": "batch/v1",
         "kind": "CronJob",
         "metadata": {"name": "bad-cron"},
         "spec": {

@@ -3,9 +3,10 @@
 The e2e tests run the real kube-apiserver (its ServiceAccount plugin included); these functions let the
 unit tests state the same situations without one, each named after what it imitates:
 
-- `service_account_plugin`: kube-apiserver 1.20's ServiceAccount admission plugin with a token Secret:
-  a Secret volume and a read-only mount at the token path in every container and init container that has
-  no mount there yet (1.21+ use a projected `kube-api-access-*` volume; same shape for us).
+- `service_account_plugin`: kube-apiserver's ServiceAccount admission plugin as 1.20 ran it, with a token
+  Secret: a Secret volume and a read-only mount at the token path in every container and init container
+  that has no mount there yet (1.24+ mount a projected `kube-api-access-*` volume instead, as the e2e tests'
+  apiserver does; the same shape for us: one more volume and a mount at the same path).
 - `eks_pod_identity`: the EKS pod-identity webhook: env AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE and a
   projected token volume mounted in every container, init containers included.
 - `env_and_mount_webhook`: a generic webhook (Vault-, tracing-like) adding env, envFrom and a mount.

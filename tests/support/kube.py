@@ -110,7 +110,7 @@ class Cluster:
         self.wait_for_default_service_account(name)
 
     def wait_for_default_service_account(self, namespace: str) -> None:
-        """The ServiceAccount plugin refuses Pods until it exists; its token is projected (no Secret since 1.24)."""
+        """The ServiceAccount plugin refuses Pods until it exists (its token is projected: no Secret)."""
 
         def ready() -> bool:
             status, _ = self.request("GET", f"/api/v1/namespaces/{namespace}/serviceaccounts/default")
