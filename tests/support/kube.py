@@ -196,6 +196,9 @@ def _start_apiserver(
             f"--etcd-servers={etcd_url}",
             "--bind-address=127.0.0.1",
             "--advertise-address=127.0.0.1",
+            # Unlike production: no Endpoints for the `kubernetes` Service (1.24+ refuse a loopback address
+            # there, and this apiserver has no other). Nothing here runs in a Pod, so nothing dials it.
+            "--endpoint-reconciler-type=none",
             f"--secure-port={port}",
             f"--cert-dir={cert_dir}",
             f"--token-auth-file={workdir / 'tokens.csv'}",
