@@ -227,15 +227,14 @@ def apiserver(lines: list[str]) -> None:
         "",
         f"Machine: {_machine(a['machine'])}.",
         f"Command: `{a['command'].strip()}`: {a['pods_per_mode']} Pods per mode, blocks of {a['block']} "
-        f"alternating with/without (ABBA), one keep-alive HTTPS client, kube-apiserver "
-        f"{a.get('kube_version', 'v1.20.2')} + etcd.",
+        "alternating with/without (ABBA), one keep-alive HTTPS client, kube-apiserver (per row) + etcd.",
         "",
         "| code | without p50 / p99 ms | with p50 / p99 ms | **added p50** | added p99 "
         "| p50 of each block, with (median, min..max) | mean time in the /mutate handler |",
         "|---|---|---|---|---|---|---|",
     ]
     for data in runs:
-        label = _label(data)
+        label = f"{_label(data)}, kube {data.get('kube_version', 'v1.20.2')}"
         t = data["table"]
         lines.append(
             f"| {label} | {t['without']['p50_ms']:.2f} / {t['without']['p99_ms']:.2f} "
