@@ -19,10 +19,13 @@ import shutil
 import ssl
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.common import WORK, log, machine, percentile, summary, write_result
 from bench.reviews import pod
+
+if TYPE_CHECKING:
+    from tests.support.kube import Cluster
 
 NAMESPACE = "bench"
 CONFIG = "package-injector-bench"
@@ -43,6 +46,18 @@ def _pod_body(containers: int = 3) -> dict[str, Any]:
         meta.pop(k, None)
     obj.pop("status", None)
     return obj
+
+
+def prepare_namespace(cluster: Cluster) -> None:
+    """The bench namespace and the ServiceAccount the Pods name, as a real cluster has it: 1.37's
+    ServiceAccount plugin refuses Pods whose account does not exist (the 1.20 runs did without it)."""
+    cluster.create_namespace(NAMESPACE)
+    account = _pod_body()["spec"].get("serviceAccountName")
+    if account:
+        sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account}}
+        status, answer = cluster.request("POST", f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts", sa)
+        if status not in (201, 409):
+            raise RuntimeError(f"creating ServiceAccount {account}: {status} {answer}")
 
 
 def _webhook_config(url: str, ca_bundle: str) -> dict[str, Any]:
@@ -133,7 +148,7 @@ def bench_apiserver(pods: int, block: int, experiment: str = "") -> dict[str, An
         running_cluster(workdir / "cluster") as cluster,
         running_webhook(workdir / "webhook", _experiment_env(experiment)) as wh,
     ):
-        cluster.create_namespace(NAMESPACE)
+        prepare_namespace(cluster)
         client = Client(cluster.url, cluster.ca_file, cluster.token)
         config = _webhook_config(wh.url, wh.ca_bundle_b64)
         path = f"/api/v1/namespaces/{NAMESPACE}/pods"

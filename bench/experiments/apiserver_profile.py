@@ -18,7 +18,7 @@ import subprocess
 import threading
 import urllib.request
 
-from bench.apiserver import NAMESPACE, Client, _pod_body
+from bench.apiserver import Client, _pod_body, prepare_namespace
 from bench.common import REPO, WORK, log
 from bench.experiments.admission_floor import (
     MWC,
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     work.mkdir(parents=True)
     gohook = build_gohook(work)
     with running_cluster(work / "cluster") as cluster:
-        cluster.create_namespace(NAMESPACE)
+        prepare_namespace(cluster)
         client = Client(cluster.url, cluster.ca_file, cluster.token)
         apiserver = binaries().kube_bin / "kube-apiserver"
         for name, patch, expect in (("null", None, "untouched"), ("patch", TRIVIAL_PATCH, "labelled")):

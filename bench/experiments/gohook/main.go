@@ -2,18 +2,23 @@
 // possible answer, to find the apiserver's own cost of calling a webhook and applying its patch.
 //
 // It answers every POST /mutate with allowed: true, echoing apiVersion, kind and the request's uid, and,
-// when PATCH_FILE names a file, with that file's bytes as the JSONPatch (the same patch for every review).
+// when PATCH_FILE names a file, with that file's bytes as the JSONPatch (the same patch for every review),
+// unless the review contains PATCH_UNLESS: a re-invocation (reinvocationPolicy IfNeeded, after the
+// ServiceAccount plugin mounted its token into the patched Pod) then gets no patch, as a converged webhook
+// answers, instead of the same "add"s again.
 // It speaks HTTP/1.1 only, like uvicorn, unless HTTP2 is set (net/http offers h2 over TLS by default, and
 // the apiserver's webhook client takes it).
-// Environment: ADDR (host:port), CERT and KEY (PEM files of the serving certificate), PATCH_FILE and HTTP2
-// (both optional).
+// Environment: ADDR (host:port), CERT and KEY (PEM files of the serving certificate), PATCH_FILE,
+// PATCH_UNLESS and HTTP2 (all optional).
 // Build: go build -o gohook main.go (standard library only, no go.mod needed).
 package main
 
 import (
+	"bytes"
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 )
@@ -35,14 +40,19 @@ func main() {
 		}
 		patchB64 = base64.StdEncoding.EncodeToString(b)
 	}
+	unless := []byte(os.Getenv("PATCH_UNLESS"))
 	http.HandleFunc("/mutate", func(w http.ResponseWriter, r *http.Request) {
 		var in review
-		if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
+		body, err := io.ReadAll(r.Body)
+		if err == nil {
+			err = json.Unmarshal(body, &in)
+		}
+		if err != nil {
 			http.Error(w, err.Error(), 400)
 			return
 		}
 		resp := map[string]interface{}{"uid": in.Request["uid"], "allowed": true}
-		if patchB64 != "" {
+		if patchB64 != "" && (len(unless) == 0 || !bytes.Contains(body, unless)) {
 			resp["patchType"] = "JSONPatch"
 			resp["patch"] = patchB64
 		}
