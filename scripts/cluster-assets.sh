@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build (once per version) and cache every binary the one-node test cluster needs, from Go modules:
 # kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy and kubectl of KUBE_VERSION, etcd,
-# containerd 2.x (+ shim, ctr), runc, crictl, helm; and the pause image. CNI plugins come from Debian.
+# containerd 2.x (+ shim, ctr), runc, crictl, helm, CoreDNS; the pause image and a CoreDNS image. CNI plugins
+# come from Debian.
 #
 # Each binary is built in a throwaway module under the cache (never in this repository) and installed as
 # soon as it is built, so an interrupted run keeps what it finished. Kubernetes is built the way projects
@@ -25,6 +26,8 @@ CONTAINERD_VERSION="${CONTAINERD_VERSION:-v2.4.2}"
 RUNC_VERSION="${RUNC_VERSION:-v1.5.3}"
 CRICTL_VERSION="${CRICTL_VERSION:-v1.37.0}"
 HELM_VERSION="${HELM_VERSION:-v4.3.2}"
+# The version kubeadm 1.37 deploys (cmd/kubeadm/app/constants: CoreDNSVersion).
+COREDNS_VERSION="${COREDNS_VERSION:-v1.14.6}"
 # Debian packages: cgo + libseccomp for runc's seccomp support (PSS `restricted` asks for RuntimeDefault),
 # CNI plugins, iptables/conntrack for kube-proxy inside the cluster's namespace, gcc for the pause binary.
 APT_PACKAGES=(gcc libc6-dev libseccomp-dev pkg-config containernetworking-plugins iptables conntrack iproute2 procps openssl
@@ -160,6 +163,20 @@ build_helm() {
     -ldflags "-s -w -X helm.sh/helm/$major/internal/version.version=$HELM_VERSION"
 }
 
+# The cluster DNS: CoreDNS with its default plugin set, as an image like upstream's (the binary alone, user
+# nonroot, cap_net_bind_service on the file so it can bind port 53) that the kube-system Deployment runs.
+build_coredns() {
+  local dir="$C/gomod/coredns-$COREDNS_VERSION" out="$C/coredns/$COREDNS_VERSION" d
+  gomod "$dir" "github.com/coredns/coredns@$COREDNS_VERSION"
+  gobuild "$dir" "$out/coredns" github.com/coredns/coredns -ldflags "-s -w"
+  [ -f "$out/coredns.tar" ] && return 0
+  d="$(mktemp -d)"
+  python3 "$ROOT/scripts/oci-image.py" --out "$d/coredns.tar" --name "localhost/coredns:$COREDNS_VERSION" \
+    --file "$out/coredns:/coredns" --cap /coredns=net_bind_service --entrypoint /coredns --user 65532:65532
+  mv "$d/coredns.tar" "$out/coredns.tar"
+  rm -rf "$d"
+}
+
 # The sandbox ("pause") image: a static binary that sleeps until signalled, as an OCI archive that
 # containerd imports. Written here rather than copied: it only has to reap children and exit on a signal.
 build_pause() {
@@ -216,6 +233,7 @@ main() {
   build_runc
   build_crictl
   build_helm
+  build_coredns
   log "ready: kube $KUBE_VERSION, etcd $ETCD_VERSION, containerd $CONTAINERD_VERSION, runc $RUNC_VERSION"
   cat <<EOF
 KUBE_BIN=$C/kube/$KUBE_VERSION
@@ -226,6 +244,8 @@ CRICTL=$C/crictl/$CRICTL_VERSION/crictl
 HELM=$C/helm/$HELM_VERSION/helm
 PAUSE_TAR=$C/pause/pause.tar
 BUSYBOX_TAR=$C/busybox/busybox.tar
+COREDNS_TAR=$C/coredns/$COREDNS_VERSION/coredns.tar
+COREDNS_IMAGE=localhost/coredns:$COREDNS_VERSION
 CNI_BIN=/usr/lib/cni
 KUBE_VERSION=$KUBE_VERSION
 EOF

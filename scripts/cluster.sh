@@ -18,7 +18,8 @@
 # - containerd runs with restrict_oom_score_adj (root here lacks CAP_SYS_RESOURCE).
 # - etcd is a single member without TLS on the namespace's 127.0.0.1.
 # - Images come from the node's containerd store (imported), not pulled from a registry.
-# - No cluster DNS (no CoreDNS): the tests address servers by IP.
+# - The cluster DNS is kubeadm's CoreDNS add-on (scripts/cluster-dns.yaml) without an upstream resolver:
+#   names outside cluster.local do not resolve (no query may leave the namespace).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
@@ -31,6 +32,8 @@ NODE_IP=10.200.255.10  # the node (and CLUSTER_HOST_IP), a /32 on the namespace'
 POD_CIDR=10.200.0.0/24 # the bridge CNI's subnet
 SVC_CIDR=10.200.254.0/24
 SVC_KUBERNETES=10.200.254.1
+DNS_IP=10.200.254.10 # the kube-dns Service (kubeadm's choice: the 10th address of the Service range)
+CLUSTER_DOMAIN=cluster.local
 TAG=cluster # tag of both project images in the node's containerd
 CGROUP_ROOT="/$NAME"
 # Global (not per-namespace) sysctls the kubelet sets; saved at `up`, restored at `down`.
@@ -294,6 +297,7 @@ EOF
   # The sandbox image and a busybox "application" image, both built locally (scripts/cluster-assets.sh).
   ctr_ images import "$PAUSE_TAR" >&2
   ctr_ images import "$BUSYBOX_TAR" >&2
+  ctr_ images import "$COREDNS_TAR" >&2
 }
 
 ctr_() { "${CONTAINERD_BIN:-$(cat "$DIR/containerd-bin")}/ctr" --address "$DIR/containerd/containerd.sock" -n k8s.io "$@"; }
@@ -302,8 +306,9 @@ start_kubelet() {
   local p="$DIR/pki" minor
   minor="$(echo "$KUBE_VERSION" | cut -d. -f2)"
   mkdir -p "$DIR/kubelet" "$DIR/pod-logs"
-  # No nameserver: Pods resolve nothing (no CoreDNS here, and no query may leave the namespace).
-  echo "# no nameserver: the test cluster has no DNS" >"$DIR/resolv.conf"
+  # The node's own resolver, which Pods with dnsPolicy Default (CoreDNS) get: none, as no query may leave
+  # the namespace. ClusterFirst Pods get clusterDNS (CoreDNS) and the cluster's search domains.
+  echo "# no nameserver: nothing outside the test cluster is resolved" >"$DIR/resolv.conf"
   cat >"$DIR/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -321,7 +326,8 @@ cgroupDriver: cgroupfs
 cgroupRoot: $CGROUP_ROOT
 failCgroupV1: false
 containerRuntimeEndpoint: unix://$DIR/containerd/containerd.sock
-clusterDomain: cluster.local
+clusterDomain: $CLUSTER_DOMAIN
+clusterDNS: [$DNS_IP]
 resolvConf: $DIR/resolv.conf
 podLogsDir: $DIR/pod-logs
 failSwapOn: false
@@ -361,6 +367,18 @@ wait_node_ready() {
   wait_for "node $NODE Ready" 120 node_ready || die "node not Ready: $(tail -30 "$DIR/logs/kubelet.log")"
   wait_for "service account default/default" 60 kubectl_ get serviceaccount default -n default \
     || die "no default ServiceAccount: $(tail -20 "$DIR/logs/kube-controller-manager.log")"
+}
+
+# The DNS add-on, as kubeadm installs it: CoreDNS in kube-system behind the kube-dns Service at clusterDNS.
+# Started before the project's images are built; waited for after.
+start_dns() {
+  sed -e "s/@DNS_IP@/$DNS_IP/g" -e "s/@DOMAIN@/$CLUSTER_DOMAIN/g" -e "s#@IMAGE@#$COREDNS_IMAGE#g" \
+    scripts/cluster-dns.yaml | kubectl_ apply -f - >&2
+}
+
+wait_dns() {
+  kubectl_ rollout status -n kube-system deployment/coredns --timeout=180s >&2 \
+    || die "CoreDNS not ready: $(kubectl_ describe pods -n kube-system -l k8s-app=kube-dns 2>&1 | tail -30)"
 }
 
 load_images() {
@@ -444,8 +462,10 @@ cmd_up() {
   start_kubelet
   start_kube_proxy
   wait_node_ready
+  start_dns
   log "cluster $KUBE_VERSION up in $((SECONDS - t0)) s"
   load_images
+  wait_dns
   if [ "${CLUSTER_INSTALL_CHART:-1}" = 1 ]; then install_chart; fi
   log "ready in $((SECONDS - t0)) s"
   print_env

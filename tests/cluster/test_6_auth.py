@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster import images
 from tests.cluster.conftest import NamespaceFactory
 from tests.cluster.live import ROOT, Live, pod_container_status
 from tests.cluster.pkgserver import PackageServer, make_package
@@ -136,32 +137,26 @@ def test_init_image_from_private_registry(
     namespace: NamespaceFactory,
     registry: Registry,
     reinstall: None,
+    tmp_path: Path,
 ) -> None:
     ref = f"{registry.address}/private/package-init-container:auth-test"
-    ctr = ["bash", str(ROOT / "scripts" / "cluster.sh"), "ctr"]
-    subprocess.run(
-        [*ctr, "images", "tag", "--force", "docker.io/library/package-init-container:cluster", ref],
-        check=True,
-        capture_output=True,
-        timeout=60,
+    # The init image under another image ID (one more label): pulled with a Secret, the preloaded one's ID
+    # would make the kubelet re-pull it for every later Pod without that Secret (tests/cluster/images.py).
+    images.derive(
+        "docker.io/library/package-init-container:cluster", ref, "package-injector.test/copy", tmp_path
     )
-    subprocess.run(
-        [
-            *ctr,
-            "images",
-            "push",
-            "--hosts-dir",
-            str(registry.hosts_dir),
-            "--user",
-            f"{registry.user}:{registry.password}",
-            ref,
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
+    images.ctr(
+        "images",
+        "push",
+        "--hosts-dir",
+        str(registry.hosts_dir),
+        "--user",
+        f"{registry.user}:{registry.password}",
+        ref,
     )
     # Not in the node's store any more: the kubelet must pull it, with the pull secret.
-    subprocess.run([*ctr, "images", "rm", ref], check=True, capture_output=True, timeout=60)
+    images.ctr("images", "rm", ref)
+    assert ref not in images.refs()
 
     ns = namespace()
     auth = base64.b64encode(f"{registry.user}:{registry.password}".encode()).decode()
