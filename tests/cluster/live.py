@@ -119,6 +119,34 @@ class Live:
             time.sleep(interval)
         raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
 
+    def wait_rollout(self, namespace: str, deployment: str, timeout: float = 300) -> None:
+        """`kubectl rollout status`, then until the old Pods are gone too: rollout status returns while
+        replaced Pods still drain (the webhook's shutdown delay keeps answering reviews with the old
+        settings for a few seconds, as it must), so a Pod created right after would meet the old ones."""
+        self.kubectl(
+            "rollout",
+            "status",
+            "-n",
+            namespace,
+            f"deployment/{deployment}",
+            f"--timeout={int(timeout)}s",
+            timeout=timeout + 30,
+        )
+        dep = self.get("deployment", deployment, namespace)
+        selector = ",".join(f"{k}={v}" for k, v in dep["spec"]["selector"]["matchLabels"].items())
+        want = dep["spec"]["replicas"]
+
+        def settled() -> bool:
+            pods = self.items("pods", namespace, selector)
+            hashes = {p["metadata"]["labels"].get("pod-template-hash") for p in pods}
+            return (
+                len(pods) == want
+                and len(hashes) == 1
+                and not any(p["metadata"].get("deletionTimestamp") for p in pods)
+            )
+
+        self.wait_for(f"only the new Pods of deployment {namespace}/{deployment}", settled, timeout=timeout)
+
     def describe(self, namespace: str, name: str) -> str:
         return self.kubectl("describe", "pod", "-n", namespace, name, check=False).stdout[-6000:]
 

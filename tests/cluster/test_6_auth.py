@@ -186,6 +186,7 @@ def test_init_image_from_private_registry(
         "initContainer.imagePullSecrets={regcred}",
         "--wait",
     )
+    live.wait_rollout(RELEASE_NS, "package-injector")
     pkg = make_package(package_root, f"{ns}.tar.gz", {"r.txt": b"from a private image\n"})
     live.create(pod("p", package_annotations(server.url(pkg.name), pkg.sha256)), namespace=ns)
     p = live.wait_pod(ns, "p")

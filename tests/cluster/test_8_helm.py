@@ -124,15 +124,8 @@ def test_helm_test_upgrade_disruption_uninstall(
             "--timeout",
             "5m",
         )
-        live.kubectl(
-            "rollout",
-            "status",
-            "-n",
-            RELEASE_NS,
-            "deployment/package-injector",
-            "--timeout=300s",
-            timeout=330,
-        )
+        # ... until the old Pods finished draining: creates go on through their shutdown.
+        live.wait_rollout(RELEASE_NS, "package-injector")
         time.sleep(2)
     after = set(webhook_pods(live))
     assert not before & after, "the upgrade replaced no webhook Pod"
