@@ -33,8 +33,8 @@ class CreateLoop:
     the whole admission chain, without making the kubelet start hundreds of Pods on two cores.
     """
 
-    def __init__(self, live: Live, ns: str, url: str) -> None:
-        self.live, self.ns, self.url = live, ns, url
+    def __init__(self, live: Live, ns: str, url: str, prefix: str) -> None:
+        self.live, self.ns, self.url, self.prefix = live, ns, url, prefix
         self.created = 0
         self.failures: list[str] = []
         self._stop = threading.Event()
@@ -43,7 +43,7 @@ class CreateLoop:
     def _run(self) -> None:
         i = 0
         while not self._stop.is_set():
-            manifest = pod(f"loop-{i}", package_annotations(self.url, None))
+            manifest = pod(f"{self.prefix}-{i}", package_annotations(self.url, None))
             manifest["spec"]["nodeSelector"] = {"package-injector.test/never": "true"}
             proc = self.live.kubectl(
                 "create", "-n", self.ns, "-o", "yaml", "-f", "-", input=yaml.safe_dump(manifest), check=False
@@ -51,7 +51,7 @@ class CreateLoop:
             if proc.returncode != 0:
                 self.failures.append(proc.stderr.strip())
             elif "package-downloader" not in proc.stdout:
-                self.failures.append(f"loop-{i} stored without injection")
+                self.failures.append(f"{self.prefix}-{i} stored without injection")
             else:
                 self.created += 1
             i += 1
@@ -110,7 +110,7 @@ def test_helm_test_upgrade_disruption_uninstall(
     # An upgrade to another image (a rolling update of both webhook Pods) while Pods are created.
     tag_image("cluster-upgrade")
     before = set(webhook_pods(live))
-    with CreateLoop(live, ns, url) as loop:
+    with CreateLoop(live, ns, url, "upgrade") as loop:
         live.helm(
             "upgrade",
             RELEASE,
@@ -135,7 +135,7 @@ def test_helm_test_upgrade_disruption_uninstall(
 
     # One of the two webhook Pods deleted while Pods are created.
     victim = sorted(after)[0]
-    with CreateLoop(live, ns, url) as loop:
+    with CreateLoop(live, ns, url, "disruption") as loop:
         time.sleep(2)
         live.kubectl("delete", "pod", "-n", RELEASE_NS, victim, "--wait=true", timeout=120)
         live.kubectl(

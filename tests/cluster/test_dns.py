@@ -19,8 +19,9 @@ def test_pods_resolve_service_names(live: Live, namespace: NamespaceFactory) -> 
         "/bin/busybox",
         "sh",
         "-c",
-        # A short name through the search path, a full name, and a name no cluster serves.
-        "cat /etc/resolv.conf; /bin/busybox nslookup package-injector.package-injector.svc;"
+        # Full names (busybox's nslookup does not walk the search path; the helm test's check Pod, glibc,
+        # resolves NAME.NAMESPACE.svc through it), and a name no cluster serves.
+        "cat /etc/resolv.conf; /bin/busybox nslookup package-injector.package-injector.svc.cluster.local;"
         " /bin/busybox nslookup kubernetes.default.svc.cluster.local;"
         " /bin/busybox nslookup example.invalid && echo OUTSIDE-RESOLVED; exit 0",
     ]
