@@ -10,6 +10,7 @@ reuses a running cluster and leaves it running.
 from __future__ import annotations
 
 import base64
+import fcntl
 import os
 import subprocess
 import uuid
@@ -75,7 +76,20 @@ def _leftovers() -> list[str]:
 
 @pytest.fixture(scope="session")
 def live() -> Iterator[Live]:
-    """A running cluster with both images loaded and the chart installed (release package-injector)."""
+    """A running cluster with both images loaded and the chart installed (release package-injector).
+
+    The cluster is one per machine: the session holds an exclusive lock on CLUSTER_LOCK (default
+    /tmp/package-injector-cluster.lock) from `up` to `down`, so two test runs on one machine take turns.
+    """
+    lock = open(os.environ.get("CLUSTER_LOCK", "/tmp/package-injector-cluster.lock"), "a")  # noqa: SIM115
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        yield from _live()
+    finally:
+        lock.close()
+
+
+def _live() -> Iterator[Live]:
     before = _sysctls()
     up = _script("up", timeout=5000)
     if up.returncode != 0:
