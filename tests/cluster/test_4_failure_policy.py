@@ -50,7 +50,9 @@ def test_match_conditions_and_fail_closed(
     live: Live, server: PackageServer, namespace: NamespaceFactory, webhook_restored: None
 ) -> None:
     ns = namespace()
-    ann = package_annotations(server.url("never-fetched.tar.gz"), None)
+    # Pinned (a checksum; never fetched: dry-run and refused Pods), so no review carries the unpinned-package
+    # warning, which would turn the reinvocation's ("skipped", "already-injected") into ("warned", ...).
+    ann = package_annotations(server.url("never-fetched.tar.gz"), "0" * 64)
     # The configuration really carries matchConditions and Fail (rendered by the chart for this version).
     mwc = live.get("mutatingwebhookconfiguration", "package-injector")
     pods_hook = [w for w in mwc["webhooks"] if "pods" in w["rules"][0]["resources"]]
