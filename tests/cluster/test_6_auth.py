@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,16 +36,7 @@ def test_basic_auth_from_package_secret(
     # Without credentials nginx answers 401 and the Pod does not start.
     live.create(pod("anon", package_annotations(url, pkg.sha256, secret="pkg-ca")), namespace=ns)
     live.wait_for(
-        "the anonymous download to fail",
-        lambda: (
-            pod_container_status(live.get("pod", "anon", ns), "package-downloader")
-            .get("lastState", {})
-            .get("terminated")
-            or pod_container_status(live.get("pod", "anon", ns), "package-downloader")
-            .get("state", {})
-            .get("terminated")
-        ),
-        timeout=120,
+        "the anonymous download to fail", lambda: _downloader_terminated(live, ns, "anon"), timeout=120
     )
     # With the Secret's username and password it does.
     live.create(pod("authed", package_annotations(url, pkg.sha256, secret="pkg-basic")), namespace=ns)
@@ -55,6 +47,16 @@ def test_basic_auth_from_package_secret(
     entries = [r for r in server.requests() if r["uri"].endswith(pkg.name)]
     assert {r["status"] for r in entries if r["auth"] == server.user} == {200}
     assert all(r["status"] == 401 for r in entries if r["auth"] != server.user)
+
+
+def _downloader_terminated(live: Live, ns: str, name: str) -> dict[str, Any] | None:
+    """The downloader's (last) terminated state; None until the kubelet has reported the container at all."""
+    try:
+        status = pod_container_status(live.get("pod", name, ns), "package-downloader")
+    except KeyError:
+        return None
+    found = status.get("lastState", {}).get("terminated") or status.get("state", {}).get("terminated")
+    return dict(found) if found else None
 
 
 @dataclass
