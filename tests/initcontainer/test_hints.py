@@ -235,3 +235,20 @@ def test_a_plain_http_registry_that_serves_tls_fails_at_once(tmp_path: Path) -> 
     assert f"{reg.host} speaks TLS but the request was plain http" in message
     assert "remove it from the webhook's plain_http_registries" in message
     assert "retry" not in r.events()
+
+
+@pytest.mark.parametrize("cut", ["reset", "stall"])
+def test_a_400_whose_body_breaks_off_is_still_an_http_client_error(tmp_path: Path, cut: str) -> None:
+    """The "use https" peek reads a hostile or broken server's 400 body: a reset or a stall there is that
+    server's 400, not a crash of the program (it was InternalError, exit 1, "ConnectionResetError")."""
+    from tests.support.faults import FaultServer, Respond
+
+    body = b"<html>" + b"x" * 2000
+    with FaultServer() as srv:
+        srv.script(
+            "/a.tgz",
+            Respond(status=400, body=body, content_type="text/html", cut_after=10, cut=cut, stall_seconds=8),
+        )
+        r = run(tmp_path, srv.url("/a.tgz"), **{contract.ENV_ALLOW_HTTP: "true", contract.ENV_READ_TIMEOUT: "2"})
+    assert r.code == contract.EXIT_HTTP_CLIENT, r.stderr
+    assert r.reason["reason"] == "HTTPClientError" and "HTTP 400" in r.reason["message"], r.reason
