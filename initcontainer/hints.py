@@ -26,17 +26,11 @@ POLICY: Final = "a NetworkPolicy blocking the Pod's egress"
 PROXY_VARS: Final = "HTTPS_PROXY/HTTP_PROXY/NO_PROXY (set through the webhook's init_proxy_env)"
 PROXY: Final = "a proxy the network requires (HTTPS_PROXY/HTTP_PROXY/NO_PROXY, set through init_proxy_env)"
 
-# OpenSSL's reasons when the peer's first bytes are not a TLS record ("HTTP/1.1 400 ..." from a plain server);
-# OpenSSL 3.0 says WRONG_VERSION_NUMBER, others report the same bytes as one of the rest.
-_PLAIN_REASONS: Final = frozenset(
-    {
-        "WRONG_VERSION_NUMBER",
-        "PACKET_LENGTH_TOO_LONG",
-        "RECORD_LAYER_FAILURE",
-        "UNKNOWN_PROTOCOL",
-        "HTTP_REQUEST",
-    }
-)
+# OpenSSL's reasons when the peer's first bytes are not a TLS record ("HTTP/1.1 400 ..." from a plain server):
+# OpenSSL 3.0 and 3.5 both say WRONG_VERSION_NUMBER (text never has TLS's 0x03 version byte). Not
+# PACKET_LENGTH_TOO_LONG or RECORD_LAYER_FAILURE: those come from TLS framing with a bad length or MAC (a
+# record corrupted in transit, which heals), and 3.2+ reports every fatal record error as the latter.
+_PLAIN_REASONS: Final = frozenset({"WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "HTTP_REQUEST"})
 # What TLS servers answer to a plain HTTP request: nginx, Apache httpd, Go's net/http.
 _TLS_SERVER_ANSWERS: Final = (
     b"plain http request was sent to https port",

@@ -323,7 +323,10 @@ class Transport:
                     conn.close()
                     raise better
             if status == 400 and self._may_be_tls_answer(url, resp):
-                head = resp.read(hints.TLS_ANSWER_PEEK)
+                try:
+                    head = resp.read(hints.TLS_ANSWER_PEEK)
+                except (OSError, http.client.HTTPException, ValueError):
+                    head = b""  # a body cut or stalled: no "use https" page, the server's own 400
                 conn.close()
                 self._check_plain_to_tls(url, head)
             if status in REDIRECT_STATUSES:

@@ -7,14 +7,18 @@ and TLS, and a real tmpfs of a few hundred KiB (what a memory-backed emptyDir wi
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import tarfile
+import threading
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -235,3 +239,86 @@ def test_a_plain_http_registry_that_serves_tls_fails_at_once(tmp_path: Path) -> 
     assert f"{reg.host} speaks TLS but the request was plain http" in message
     assert "remove it from the webhook's plain_http_registries" in message
     assert "retry" not in r.events()
+
+
+@pytest.mark.parametrize("cut", ["reset", "stall"])
+def test_a_400_whose_body_breaks_off_is_still_an_http_client_error(tmp_path: Path, cut: str) -> None:
+    """The "use https" peek reads a hostile or broken server's 400 body: a reset or a stall there is that
+    server's 400, not a crash of the program (it was InternalError, exit 1, "ConnectionResetError")."""
+    from tests.support.faults import FaultServer, Respond
+
+    body = b"<html>" + b"x" * 2000
+    with FaultServer() as srv:
+        srv.script(
+            "/a.tgz",
+            Respond(status=400, body=body, content_type="text/html", cut_after=10, cut=cut, stall_seconds=8),
+        )
+        r = run(
+            tmp_path, srv.url("/a.tgz"), **{contract.ENV_ALLOW_HTTP: "true", contract.ENV_READ_TIMEOUT: "2"}
+        )
+    assert r.code == contract.EXIT_HTTP_CLIENT, r.stderr
+    assert r.reason["reason"] == "HTTPClientError" and "HTTP 400" in r.reason["message"], r.reason
+
+
+class _RecordCorrupter:
+    """A TCP relay in front of a TLS port that sets an impossible length on the server's first record:
+    what a faulty middlebox or a bit flip in transit does. A test helper standing in for a broken
+    network, not for the server: nginx answers behind it."""
+
+    def __init__(self, upstream: int) -> None:
+        self.upstream = upstream
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.upstream))
+            threading.Thread(target=self._relay, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._relay, args=(server, client, True), daemon=True).start()
+
+    @staticmethod
+    def _relay(src: socket.socket, dst: socket.socket, corrupt: bool) -> None:
+        pending, done = b"", not corrupt
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                if not done:
+                    pending += data
+                    data = b""
+                    while len(pending) >= 5 and len(pending) >= 5 + int.from_bytes(pending[3:5], "big"):
+                        end = 5 + int.from_bytes(pending[3:5], "big")
+                        record, pending = bytearray(pending[:end]), pending[end:]
+                        if not done:  # the server's first record (ServerHello): TLS framing, bad length
+                            record[3:5], done = (20_000).to_bytes(2, "big"), True
+                        data += bytes(record)
+                    if done:
+                        data, pending = data + pending, b""
+                dst.sendall(data)
+        for sock in (src, dst):
+            sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_tls_record_corrupted_in_transit_is_retried_not_called_plain_http(
+    nginx: NginxServer, tmp_path: Path
+) -> None:
+    """A TLS record with a broken length is a broken network, which heals; only an answer that is not TLS
+    at all (WRONG_VERSION_NUMBER) is the https-on-an-http-port mistake. OpenSSL 3.0 reports this record as
+    PACKET_LENGTH_TOO_LONG, 3.2+ (the image's 3.5) reports it, and a bad MAC, as RECORD_LAYER_FAILURE;
+    both were taken for a plain-HTTP server and failed at once, not retried, naming the wrong fix."""
+    tls_port = int(urllib.parse.urlsplit(nginx.https_url("a.tgz")).port or 0)
+    relay = _RecordCorrupter(tls_port)
+    try:
+        r = run(tmp_path, f"https://127.0.0.1:{relay.port}/a.tgz", **{contract.ENV_RETRIES: "2"})
+    finally:
+        relay.close()
+    assert r.code == contract.EXIT_TRANSPORT, r.stderr
+    message = r.reason["message"]
+    assert "TLS handshake with 127.0.0.1" in message and "plain HTTP" not in message, message
+    assert r.events().count("retry") == 2, r.stderr  # transient: PACKAGE_RETRIES=2 retries

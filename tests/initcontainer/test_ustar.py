@@ -306,3 +306,46 @@ def test_the_reader_parses_plain_headers_itself(monkeypatch: pytest.MonkeyPatch)
             tar.addfile(info, io.BytesIO(data) if data is not None else None)
     found, end = assert_same(buf.getvalue())
     assert end == "complete" and all(m[_ATTRS.index("pax_headers")] == {"comment": "g"} for m in found)
+
+
+class _Choppy:
+    """A body that arrives in reads of odd sizes (1 byte, 511, 513...), like a slow HTTP connection:
+    headers straddle the reader's chunks, where the fast parser must hand the block to tarfile."""
+
+    def __init__(self, data: bytes, seed: int) -> None:
+        self._buf = io.BytesIO(data)
+        self._rng = random.Random(seed)
+
+    def read(self, size: int = -1, /) -> bytes:
+        want = self._rng.choice([1, 7, 100, 511, 512, 513, 1000, 1536, 4096])
+        return self._buf.read(want if size < 0 else min(want, size))
+
+
+def _read_choppy(data: bytes, seed: int, *, fast: bool) -> Outcome:
+    source = TarSource(_Choppy(data, seed), formats.TAR, _CAP)
+    reader = TarReader(source, fast=fast)
+    members: list[tuple[object, ...]] = []
+    try:
+        while (member := reader.next()) is not None:
+            members.append((*_attrs(member), reader.offset, reader.tell()))
+            reader.skip_to(reader.offset, member.name)
+        source.finish()
+    except PackageError as exc:
+        return members, f"{type(exc).__name__}: {exc}"
+    finally:
+        source.close()
+    return members, "complete"
+
+
+def test_headers_split_across_chunks_read_the_same_with_both_parsers() -> None:
+    rng = random.Random(1516)
+    outcomes: dict[str, int] = {}
+    for _ in range(400):
+        data = _seed_archive(rng)
+        if rng.random() < 0.6:
+            data = _mutate(rng, data)
+        seed = rng.randrange(1 << 30)
+        slow, fast = _read_choppy(data, seed, fast=False), _read_choppy(data, seed, fast=True)
+        assert fast == slow
+        outcomes[fast[1].partition(":")[0]] = outcomes.get(fast[1].partition(":")[0], 0) + 1
+    assert outcomes.get("complete", 0) > 100 and outcomes.get("IntegrityError", 0) > 30, outcomes
