@@ -130,7 +130,7 @@ def test_helm_test_upgrade_disruption_uninstall(
     after = set(webhook_pods(live))
     assert not before & after, "the upgrade replaced no webhook Pod"
     images = {c["image"] for n in after for c in live.get("pod", n, RELEASE_NS)["spec"]["containers"]}
-    assert images == {"package-injector:cluster-upgrade"}, images
+    assert images == {f"{IMAGE_REGISTRY}/package-injector:cluster-upgrade"}, images
     assert loop.failures == [] and loop.created > 0, loop.failures[:3]
 
     # One of the two webhook Pods deleted while Pods are created.
