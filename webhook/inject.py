@@ -517,9 +517,16 @@ class _Owner:
 
     @cached_property
     def _package_containers(self) -> dict[str, frozenset[str]]:
-        """Volume -> the containers that mount it: the unnamed package's and each named package's."""
+        """Volume -> the containers that mount it: the unnamed package's and each named package's.
+
+        A record counts only for its own package's volume (`package-shared-volume-NAME`): a hand-written
+        one naming the user's volume must not make the user's read-only mount of it ours to remove."""
         packages = self.status.get("packages", []) if self.status is not None else []
-        found = {p["volume"]: frozenset(p["containers"]) for p in packages}
+        found = {
+            p["volume"]: frozenset(p["containers"])
+            for p in packages
+            if p["volume"] == f"{contract.VOLUME_NAME}-{ann.volume_suffix(p['name'])}"
+        }
         found[contract.VOLUME_NAME] = self._containers
         return found
 

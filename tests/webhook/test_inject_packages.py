@@ -243,3 +243,26 @@ def test_a_users_volume_with_our_prefix_at_a_packages_path_is_not_skipped(make_p
     assert 'already mounts volume "package-shared-volume-mine" at /shared-data/packages/tools' in (
         info.value.message
     )
+
+
+@pytest.mark.parametrize("with_url", [False, True], ids=["removal", "injection"])
+def test_a_hand_written_status_cannot_claim_a_users_read_only_mount_of_another_volume(
+    make_pod: PodFactory, with_url: bool
+) -> None:
+    # attack-multi: a `packages` record naming the user's own volume made its read-only mount "ours".
+    status = json.dumps(
+        {
+            "version": 1,
+            "initContainer": contract.INIT_CONTAINER_NAME,
+            "volumes": [],
+            "containers": [],
+            "packages": [{"name": "tools", "volume": "config", "containers": ["app"]}],
+        }
+    )
+    pod = make_pod({"package-status": status, **({"package-url.tools": TOOLS} if with_url else {})})
+    mine = {"name": "config", "mountPath": "/etc/app", "readOnly": True}
+    pod["spec"]["containers"][0]["volumeMounts"].append(mine)
+    pod["spec"]["volumes"].append({"name": "config", "configMap": {"name": "app-config"}})
+    result = inject(pod, Settings())
+    assert mine in result.pod["spec"]["containers"][0]["volumeMounts"]
+    assert "config" in volumes_of(result.pod)
