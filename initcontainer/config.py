@@ -72,8 +72,9 @@ class Config:
     log_format: str
     credentials: Credentials | None = field(default=None, repr=False)
     ca_pem: str | None = field(default=None, repr=False)
-    credentials_dir: Path = Path(contract.DEFAULT_CREDENTIALS_DIR)
-    """Where registry `.dockerconfigjson` files are looked for (oci://)."""
+    credentials_dir: Path | None = Path(contract.DEFAULT_CREDENTIALS_DIR)
+    """Where registry `.dockerconfigjson` files are looked for (oci://); None: nowhere (a named package
+    without its own Secret, see `load_config`'s `secrets`)."""
     warnings: tuple[str, ...] = ()
     s3: S3Config | None = None
     """Set for s3:// URLs: bucket, key, region, endpoint and credentials."""
@@ -285,8 +286,11 @@ def _load_ca(path: Path) -> str:
     return pem
 
 
-def load_config(environ: Mapping[str, str]) -> Config:
-    """Build the Config from the environment only; raise ConfigError with a fix-it message."""
+def load_config(environ: Mapping[str, str], *, secrets: bool = True) -> Config:
+    """Build the Config from the environment only; raise ConfigError with a fix-it message.
+
+    `secrets=False` reads no credentials directory at all (not even DEFAULT_CREDENTIALS_DIR, where the
+    unnamed package's Secret or the Pod's pull secrets are mounted): a named package without its own."""
     check_unknown(environ)
     warnings: list[str] = []
 
@@ -311,7 +315,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
             f"{contract.ENV_INSECURE_SKIP_TLS_VERIFY}=true: the server's certificate is not checked; "
             f"pin {contract.ENV_SHA256} or provide ca.crt instead"
         )
-    credentials, ca_pem = load_credentials(environ, warnings)
+    credentials, ca_pem = load_credentials(environ, warnings) if secrets else (None, None)
     oci_http = contract.is_oci_url(url) and allow_http
     if credentials is not None and (url.lower().startswith("http://") or oci_http):
         warnings.append("credentials are sent over plain http://; anyone on the path can read them")
@@ -328,7 +332,11 @@ def load_config(environ: Mapping[str, str]) -> Config:
     if url.lower().startswith(f"{contract.S3_SCHEME}://"):
         from initcontainer.s3 import load_s3_config
 
-        directory = Path(environ.get(contract.ENV_CREDENTIALS_DIR, contract.DEFAULT_CREDENTIALS_DIR))
+        directory = (
+            Path(environ.get(contract.ENV_CREDENTIALS_DIR, contract.DEFAULT_CREDENTIALS_DIR))
+            if secrets
+            else None
+        )
         s3_config = load_s3_config(
             environ, contract.parse_s3_url(url), directory, allow_http=allow_http, warnings=warnings
         )
@@ -358,7 +366,11 @@ def load_config(environ: Mapping[str, str]) -> Config:
         log_format=log_format,
         credentials=credentials,
         ca_pem=ca_pem,
-        credentials_dir=Path(environ.get(contract.ENV_CREDENTIALS_DIR) or contract.DEFAULT_CREDENTIALS_DIR),
+        credentials_dir=(
+            Path(environ.get(contract.ENV_CREDENTIALS_DIR) or contract.DEFAULT_CREDENTIALS_DIR)
+            if secrets
+            else None
+        ),
         warnings=tuple(warnings),
         s3=s3_config,
     )

@@ -8,7 +8,6 @@ plus its own, so one set of rules validates them all before any download starts.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from collections.abc import Mapping
@@ -70,12 +69,11 @@ def load_all(environ: Mapping[str, str]) -> tuple[list[tuple[str, Config]], int]
         if entry.credentials_dir:
             own[contract.ENV_CREDENTIALS_DIR] = entry.credentials_dir
         try:
-            cfg = load_config({**base, **own})
+            # Without its own Secret a package reads none: never the unnamed package's (the default
+            # directory), neither its username/password nor a registry keyring nor AWS keys.
+            cfg = load_config({**base, **own}, secrets=bool(entry.credentials_dir))
         except ConfigError as exc:
             raise ConfigError(f"package {entry.name!r}: {exc.message}") from None
-        if not entry.credentials_dir:
-            # Without its own Secret a package gets none: never the unnamed package's (the default directory).
-            cfg = dataclasses.replace(cfg, credentials=None, ca_pem=None)
         configs.append((entry.name, cfg))
     return configs, concurrency
 

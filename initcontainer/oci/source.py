@@ -46,9 +46,9 @@ FILE_COPY_CHUNK = 1 << 20
 EMPTY_DIGEST = "sha256:" + hashlib.sha256(b"").hexdigest()
 
 
-def credential_files(directory: Path) -> list[Path]:
+def credential_files(directory: Path | None) -> list[Path]:
     """The .dockerconfigjson files of the credentials directory, in the order they are searched."""
-    if not directory.is_dir():
+    if directory is None or not directory.is_dir():
         return []
     files = []
     top = directory / contract.CREDENTIAL_DOCKERCONFIG

@@ -305,3 +305,27 @@ def test_the_env_inject_renders_installs_two_packages_from_nginx_and_one_from_s3
         == "s3://packages/models/v7.tgz"
     )
     assert moto.reader.secret_access_key not in r.stderr
+
+
+def test_a_named_package_without_a_secret_reads_no_credentials_directory(tmp_path: Path) -> None:
+    """attack-multi: the webhook mounts the unnamed package's Secret (or the Pod's pull secrets) at
+    DEFAULT_CREDENTIALS_DIR; a named oci:// or s3:// package without its own Secret fell back to that
+    directory (its registry keyring, its AWS keys, or a ConfigError for its username/password files).
+    Checked on the Config, because a test cannot mount at the default path on a shared machine."""
+    from initcontainer.several import load_all
+
+    settings = Settings(allowed_schemes=["https", "oci", "s3"], s3_region="us-east-1")
+    annotations = {
+        "package-url": "https://files.example.com/site.tar.gz",
+        "package-secret": "site-reader",
+        "package-url.image": "oci://registry.example.com/team/tools:v1",
+        "package-url.models": "s3://packages/models/v7.tgz",
+    }
+    pod = {"metadata": {"annotations": annotations}, "spec": {"containers": [{"name": "app", "image": "a"}]}}
+    (init,) = inject(pod, settings).pod["spec"]["initContainers"]
+    env = container_env(init)
+    assert env[contract.ENV_CREDENTIALS_DIR] == contract.DEFAULT_CREDENTIALS_DIR  # the unnamed Secret
+    env[contract.ENV_CREDENTIALS_DIR] = str(tmp_path)  # the kubelet's mount, moved (as in the test above)
+    configs = dict(load_all(env)[0])
+    assert configs["image"].credentials_dir is None
+    assert configs["models"].credentials_dir is None
