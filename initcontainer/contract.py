@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import posixpath
 import re
 import urllib.parse
 from collections.abc import Callable
@@ -728,7 +729,12 @@ def _absolute_dir(value: object, what: str) -> str:
         raise ValueError(f"{what} must be an absolute directory other than '/'")
     if ".." in value.split("/") or "\x00" in value:
         raise ValueError(f"{what} must not contain '..'")
-    return value.rstrip("/")
+    return _normal_dir(value)
+
+
+def _normal_dir(value: str) -> str:
+    """One spelling per directory (`/p//x/.` is `/p/x`), so the overlap rule compares directories."""
+    return "/" + posixpath.normpath(value).lstrip("/")
 
 
 def _entry(item: object, index: int) -> PackageEntry:
@@ -790,7 +796,7 @@ def parse_package_list(text: str, unnamed_dest: str | None = None) -> tuple[Pack
         raise ValueError(f"{ENV_PACKAGE_LIST} names {', '.join(map(repr, duplicates))} more than once")
     dests = [(e.name, e.dest) for e in entries]
     if unnamed_dest is not None:
-        dests.append(("the unnamed package", unnamed_dest.rstrip("/") or "/"))
+        dests.append(("the unnamed package", _normal_dir(unnamed_dest)))
     for i, (a_name, a_dest) in enumerate(dests):
         for b_name, b_dest in dests[i + 1 :]:
             if is_inside(a_dest, b_dest) or is_inside(b_dest, a_dest):

@@ -329,3 +329,27 @@ def test_a_named_package_without_a_secret_reads_no_credentials_directory(tmp_pat
     configs = dict(load_all(env)[0])
     assert configs["image"].credentials_dir is None
     assert configs["models"].credentials_dir is None
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "unnamed"),
+    [
+        ("/tmp/p/x", "/tmp/p//x", None),
+        ("/tmp/p/x", "/tmp/p/./x", None),
+        ("/tmp/p/x", "//tmp/p/x/y", None),
+        ("/tmp/p/x", "/tmp/q", "/tmp/p/./x"),
+    ],
+)
+def test_dests_that_differ_only_in_spelling_overlap(
+    tmp_path: Path, first: str, second: str, unnamed: str | None
+) -> None:
+    # attack-multi: the overlap rule compared strings, so `/p//x` and `/p/./x` let two packages unpack into
+    # one directory at once.
+    packages = [
+        {"name": "a", "url": "https://x.example/a.tgz", "dest": first},
+        {"name": "b", "url": "https://x.example/b.tgz", "dest": second},
+    ]
+    extra = {contract.ENV_URL: "https://x.example/c.tgz", contract.ENV_DEST: unnamed} if unnamed else {}
+    r = run(env_for(tmp_path, packages, **extra))
+    assert r.code == contract.EXIT_CONFIG, r.stderr
+    assert "overlap" in r.reason["message"]
