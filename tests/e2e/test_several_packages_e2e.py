@@ -239,3 +239,25 @@ def test_a_dump_without_one_packages_key_is_stored_without_that_package(
     assert [e["name"] for e in json.loads(env[contract.ENV_PACKAGE_LIST])] == ["extra", "tools"]
     status = json.loads(clean["metadata"]["annotations"]["package-status"])
     assert [p["name"] for p in status["packages"]] == ["extra", "tools"]
+
+
+def test_a_hand_written_status_record_cannot_remove_a_users_mount(
+    cluster: Cluster, ns: str, nginx: NginxServer
+) -> None:
+    """attack-multi: a `packages` record naming the user's own ConfigMap volume made its read-only mount
+    ours; the real apiserver stored the Pod without it."""
+    forged = {
+        "version": 1,
+        "initContainer": contract.INIT_CONTAINER_NAME,
+        "volumes": [],
+        "containers": [],
+        "packages": [{"name": "tools", "volume": "config", "containers": ["app0"]}],
+    }
+    manifest = pod("forged", {"package-url.tools": nginx.url("a.tgz"), "package-status": json.dumps(forged)})
+    mine = {"name": "config", "mountPath": "/etc/app", "readOnly": True}
+    manifest["spec"]["containers"][0]["volumeMounts"] = [mine]
+    manifest["spec"]["volumes"] = [{"name": "config", "configMap": {"name": "app-config"}}]
+    stored = create(cluster, ns, manifest)
+    app = stored["spec"]["containers"][0]
+    assert any(m["name"] == "config" and m["mountPath"] == "/etc/app" for m in app["volumeMounts"]), app
+    assert any(m["name"] == "package-shared-volume-tools" for m in app["volumeMounts"])
