@@ -290,6 +290,19 @@ def _template(annotations: dict[str, str] | None) -> dict[str, Any]:
     return {"metadata": meta, "spec": {"containers": [{"name": "a", "image": "a"}]}}
 
 
+def test_the_pods_match_condition_matches_our_status_alone() -> None:
+    """attack-multi: a Pod carrying our status and pieces but no package-url (made from a template that
+    holds `inject`'s output after its keys were removed) skipped the webhook from 1.28 on (matchConditions)
+    and kept downloading the removed packages; before 1.28 the webhook took them out. Now both do."""
+    webhooks = {
+        w["name"]: w["matchConditions"][0]["expression"] for w in mwc(render(MATRIX["prefix"]))["webhooks"]
+    }
+    pods = webhooks["pods.package-injector.dev"]
+    assert _cel(pods, {"metadata": {"annotations": {"example.com/package-status": '{"version":1}'}}})
+    assert not _cel(pods, {"metadata": {"annotations": {"package-status": "x"}}})
+    assert not _cel(pods, {"metadata": {}})
+
+
 def test_match_conditions_evaluate_as_intended() -> None:
     """Evaluate the rendered CEL (cel-python) on the objects the apiserver would pass."""
     webhooks = {
