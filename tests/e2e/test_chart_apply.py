@@ -166,6 +166,24 @@ def test_rendered_configuration_injects_in_selected_namespaces(
     assert _injected(cluster.wait_for(shop_pod, timeout=60, what="the Deployment's pod"))
 
 
+def test_a_pod_with_only_our_status_reaches_the_webhook_and_loses_what_was_injected(
+    cluster: Cluster, rendered_registration: dict[str, Any]
+) -> None:
+    """attack-multi: an injected Pod whose package-url keys were removed (a template holding `inject`'s
+    output) skipped the webhook under matchConditions and kept its init container; now the apiserver
+    sends it, and the stored Pod has none of our pieces."""
+    r = rendered_registration
+    injected = _dry_run_pod(cluster, r["selected"], pod("dump", {"package-url": URL}))
+    assert _injected(injected)
+    dump = pod("dump")
+    dump["metadata"]["annotations"] = {
+        "package-status": injected["metadata"]["annotations"]["package-status"]
+    }
+    dump["spec"] = {k: v for k, v in injected["spec"].items() if k != "nodeName"}
+    stored = _dry_run_pod(cluster, r["selected"], dump)
+    assert not _injected(stored) and "package-status" not in stored["metadata"].get("annotations", {})
+
+
 def test_rendered_configuration_skips_system_and_release_namespaces(
     cluster: Cluster, rendered_registration: dict[str, Any]
 ) -> None:
