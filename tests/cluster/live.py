@@ -16,6 +16,9 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+CHART = str(ROOT / "charts" / "package-injector")
+# The webhook's own Pods (not the chart's helm test Pod), whether installed by helm or by deploy/.
+WEBHOOK_PODS = "app.kubernetes.io/name=package-injector,app.kubernetes.io/component!=test"
 
 
 class CommandError(RuntimeError):
@@ -146,6 +149,58 @@ class Live:
             )
 
         self.wait_for(f"only the new Pods of deployment {namespace}/{deployment}", settled, timeout=timeout)
+
+    def uninstall_release(self, release: str, namespace: str) -> None:
+        """`helm uninstall --wait` (if installed), then until the webhook's Pods are gone: helm waits for
+        the objects it deleted, not for the Pods the garbage collector removes after their Deployment, which
+        drain for seconds and, listed by label, look like the next install's Pods."""
+        if self.helm("status", release, "-n", namespace, check=False).returncode == 0:
+            self.helm("uninstall", release, "-n", namespace, "--wait")
+        self.wait_for(
+            f"the webhook Pods in {namespace} to be gone",
+            lambda: not self.items("pods", namespace, WEBHOOK_PODS),
+            timeout=300,
+        )
+
+    def install_release(self, release: str, namespace: str, chart: str = CHART, *args: str) -> None:
+        """`helm install --wait`, then until the webhook answers the apiserver through its Service: helm's
+        wait ends at Pod readiness, a moment before the Service's endpoints and kube-proxy's rules follow,
+        and the next test's first Pod create must not be the one that finds out."""
+        self.helm("install", release, chart, "-n", namespace, "--create-namespace", "--wait", *args)
+        self.wait_serving()
+
+    def wait_serving(self, timeout: float = 180) -> None:
+        """Until a server-side dry run of an annotated Pod in `default` comes back injected."""
+        probe = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "serving-probe",
+                "annotations": {"package-url": "https://probe.invalid/p.tgz"},
+            },
+            "spec": {"containers": [{"name": "app", "image": "busybox"}]},
+        }
+
+        def injected() -> bool:
+            proc = self.kubectl(
+                "create",
+                "--dry-run=server",
+                "-n",
+                "default",
+                "-o",
+                "json",
+                "-f",
+                "-",
+                input=json.dumps(probe),
+                check=False,
+                timeout=60,
+            )
+            if proc.returncode != 0:
+                return False
+            inits = json.loads(proc.stdout)["spec"].get("initContainers", [])
+            return any(c["name"] == "package-downloader" for c in inits)
+
+        self.wait_for("the webhook to inject a dry-run Pod", injected, timeout=timeout, interval=2)
 
     def describe(self, namespace: str, name: str) -> str:
         return self.kubectl("describe", "pod", "-n", namespace, name, check=False).stdout[-6000:]

@@ -80,17 +80,8 @@ def released(live: Live, tmp_path: Path) -> Iterator[tuple[Published, Path]]:
 def reinstall(live: Live) -> Iterator[None]:
     """Put the release back as scripts/cluster.sh installed it (from the checkout's chart)."""
     yield
-    if live.helm("status", RELEASE, "-n", RELEASE_NS, check=False).returncode == 0:
-        live.helm("uninstall", RELEASE, "-n", RELEASE_NS, "--wait")
-    live.helm(
-        "install",
-        RELEASE,
-        str(ROOT / "charts" / "package-injector"),
-        "-n",
-        RELEASE_NS,
-        "--create-namespace",
-        "--wait",
-    )
+    live.uninstall_release(RELEASE, RELEASE_NS)
+    live.install_release(RELEASE, RELEASE_NS)
 
 
 def test_helm_install_from_the_released_chart(
@@ -102,7 +93,7 @@ def test_helm_install_from_the_released_chart(
     namespace: NamespaceFactory,
 ) -> None:
     pub, twin_log = released
-    live.helm("uninstall", RELEASE, "-n", RELEASE_NS, "--wait")
+    live.uninstall_release(RELEASE, RELEASE_NS)
     live.helm(
         "install",
         RELEASE,

@@ -55,17 +55,12 @@ def plain_http_policy(live: Live) -> Iterator[None]:
         f"policy.plainHttpRegistries={{{live.host_ip}}}",
         "--wait",
     )
+    # Until the Pods with the old settings are gone: they would inject without the plain-http registry.
+    live.wait_rollout(RELEASE_NS, "package-injector")
+    live.wait_serving()
     yield
-    live.helm("uninstall", RELEASE, "-n", RELEASE_NS, "--wait")
-    live.helm(
-        "install",
-        RELEASE,
-        str(ROOT / "charts" / "package-injector"),
-        "-n",
-        RELEASE_NS,
-        "--create-namespace",
-        "--wait",
-    )
+    live.uninstall_release(RELEASE, RELEASE_NS)
+    live.install_release(RELEASE, RELEASE_NS)
 
 
 def oras_push(live: Live, tmp_path: Path, ref: str, user: str, password: str) -> str:

@@ -119,17 +119,8 @@ def registry(live: Live, tmp_path: Path) -> Iterator[Registry]:
 @pytest.fixture
 def reinstall(live: Live) -> Iterator[None]:
     yield
-    if live.helm("status", RELEASE, "-n", RELEASE_NS, check=False).returncode == 0:
-        live.helm("uninstall", RELEASE, "-n", RELEASE_NS, "--wait")
-    live.helm(
-        "install",
-        RELEASE,
-        str(ROOT / "charts" / "package-injector"),
-        "-n",
-        RELEASE_NS,
-        "--create-namespace",
-        "--wait",
-    )
+    live.uninstall_release(RELEASE, RELEASE_NS)
+    live.install_release(RELEASE, RELEASE_NS)
 
 
 def test_init_image_from_private_registry(

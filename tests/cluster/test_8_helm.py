@@ -91,9 +91,8 @@ def tag_image(new_tag: str) -> None:
 def reinstall(live: Live) -> Iterator[None]:
     """Put the release back as scripts/cluster.sh installed it, whatever the test did."""
     yield
-    if live.helm("status", RELEASE, "-n", RELEASE_NS, check=False).returncode == 0:
-        live.helm("uninstall", RELEASE, "-n", RELEASE_NS, "--wait")
-    live.helm("install", RELEASE, CHART, "-n", RELEASE_NS, "--create-namespace", "--wait")
+    live.uninstall_release(RELEASE, RELEASE_NS)
+    live.install_release(RELEASE, RELEASE_NS, CHART)
 
 
 def test_helm_test_upgrade_disruption_uninstall(
