@@ -18,7 +18,7 @@ import functools
 import json
 import posixpath
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
 from initcontainer import contract
@@ -541,19 +541,6 @@ def unknown_key_warnings(annotations: Mapping[str, Any], settings: Settings) -> 
     return warnings
 
 
-@dataclass(frozen=True)
-class _Package:
-    """One package's own annotations, validated (the unnamed package's or a named one's)."""
-
-    url: str
-    sha256: str | None
-    mount_path: str
-    containers: tuple[str, ...] | None
-    strip_components: int
-    secret: str | None
-    allow_http: bool
-
-
 def _check_secret(value: str, key: str, namespace: str | None) -> tuple[str, list[Problem]]:
     secret = value.strip()
     if is_dns_subdomain(secret):
@@ -577,9 +564,10 @@ def _check_package(
     settings: Settings,
     namespace: str | None,
     default_mount_path: str,
-) -> tuple[_Package | None, list[Problem], list[str]]:
+) -> tuple[NamedPackage | None, list[Problem], list[str]]:
     """One package's keys (`key(SHA256)` is `package-sha256` or `package-sha256.NAME`), by the same rules
-    for the unnamed package and every named one; the warnings count only when nothing is denied."""
+    for the unnamed package and every named one (named "" here: the caller names it); the warnings count
+    only when nothing is denied."""
     problems: list[Problem] = []
     url, is_http, found = _check_url(raw_url, settings, key(URL), key(SECRET))
     problems += found
@@ -635,7 +623,7 @@ def _check_package(
         return None, problems, []
     unpinned = unpinned_warning(url, sha256, is_http, settings, key(URL), key(SHA256))
     warnings = [unpinned] if unpinned is not None else []
-    return _Package(url, sha256, mount_path, containers, strip, secret, is_http), [], warnings
+    return NamedPackage("", url, sha256, mount_path, containers, strip, secret, is_http), [], warnings
 
 
 def unpinned_warning(
@@ -775,18 +763,7 @@ def _parse_named(
         problems += found
         warnings += more
         if checked is not None:
-            packages.append(
-                NamedPackage(
-                    name,
-                    checked.url,
-                    checked.sha256,
-                    checked.mount_path,
-                    checked.containers,
-                    checked.strip_components,
-                    checked.secret,
-                    checked.allow_http,
-                )
-            )
+            packages.append(replace(checked, name=name))
     return packages, problems, warnings
 
 
@@ -826,7 +803,7 @@ def parse(annotations: Mapping[str, Any] | None, settings: Settings, namespace: 
             raise Denied.from_problems(problems, warnings)
         return Parsed(None, tuple(warnings))
 
-    unnamed: _Package | None = None
+    unnamed: NamedPackage | None = None
     late_warnings: list[str] = []
     if raw_url is not None:
         unnamed, found, late_warnings = _check_package(

@@ -87,6 +87,29 @@ class PackageServer:
                 self.proc.wait(timeout=5)
 
 
+def nginx_head(prefix: Path, extra_log_fields: str = "") -> str:
+    """The start of an nginx.conf for a server run by these tests: foreground, files under `prefix`, a JSON
+    access log (method, uri, status, bytes, plus `extra_log_fields`); the caller adds its `server` blocks
+    and the closing brace of `http`."""
+    runas = "user root root;" if os.geteuid() == 0 else ""
+    return f"""{runas}
+worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+  log_format pi_json escape=json '{{"method":"$request_method","uri":"$request_uri","status":$status,'
+    '"bytes":$body_bytes_sent{extra_log_fields}}}';
+  access_log {prefix}/access.log pi_json;
+  client_body_temp_path {prefix}/client_body;
+  proxy_temp_path {prefix}/proxy;
+  fastcgi_temp_path {prefix}/fastcgi;
+  uwsgi_temp_path {prefix}/uwsgi;
+  scgi_temp_path {prefix}/scgi;
+"""
+
+
 def start_package_server(netns: str, host: str, port: int, root: Path, prefix: Path) -> PackageServer:
     """Start nginx in `netns` on host:port (TLS), serving `root` at / and, behind basic auth, at /basic/."""
     binary = nginx_binary()
@@ -98,24 +121,9 @@ def start_package_server(netns: str, host: str, port: int, root: Path, prefix: P
     digest = base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()
     (prefix / "htpasswd").write_text(f"{user}:{{SHA}}{digest}\n")
     conf = prefix / "nginx.conf"
-    runas = "user root root;" if os.geteuid() == 0 else ""
     conf.write_text(
-        f"""{runas}
-worker_processes 1;
-daemon off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-  log_format pi_json escape=json '{{"method":"$request_method","uri":"$request_uri","status":$status,'
-    '"bytes":$body_bytes_sent,"auth":"$remote_user"}}';
-  access_log {prefix}/access.log pi_json;
-  client_body_temp_path {prefix}/client_body;
-  proxy_temp_path {prefix}/proxy;
-  fastcgi_temp_path {prefix}/fastcgi;
-  uwsgi_temp_path {prefix}/uwsgi;
-  scgi_temp_path {prefix}/scgi;
-  default_type application/octet-stream;
+        nginx_head(prefix, ',"auth":"$remote_user"')
+        + f"""  default_type application/octet-stream;
   server {{
     listen {host}:{port} ssl;
     ssl_certificate {ca.cert_path};

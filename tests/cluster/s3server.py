@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.cluster.live import ROOT, Live
+from tests.cluster.pkgserver import nginx_head
 from tests.support.nginx import nginx_binary
 
 
@@ -41,23 +41,9 @@ class S3Endpoint:
 
 
 def _proxy_conf(prefix: Path, host: str, port: int, tls_dir: Path, upstream: int) -> str:
-    runas = "user root root;" if os.geteuid() == 0 else ""
-    return f"""{runas}
-worker_processes 1;
-daemon off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-  log_format pi_json escape=json '{{"method":"$request_method","uri":"$request_uri","status":$status,'
-    '"bytes":$body_bytes_sent}}';
-  access_log {prefix}/access.log pi_json;
-  client_body_temp_path {prefix}/client_body;
-  proxy_temp_path {prefix}/proxy;
-  fastcgi_temp_path {prefix}/fastcgi;
-  uwsgi_temp_path {prefix}/uwsgi;
-  scgi_temp_path {prefix}/scgi;
-  server {{
+    return (
+        nginx_head(prefix)
+        + f"""  server {{
     listen {host}:{port} ssl;
     ssl_certificate {tls_dir}/tls.crt;
     ssl_certificate_key {tls_dir}/tls.key;
@@ -71,6 +57,7 @@ http {{
   }}
 }}
 """
+    )
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ import random
 import re
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from corpus import Case, NonSeekable, corpus, dir_, hard, raw_header, reg, sym, tar_bytes
@@ -32,9 +33,10 @@ def _attrs(info: tarfile.TarInfo) -> tuple[object, ...]:
     return tuple(getattr(info, name, "<unset>") for name in _ATTRS)
 
 
-def read_all(data: bytes, fmt: str, *, fast: bool) -> Outcome:
-    """Every member's attributes and next-header offset, then how the read ended."""
-    source = TarSource(NonSeekable(data), fmt, _CAP)
+def read_all(data: bytes, fmt: str, *, fast: bool, stream: Any = None) -> Outcome:
+    """Every member's attributes and next-header offset, then how the read ended (`stream`: where the
+    bytes come from, whole reads of `data` by default)."""
+    source = TarSource(stream or NonSeekable(data), fmt, _CAP)
     reader = TarReader(source, fast=fast)
     members: list[tuple[object, ...]] = []
     try:
@@ -322,19 +324,7 @@ class _Choppy:
 
 
 def _read_choppy(data: bytes, seed: int, *, fast: bool) -> Outcome:
-    source = TarSource(_Choppy(data, seed), formats.TAR, _CAP)
-    reader = TarReader(source, fast=fast)
-    members: list[tuple[object, ...]] = []
-    try:
-        while (member := reader.next()) is not None:
-            members.append((*_attrs(member), reader.offset, reader.tell()))
-            reader.skip_to(reader.offset, member.name)
-        source.finish()
-    except PackageError as exc:
-        return members, f"{type(exc).__name__}: {exc}"
-    finally:
-        source.close()
-    return members, "complete"
+    return read_all(data, formats.TAR, fast=fast, stream=_Choppy(data, seed))
 
 
 def test_headers_split_across_chunks_read_the_same_with_both_parsers() -> None:
