@@ -7,7 +7,12 @@ signal after a graceful stop, which would turn a clean SIGTERM drain into exit s
 
 Shutdown on SIGTERM/SIGINT: `/readyz` fails at once; after `shutdown_delay` the admission port stops
 accepting, in-flight reviews finish (bounded by `shutdown_timeout`), then the metrics port closes and the
-process exits 0. A second SIGINT forces an immediate stop.
+process exits 0. A second SIGINT forces an immediate stop. Every admission response sent while draining says
+`Connection: close`: the apiserver reaches us through the Service's ClusterIP, and a kept-alive connection
+stays with this Pod after its endpoint is gone; closed after a complete response, the apiserver's next
+review opens a new connection, which lands on a ready Pod. Closing such a connection without that header
+(as the end of the drain does to idle ones) races a review the apiserver may be writing on it, and Go does
+not retry a POST: the user's create fails with `failed calling webhook ...: EOF`.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from webhook.guard import REFUSALS, ConnectionLimits, Guard
 from webhook.logs import configure_logging
@@ -107,6 +112,25 @@ class Runtime:
             self.admission.should_exit = True
 
 
+def closing_while_draining(app: ASGIApp, runtime: Runtime) -> ASGIApp:
+    """`app`, whose HTTP responses carry `Connection: close` once `runtime` is draining (module docstring)."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+
+        async def send_closing(message: Message) -> None:
+            if message["type"] == "http.response.start" and runtime.draining:
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await app(scope, receive, send_closing)
+
+    return wrapped
+
+
 def health_app(runtime: Runtime) -> Starlette:
     """`/healthz` (process alive), `/readyz` (see `Runtime.readiness`), `/metrics` (Prometheus)."""
 
@@ -169,7 +193,8 @@ async def run_servers(app: ASGIApp, settings: Settings, metrics: Metrics = METRI
 
     admission_guard = Guard(limits(settings), tls=listener, on_refusal=refused("admission"))
     health_guard = Guard(limits(settings), on_refusal=refused("metrics"))
-    runtime.admission = _Server(_config(app, settings.port, settings, admission_guard))
+    admission = closing_while_draining(app, runtime)
+    runtime.admission = _Server(_config(admission, settings.port, settings, admission_guard))
     runtime.health = _Server(
         _config(health_app(runtime), settings.metrics_port, settings, health_guard, lifespan="off")
     )

@@ -346,7 +346,11 @@ class Settings(BaseSettings):
         "body have all arrived; a slower client is disconnected. The apiserver sends a review at once.",
     )
     keep_alive_timeout: int = Field(
-        default=5, ge=1, description="Seconds an idle keep-alive connection stays open between requests."
+        default=120,
+        ge=1,
+        description="Seconds an idle keep-alive connection stays open between requests. Longer than the "
+        "apiserver's own idle timeout (90 s), so the apiserver closes idle connections, not us: our close "
+        "would race a review it may be writing on that connection (`failed calling webhook ...: EOF`).",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="debug, info, warning or error."

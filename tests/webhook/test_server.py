@@ -147,6 +147,54 @@ def test_shutdown_delay_fails_readiness_but_keeps_serving(tmp_path: Path, ca: tu
         assert server.proc.wait(timeout=15) == 0
 
 
+def _exchange(sock: socket.socket, path: str | None) -> tuple[bytes, bytes]:
+    """One request on a kept-alive `sock` (None: the answer to one already sent): (head, lowercase; body)."""
+    if path is not None:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    sock.settimeout(10)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed before a response: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head.lower(), body
+
+
+def test_a_kept_alive_connection_is_closed_after_its_next_response_once_draining(
+    tmp_path: Path, ca: tuple[bytes, bytes]
+) -> None:
+    """The apiserver's pooled connection to a draining Pod is told to go, cleanly, before the port closes.
+
+    Without `Connection: close` the connection would stay with this Pod until the drain ends and then be
+    cut under whatever review the apiserver is writing on it (`failed calling webhook ...: EOF`).
+    """
+    volume = make_volume(tmp_path, ca)
+    env = {"PACKAGE_INJECTOR_SHUTDOWN_DELAY": "5"}
+    with server_process(tmp_path, volume.cert_file, volume.key_file, env) as server:
+        server.wait_ready()
+        sock = _raw_request_start(server.port, volume.root / "ca.crt", "/slow?delay=0")
+        for path in (None, "/slow?delay=0"):  # two requests: the connection is kept alive
+            head, _ = _exchange(sock, path)
+            assert head.startswith(b"http/1.1 200") and b"connection:" not in head
+        server.proc.send_signal(15)
+        deadline = time.monotonic() + 5
+        while server.readyz()[0] != 503:
+            assert time.monotonic() < deadline, "readiness never failed after SIGTERM"
+            time.sleep(0.05)
+        head, body = _exchange(sock, "/slow?delay=0")
+        assert head.startswith(b"http/1.1 200") and body == b'{"slept":0.0}'
+        assert head.count(b"connection:") == 1 and b"connection: close" in head
+        sock.settimeout(2)
+        assert sock.recv(1) == b"", "the server kept the connection open after saying it would close it"
+        assert server.proc.poll() is None, "the drain is still under way: the close came from the response"
+        sock.close()
+        assert server.proc.wait(timeout=15) == 0
+
+
 def test_second_sigint_forces_the_stop(tmp_path: Path, ca: tuple[bytes, bytes]) -> None:
     volume = make_volume(tmp_path, ca)
     with server_process(tmp_path, volume.cert_file, volume.key_file) as server:
