@@ -1,9 +1,12 @@
 """The tar reader: headers parsed by `ustar.py` or the standard library, data copied straight to disk.
 
 A header block in the plain grammar of `ustar.py` (ustar/GNU, octal numbers, a
-regular file, directory or link, no global pax header in force, the whole block
-in the current chunk) is parsed there, into the TarInfo tarfile would build;
-every other header, and every refusal, is tarfile's (`TarReader.next`).
+regular file, directory or link, the whole block in the current chunk) is
+parsed there, and a pax `x` header with only common keys (GNU tar's
+--format=posix, long or non-ASCII names) by `pax.py`, into the TarInfo tarfile
+would build; both only while no global pax header other than a comment (git
+archive's) is in force. Every other header, and every refusal, is tarfile's
+(`TarReader.next`).
 
 Limits of our own, on top of the tree's rules (`tree.py`): the decompressed
 tar stream as a whole is capped (data + 4 KiB per allowed entry + 64 MiB),

@@ -34,8 +34,10 @@ The accepted grammar, as offsets into the 512-byte block (`*` = repetition):
 
 An all-zero block (end of archive) is not in the grammar. The caller
 (`untar.TarReader.next`) also leaves to tarfile any block read while a global
-pax header is in force (tarfile applies it to every member) and any block not
-wholly inside the current chunk of the stream. The resulting name follows tarfile's rules: a
+pax header with a key other than those of `pax.HARMLESS_GLOBAL_KEYS` is in
+force (tarfile applies it to every member) and any block not wholly inside the
+current chunk of the stream; `pax.py` uses this parser for a pax `x` header's
+own block and for the member header after it. The resulting name follows tarfile's rules: a
 directory's trailing slashes are removed, a non-empty prefix is joined with
 `/`, then a directory's trailing slashes are removed again. Names are not
 judged here: `tree.Tree.relpath` does that for both parsers.

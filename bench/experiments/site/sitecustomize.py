@@ -27,10 +27,13 @@ if "nofilter" in _wanted:
 
 if "nopax" in _wanted:
     from initcontainer import pax as _pax
-    from initcontainer import untar as _untar
 
-    _untar.pax.parse_extended = lambda *args: None  # type: ignore[assignment]
-    _pax.GlobalHeaders.__setitem__ = lambda self, key, value: (  # type: ignore[method-assign]
-        setattr(self, "harmless", False),
-        dict.__setitem__(self, key, value),
-    )
+    def _declined(*args):  # type: ignore[no-untyped-def]
+        return None
+
+    def _never_harmless(self, key, value):  # type: ignore[no-untyped-def]
+        self.harmless = False
+        dict.__setitem__(self, key, value)
+
+    _pax.parse_extended = _declined
+    _pax.GlobalHeaders.__setitem__ = _never_harmless  # type: ignore[method-assign]
