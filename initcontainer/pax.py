@@ -99,8 +99,10 @@ def _records(data: bytes, start: int, end: int) -> dict[str, str] | None:
     pos = start
     while pos < end:
         space = data.find(b" ", pos, min(pos + _LENGTH_DIGITS + 1, end))
+        if space <= pos:
+            return None
         length_field = data[pos:space]
-        if space < 0 or not length_field.isdigit() or length_field[0] == 0x30:  # "0": leading zero
+        if not length_field.isdigit() or length_field[0] == 0x30:  # "0": a leading zero
             return None
         record_end = pos + int(length_field)
         if record_end - pos < 5 or record_end > end or data[record_end - 1] != 0x0A:
@@ -110,8 +112,10 @@ def _records(data: bytes, start: int, end: int) -> dict[str, str] | None:
             return None
         raw_key = data[space + 1 : equals]
         kind = _KEYS.get(raw_key)
-        key = raw_key.decode("ascii")
-        if kind is None or key in found:
+        if kind is None:
+            return None
+        key = raw_key.decode("ascii")  # one of _KEYS
+        if key in found:
             return None
         value = _value(kind, data[equals + 1 : record_end - 1])
         if value is None:

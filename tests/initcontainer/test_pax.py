@@ -129,6 +129,9 @@ def _declined() -> Iterator[tuple[str, bytes]]:
     yield "no-space", member(b"13path=pkg/f\n")
     yield "no-equals", member(b"12 path pkg\n")
     yield "empty-key", member(b"6 =abc\n")
+    yield "non-ascii-key", member(record("cl\u00e9".encode(), b"1"))
+    yield "binary-key", member(record(b"\xff\xfe", b"1"))
+    yield "key-with-nul", member(record(b"path\x00", b"x"))
     yield "no-newline", member(b"13 path=pkg/fX")
     yield "tab-for-space", member(b"14\tpath=pkg/f\n")
     yield "minus-length", member(b"-13 path=pkg/f\n")
@@ -324,7 +327,9 @@ def _mutate(rng: random.Random, data: bytes) -> bytes:
     for _ in range(rng.randrange(1, 3)):
         at = rng.randrange(len(raw))
         what = rng.random()
-        if what < 0.4:
+        if what < 0.1:
+            raw[at] = rng.randrange(256)
+        elif what < 0.4:
             raw[at] = rng.choice(b"0123456789 =\n\x00./-x")
         elif what < 0.6:
             del raw[at : at + rng.randrange(1, 4)]
@@ -359,6 +364,44 @@ def test_random_pax_archives_read_the_same_with_both_parsers(monkeypatch: pytest
         outcomes[end.partition(":")[0]] = outcomes.get(end.partition(":")[0], 0) + 1
     assert outcomes.get("complete", 0) > 300 and outcomes.get("IntegrityError", 0) > 300, outcomes
     assert sum(taken) > 400 and len(taken) - sum(taken) > 1_000, (sum(taken), len(taken))
+
+
+def _noise(rng: random.Random) -> bytes:
+    """Records area: record-like tokens and arbitrary bytes mixed."""
+    tokens = [
+        b" ",
+        b"=",
+        b"\n",
+        b"\x00",
+        b"path",
+        b"size",
+        b"mtime",
+        b"hdrcharset",
+        b"1",
+        b"0",
+        b"99",
+        b"\xff",
+    ]
+    parts = [rng.choice(tokens) if rng.random() < 0.8 else bytes([rng.randrange(256)]) for _ in range(40)]
+    if rng.random() < 0.5:
+        parts.insert(0, record(rng.choice(_KEYS), b"1"))
+    return b"".join(parts)
+
+
+def test_the_pax_parser_never_raises_and_agrees_when_it_accepts() -> None:
+    """Straight at `parse_extended`, records of random bytes and tokens: None or tarfile's member."""
+    rng = random.Random(1519)
+    accepted_count = 0
+    for _ in range(20_000):
+        body = _noise(rng) if rng.random() < 0.7 else _records(rng)
+        cut = rng.choice([len(body)] * 8 + [rng.randrange(len(body) + 1)])
+        data = member(body[:cut], size=rng.choice([cut] * 8 + [rng.randrange(cut + 2)]))
+        found = pax.parse_extended(data + END_OF_ARCHIVE, 0, 0, {}, ENC, ERR)
+        if found is not None:
+            accepted_count += 1
+            info, following, _ = found
+            assert reference(data) == (attrs(info), following), data
+    assert accepted_count > 1_000
 
 
 def test_pax_headers_split_across_chunks_read_the_same_with_both_parsers() -> None:
