@@ -8,6 +8,7 @@ their archives are made here and compared there by the same reader helpers.
 
 from __future__ import annotations
 
+import ast
 import os
 import site
 import subprocess
@@ -79,7 +80,7 @@ def test_the_fast_paths_agree_with_the_image_tarfile(engine: Engine, base_image:
     pylib = Path(site.getsitepackages()[0])
     mounts = {ROOT / "initcontainer": "/src/initcontainer", ROOT / "tests": "/src/tests", pylib: "/pylib"}
     version = _docker_run(engine, base_image, mounts, "-c", "import sys; print(sys.version_info[:3])")
-    assert version.strip() >= "(3, 13, 4)", version  # the tarfile with the 2025 pax parsing fixes
+    assert ast.literal_eval(version.strip()) >= (3, 13, 4), version  # tarfile with the 2025 pax fixes
     out = _docker_run(
         engine, base_image, mounts, "-m", "pytest", "-q", "--noconftest", "-p", "no:cacheprovider",
         "tests/initcontainer/test_pax.py", "tests/initcontainer/test_ustar.py",
