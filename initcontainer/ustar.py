@@ -25,7 +25,8 @@ The accepted grammar, as offsets into the 512-byte block (`*` = repetition):
   underscores, tabs or bytes after a NUL are not NUMBERs;
 - magic and version (257, 8): `ustar\\0` `00` (POSIX) or `ustar  \\0` (GNU);
 - type (156, 1): `0` (regular file), `5` (directory), `1` (hard link) or `2`
-  (symbolic link); only a regular file may have a size other than 0;
+  (symbolic link), or only `x` (a pax extended header, for `pax.py`); only a
+  regular file or an `x` header may have a size other than 0;
 - name (0, 100), linkname (157, 100), uname (265, 32), gname (297, 32),
   prefix (345, 155): any bytes; each is cut at its first NUL and decoded with
   the reader's encoding and error handler (as tarfile does); a GNU-magic
