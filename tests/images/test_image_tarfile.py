@@ -64,8 +64,9 @@ def _tool_archives(directory: Path) -> None:
     out = directory / "archives"
     out.mkdir()
 
-    def run(*argv: str, cwd: Path = src.parent) -> bytes:
-        return subprocess.run(argv, cwd=cwd, check=True, capture_output=True).stdout
+    def run(*argv: str, cwd: Path = src.parent) -> bytes:  # C: bsdtar would write hdrcharset=BINARY
+        env = {**os.environ, "LC_ALL": "C.UTF-8"}
+        return subprocess.run(argv, cwd=cwd, env=env, check=True, capture_output=True).stdout
 
     (out / "gnu-posix.tar").write_bytes(run("tar", "--format=posix", "-cf", "-", "src"))
     (out / "bsdtar-pax.tar").write_bytes(run("bsdtar", "--format", "pax", "-cf", "-", "src"))
