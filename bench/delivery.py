@@ -23,13 +23,13 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from bench.common import PYTHON, REPO, WORK, log, machine, require, rotate, summary, write_result
 from bench.nginx import serve
-from bench.package import Package, PackageSpec, ensure_package
+from bench.package import TAR_FORMATS, Package, PackageSpec, ensure_package
 
 METHODS = ("seed", "stream", "limit", "contender")
 PACKAGES = {
@@ -219,9 +219,13 @@ def bench_delivery(
     throttled: bool,
     fs: str = "tmpfs",
     package: str = "mixed",
+    tar_format: str = "ustar",
 ) -> dict[str, Any]:
     require("nginx", "curl", "tar", GNU_TIME, *(["igzip"] if "limit" in methods else []))
-    pkg = ensure_package(PACKAGES[package])
+    spec = PACKAGES[package]
+    if tar_format != spec.tar_format:  # a package of its own, only in the formats measured
+        spec = replace(spec, name=f"{spec.name}-{tar_format}", tar_format=tar_format, formats=formats)
+    pkg = ensure_package(spec)
     big_pkg = ensure_package(PackageSpec(name="p4g", scale=5.3, formats=("tar.gz",))) if big else None
     # The 800 MB seed run needs archive + tree (< 2 GB); the 4 GB case runs only methods that need the tree.
     size_gb = 4 if big_pkg is None else 2 + big_pkg.extracted_bytes // 1024**3
@@ -231,6 +235,7 @@ def bench_delivery(
         "machine": machine(),
         "package": {
             "kind": package,
+            "tar_format": tar_format,
             "extracted_bytes": pkg.extracted_bytes,
             "files": pkg.files,
             "dirs": pkg.dirs,
@@ -338,6 +343,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--name", default="delivery")
     ap.add_argument("--fs", choices=("tmpfs", "ext4"), default="tmpfs", help="destination filesystem")
     ap.add_argument("--package", choices=tuple(PACKAGES), default="mixed", help="mixed files, or a few large")
+    ap.add_argument(
+        "--tar-format", choices=TAR_FORMATS, default="ustar", help="headers as written by (bench/package.py)"
+    )
     args = ap.parse_args(argv)
     out = bench_delivery(
         args.rounds,
@@ -347,6 +355,7 @@ def main(argv: list[str] | None = None) -> None:
         not args.no_throttled,
         args.fs,
         args.package,
+        args.tar_format,
     )
     out["command"] = "python -m bench delivery " + " ".join(argv or [])
     write_result(args.name, out)

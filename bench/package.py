@@ -30,6 +30,10 @@ from typing import IO, Any
 from bench.common import WORK, log
 
 GENERATOR_VERSION = 3
+TAR_FORMATS = ("ustar", "posix", "gitarchive")
+"""ustar: plain headers. posix: a pax `x` header with mtime, atime and ctime before every member, as
+GNU tar's `--format=posix` writes (fractional times). gitarchive: a global pax header holding only
+`comment=<commit id>` first, as `git archive` writes."""
 MIB = 1024 * 1024
 BLOCK = MIB
 MTIME = 1_700_000_000
@@ -45,6 +49,8 @@ class PackageSpec:
     formats: tuple[str, ...] = ("tar", "tar.gz")
     large_files: bool = False
     """Only four large binary files (800 MiB at scale 1): the per-byte path, with no per-file cost."""
+    tar_format: str = "ustar"
+    """How the headers are written (`TAR_FORMATS`); the members and their data are the same."""
 
     @property
     def text_files(self) -> int:
@@ -160,13 +166,29 @@ def _info(name: str, size: int, mode: int, kind: bytes = tarfile.REGTYPE) -> tar
     return ti
 
 
+def _with_times(addfile: Any) -> Any:
+    """`addfile` giving each member the pax times GNU tar's --format=posix writes."""
+
+    def add(info: tarfile.TarInfo, fileobj: Any = None) -> None:
+        stamp = f"{MTIME}.{len(info.name) * 7919 % 10**9:09d}"
+        info.pax_headers = {"mtime": stamp, "atime": stamp, "ctime": stamp}
+        addfile(info, fileobj)
+
+    return add
+
+
 def _write_tar(spec: PackageSpec, tee: _Tee) -> tuple[int, int, int]:
     """Write the tar stream; return (extracted bytes, regular files, directories)."""
     rng = random.Random(spec.seed)
     blob = _text_blob(rng, 8 * MIB)
     pool = _binary_pool(rng)
     total = files = dirs = 0
-    with tarfile.open(fileobj=tee, mode="w|", format=tarfile.PAX_FORMAT, bufsize=64 * 1024) as tar:
+    global_headers = {"comment": f"{spec.seed:040x}"} if spec.tar_format == "gitarchive" else {}
+    with tarfile.open(
+        fileobj=tee, mode="w|", format=tarfile.PAX_FORMAT, bufsize=64 * 1024, pax_headers=global_headers
+    ) as tar:
+        if spec.tar_format == "posix":
+            tar.addfile = _with_times(tar.addfile)  # type: ignore[method-assign]
         tar.addfile(_info("pkg", 0, 0o755, tarfile.DIRTYPE))
         dirs += 1
         exts = (".py", ".txt", ".json", ".yaml", ".conf", ".md")
@@ -213,7 +235,10 @@ def ensure_package(spec: PackageSpec) -> Package:
     """Return the cached package for `spec`, generating it when missing or stale."""
     directory = WORK / "packages" / spec.name
     manifest = directory / "manifest.json"
-    want = {"generator": GENERATOR_VERSION, "spec": asdict(spec)}
+    key = asdict(spec)
+    if spec.tar_format == "ustar":  # packages cached before the field existed stay valid
+        del key["tar_format"]
+    want = {"generator": GENERATOR_VERSION, "spec": key}
     if manifest.exists():
         data = json.loads(manifest.read_text())
         if data.get("key") == json.loads(json.dumps(want)) and all(

@@ -60,6 +60,10 @@ def delivery(lines: list[str]) -> None:
     large = _load("delivery-large")
     if large is not None:
         _delivery_run(large, lines)
+    for tar_format in ("posix", "gitarchive"):  # `--tar-format`: the same package, other headers
+        headers = _load(f"delivery-pax-{tar_format}")
+        if headers is not None:
+            _delivery_run(headers, lines)
     if len(runs) < 2:
         return
     lines += [
@@ -84,6 +88,15 @@ def _delivery_run(d: dict[str, Any], lines: list[str]) -> None:
     pkg = d["package"]
     arch = pkg["archives"]
     kind = {"large": "four large files"}.get(pkg.get("kind", "mixed"), "mixed files")
+    tar_format = pkg.get("tar_format", "ustar")
+    if tar_format != "ustar":
+        kind += f", `--tar-format {tar_format}`"
+    sizes = f".tar {arch['tar']['bytes'] / 1e6:.0f} MB"
+    if "tar.gz" in arch:
+        sizes += (
+            f", .tar.gz {arch['tar.gz']['bytes'] / 1e6:.0f} MB "
+            f"(gzip -6: {arch['tar.gz']['bytes'] / arch['tar']['bytes']:.2f} of the tar)"
+        )
     lines += [
         f"### Package delivery (800 MB, {kind}), {_label(d)}",
         "",
@@ -92,8 +105,7 @@ def _delivery_run(d: dict[str, Any], lines: list[str]) -> None:
         f"destination on {d['dest_fs']['kind']} at `{d['dest_fs']['mount']}`; throttled = nginx "
         f"`limit_rate {d['limit_rate']}` (bytes/s per connection, m = MiB).",
         f"Package: {pkg['extracted_bytes'] / 1e6:.0f} MB in {pkg['files']} files, {pkg['dirs']} directories; "
-        f".tar {arch['tar']['bytes'] / 1e6:.0f} MB, .tar.gz {arch['tar.gz']['bytes'] / 1e6:.0f} MB "
-        f"(gzip -6: {arch['tar.gz']['bytes'] / arch['tar']['bytes']:.2f} of the tar).",
+        f"{sizes}.",
         "",
         "Ratios are throughput, paired per round: > 1 is faster than the reference. The limit is "
         "`curl | igzip -dc | tar -x` for .tar.gz (method `limit`), `curl | tar -x` for .tar (`stream`).",

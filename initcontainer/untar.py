@@ -1,9 +1,12 @@
 """The tar reader: headers parsed by `ustar.py` or the standard library, data copied straight to disk.
 
 A header block in the plain grammar of `ustar.py` (ustar/GNU, octal numbers, a
-regular file, directory or link, no global pax header in force, the whole block
-in the current chunk) is parsed there, into the TarInfo tarfile would build;
-every other header, and every refusal, is tarfile's (`TarReader.next`).
+regular file, directory or link, the whole block in the current chunk) is
+parsed there, and a pax `x` header with only common keys (GNU tar's
+--format=posix, long or non-ASCII names) by `pax.py`, into the TarInfo tarfile
+would build; both only while no global pax header other than a comment (git
+archive's) is in force. Every other header, and every refusal, is tarfile's
+(`TarReader.next`).
 
 Limits of our own, on top of the tree's rules (`tree.py`): the decompressed
 tar stream as a whole is capped (data + 4 KiB per allowed entry + 64 MiB),
@@ -23,7 +26,7 @@ import tarfile
 from collections.abc import Callable
 from typing import Any, Final, cast
 
-from initcontainer import ustar
+from initcontainer import pax, ustar
 from initcontainer.decompress import COPY_CHUNK, Readable, SourceError, TarSource
 from initcontainer.errors import IntegrityError, PackageError, UnsafeArchiveError
 from initcontainer.tree import Tree
@@ -77,7 +80,7 @@ class _TarInfo(tarfile.TarInfo):
             return result
 
 
-class _GlobalPaxHeaders(dict[str, str]):
+class _GlobalPaxHeaders(pax.GlobalHeaders):
     """tarfile's global pax keywords (`g` headers): the parser copies them into every later member,
     so their number and size are bounded (it sets them one by one with `[]=`)."""
 
@@ -116,7 +119,7 @@ class TarReader:
         self.fileobj = self
         self.encoding = tarfile.ENCODING
         self.errors = "surrogateescape"
-        self.pax_headers: dict[str, str] = _GlobalPaxHeaders()
+        self.pax_headers = _GlobalPaxHeaders()
         self.offset = 0  # set by the parser: where the next header starts
         self.chained = 0  # headers parsed for the current member (see _TarInfo)
         self._header_bytes = 0  # bytes read by the parser for the current member
@@ -184,21 +187,36 @@ class TarReader:
             if not self._advance():
                 raise IntegrityError(f"the tar archive is truncated after member {rel!r}")
 
+    def _next_fast(self) -> tarfile.TarInfo | None:
+        """The next member parsed by `ustar.py` or `pax.py` from the current chunk, or None (tarfile's)."""
+        if self._pos == len(self._buf):
+            self._advance()
+        pos, buf = self._pos, self._buf
+        if pos + ustar.BLOCK > len(buf):
+            return None
+        if buf[pos + 156] == 0x78:  # "x": a pax extended header
+            extended = pax.parse_extended(buf, pos, self._base, self.pax_headers, self.encoding, self.errors)
+            if extended is None:
+                return None
+            member, self.offset, self._pos = extended
+            return member
+        found = ustar.parse_plain(buf[pos : pos + ustar.BLOCK], self._base + pos, self.encoding, self.errors)
+        if found is None:
+            return None
+        self._pos = pos + ustar.BLOCK
+        member, self.offset = found
+        if self.pax_headers:  # harmless global keys: tarfile copies them into each member
+            member.pax_headers = dict(self.pax_headers)
+        return member
+
     def next(self) -> tarfile.TarInfo | None:
         """The next member, None at the end-of-archive block; IntegrityError for anything else."""
         first = self.tell() == 0
         self.chained = self._header_bytes = 0
-        if self._fast and not self.pax_headers:  # a global pax header applies to every member: tarfile
-            if self._pos == len(self._buf):
-                self._advance()
-            pos = self._pos
-            if pos + ustar.BLOCK <= len(self._buf):
-                block = self._buf[pos : pos + ustar.BLOCK]
-                found = ustar.parse_plain(block, self._base + pos, self.encoding, self.errors)
-                if found is not None:
-                    self._pos = pos + ustar.BLOCK
-                    member, self.offset = found
-                    return member
+        if self._fast and self.pax_headers.harmless:  # other global pax keys apply to every member
+            member = self._next_fast()
+            if member is not None:
+                return member
         try:
             # The parser only needs the attributes this class provides (see the class docstring).
             return _TarInfo.fromtarfile(self)  # type: ignore[arg-type]

@@ -25,7 +25,8 @@ The accepted grammar, as offsets into the 512-byte block (`*` = repetition):
   underscores, tabs or bytes after a NUL are not NUMBERs;
 - magic and version (257, 8): `ustar\\0` `00` (POSIX) or `ustar  \\0` (GNU);
 - type (156, 1): `0` (regular file), `5` (directory), `1` (hard link) or `2`
-  (symbolic link); only a regular file may have a size other than 0;
+  (symbolic link), or only `x` (a pax extended header, for `pax.py`); only a
+  regular file or an `x` header may have a size other than 0;
 - name (0, 100), linkname (157, 100), uname (265, 32), gname (297, 32),
   prefix (345, 155): any bytes; each is cut at its first NUL and decoded with
   the reader's encoding and error handler (as tarfile does); a GNU-magic
@@ -34,8 +35,10 @@ The accepted grammar, as offsets into the 512-byte block (`*` = repetition):
 
 An all-zero block (end of archive) is not in the grammar. The caller
 (`untar.TarReader.next`) also leaves to tarfile any block read while a global
-pax header is in force (tarfile applies it to every member) and any block not
-wholly inside the current chunk of the stream. The resulting name follows tarfile's rules: a
+pax header with a key other than those of `pax.HARMLESS_GLOBAL_KEYS` is in
+force (tarfile applies it to every member) and any block not wholly inside the
+current chunk of the stream; `pax.py` uses this parser for a pax `x` header's
+own block and for the member header after it. The resulting name follows tarfile's rules: a
 directory's trailing slashes are removed, a non-empty prefix is joined with
 `/`, then a directory's trailing slashes are removed again. Names are not
 judged here: `tree.Tree.relpath` does that for both parsers.
@@ -53,7 +56,9 @@ _FIELDS: Final = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s155s")
 _NUMBER_BYTES: Final = b"01234567 \x00"
 _POSIX_MAGIC: Final = b"ustar\x0000"
 _GNU_MAGIC: Final = b"ustar  \x00"
-_PLAIN_TYPES: Final = frozenset((tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.LNKTYPE, tarfile.SYMTYPE))
+PLAIN_TYPES: Final = frozenset((tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.LNKTYPE, tarfile.SYMTYPE))
+PAX_TYPES: Final = frozenset((tarfile.XHDTYPE,))
+_SIZED_TYPES: Final = (tarfile.REGTYPE, tarfile.XHDTYPE)  # the only kinds whose size is data that follows
 _CHKSUM_SPACES: Final = 8 * 0x20
 
 
@@ -63,16 +68,21 @@ def _byte_sum(block: bytes) -> int:
     return (zlib.adler32(block[:256]) & 0xFFFF) + (zlib.adler32(block[256:]) & 0xFFFF) - 2
 
 
-def parse_plain(block: bytes, offset: int, encoding: str, errors: str) -> tuple[tarfile.TarInfo, int] | None:
+def parse_plain(
+    block: bytes, offset: int, encoding: str, errors: str, kinds: frozenset[bytes] = PLAIN_TYPES
+) -> tuple[tarfile.TarInfo, int] | None:
     """The member of the header `block` found at stream `offset` and the offset of the next header,
-    or None when the block is not in the grammar of the module docstring (tarfile must parse it)."""
+    or None when the block is not in the grammar of the module docstring (tarfile must parse it).
+
+    `kinds` = `PAX_TYPES`: the block of a pax extended header (`pax.py`), whose size is its records'.
+    """
     if len(block) != BLOCK:
         return None
     fields: tuple[bytes, ...] = _FIELDS.unpack_from(block)
     name, mode, uid, gid, size, mtime, chksum, kind, linkname, magic, uname, gname, major, minor, prefix = (
         fields
     )
-    if kind not in _PLAIN_TYPES or (magic != _POSIX_MAGIC and magic != _GNU_MAGIC):
+    if kind not in kinds or (magic != _POSIX_MAGIC and magic != _GNU_MAGIC):
         return None
     if block[100:156].translate(None, _NUMBER_BYTES) or block[329:345].translate(None, _NUMBER_BYTES):
         return None  # a byte no NUMBER may hold: base-256, signs, letters, underscores, tabs...
@@ -86,7 +96,7 @@ def parse_plain(block: bytes, offset: int, encoding: str, errors: str) -> tuple[
         return None
     if declared != _byte_sum(block) - sum(chksum) + _CHKSUM_SPACES:
         return None  # not the unsigned checksum (a signed one, or none at all): tarfile decides
-    regular = kind == tarfile.REGTYPE
+    regular = kind in _SIZED_TYPES
     if numbers[3] and not regular:
         return None
     text_prefix = prefix.partition(b"\x00")[0].decode(encoding, errors)

@@ -18,6 +18,7 @@ APT_PACKAGES=(
   skopeo             # copies artifacts between registries in the oci:// tests
   busybox-static     # the one binary of a FROM-scratch image whose RUN steps make whiteouts
   e2fsprogs          # mkfs.ext4: a small real filesystem for the full-volume test of the init container
+  libarchive-tools   # bsdtar: pax archives as libarchive writes them, for the tar header parser tests
 )
 
 SUDO=""

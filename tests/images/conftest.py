@@ -75,13 +75,19 @@ def engine() -> Engine:
 
 
 @pytest.fixture(scope="session")
-def images(engine: Engine) -> Iterator[Images]:
+def base_image(engine: Engine) -> str:
+    """local/python-base:trixie (scripts/base-image.sh): the CPython, and so the tarfile, of both images."""
+    return _script("base-image.sh", engine.env)
+
+
+@pytest.fixture(scope="session")
+def images(engine: Engine, base_image: str) -> Iterator[Images]:
     """Both images, built offline (--network none) against local/python-base:trixie.
 
     The tag is this session's own: the engine may be shared (scripts/dockerd.sh), and another checkout's
     tests building `:test` at the same time would swap our images for theirs between build and use.
     """
-    base = _script("base-image.sh", engine.env)
+    base = base_image
     tag = f"test-{os.getpid()}-{secrets.token_hex(3)}"
     env = {**engine.env, "BASE_IMAGE": base, "TAG": tag}
     start = time.monotonic()

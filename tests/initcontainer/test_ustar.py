@@ -14,60 +14,12 @@ import random
 import re
 import tarfile
 from pathlib import Path
-from typing import Any
 
 import pytest
-from corpus import Case, NonSeekable, corpus, dir_, hard, raw_header, reg, sym, tar_bytes
+from corpus import Case, corpus, dir_, hard, raw_header, reg, sym, tar_bytes
+from tarcompare import ATTRS, assert_same, attrs, read_all, read_choppy, reference, value
 
 from initcontainer import formats, untar, ustar
-from initcontainer.decompress import TarSource
-from initcontainer.errors import PackageError
-from initcontainer.untar import TarReader
-
-_ATTRS = tuple(tarfile.TarInfo.__slots__)
-_CAP = 1 << 40
-Outcome = tuple[list[tuple[object, ...]], str]
-
-
-def _attrs(info: tarfile.TarInfo) -> tuple[object, ...]:
-    return tuple(getattr(info, name, "<unset>") for name in _ATTRS)
-
-
-def read_all(data: bytes, fmt: str, *, fast: bool, stream: Any = None) -> Outcome:
-    """Every member's attributes and next-header offset, then how the read ended (`stream`: where the
-    bytes come from, whole reads of `data` by default)."""
-    source = TarSource(stream or NonSeekable(data), fmt, _CAP)
-    reader = TarReader(source, fast=fast)
-    members: list[tuple[object, ...]] = []
-    try:
-        while (member := reader.next()) is not None:
-            members.append((*_attrs(member), reader.offset, reader.tell()))
-            reader.skip_to(reader.offset, member.name)
-        source.finish()
-    except PackageError as exc:
-        return members, f"{type(exc).__name__}: {exc}"
-    finally:
-        source.close()
-    return members, "complete"
-
-
-def assert_same(data: bytes, fmt: str = formats.TAR) -> Outcome:
-    slow = read_all(data, fmt, fast=False)
-    fast = read_all(data, fmt, fast=True)
-    assert fast == slow
-    return fast
-
-
-def reference(block: bytes, offset: int = 0) -> tuple[tuple[object, ...], int] | str:
-    """What tarfile makes of `block` at `offset`: its member and next-header offset, or its error."""
-    source = TarSource(NonSeekable(bytes(offset) + block + bytes(1024)), formats.TAR, _CAP)
-    reader = TarReader(source, fast=False)
-    reader.skip_to(offset, "-")
-    try:
-        member = reader.next()
-    except PackageError as exc:
-        return type(exc).__name__
-    return ("end",) if member is None else _attrs(member), reader.offset
 
 
 def check_block(block: bytes, offset: int = 0) -> bool:
@@ -76,7 +28,7 @@ def check_block(block: bytes, offset: int = 0) -> bool:
     if found is None:
         return False
     info, following = found
-    assert reference(block, offset) == (_attrs(info), following), block
+    assert reference(block, offset) == (attrs(info), following), block
     return True
 
 
@@ -101,8 +53,8 @@ def test_good_archives_read_the_same_and_mostly_fast(fmt: int) -> None:
     data = tar_bytes(members, fmt=fmt)
     found, end = assert_same(data)
     assert end == "complete" and len(found) == len(members)
-    at = _ATTRS.index("offset")  # each member's own header (GNU: its long-name header, not plain)
-    offsets = [int(str(m[at])) for m in found]
+    # each member's own header (GNU: its long-name header, not plain)
+    offsets = [int(str(value(m, "offset"))) for m in found]
     accepted = sum(check_block(data[o : o + 512], o) for o in offsets)
     assert accepted == (len(members) if fmt == tarfile.USTAR_FORMAT else 4)  # pax: an x header
 
@@ -307,24 +259,9 @@ def test_the_reader_parses_plain_headers_itself(monkeypatch: pytest.MonkeyPatch)
         for info, data in members:
             tar.addfile(info, io.BytesIO(data) if data is not None else None)
     found, end = assert_same(buf.getvalue())
-    assert end == "complete" and all(m[_ATTRS.index("pax_headers")] == {"comment": "g"} for m in found)
-
-
-class _Choppy:
-    """A body that arrives in reads of odd sizes (1 byte, 511, 513...), like a slow HTTP connection:
-    headers straddle the reader's chunks, where the fast parser must hand the block to tarfile."""
-
-    def __init__(self, data: bytes, seed: int) -> None:
-        self._buf = io.BytesIO(data)
-        self._rng = random.Random(seed)
-
-    def read(self, size: int = -1, /) -> bytes:
-        want = self._rng.choice([1, 7, 100, 511, 512, 513, 1000, 1536, 4096])
-        return self._buf.read(want if size < 0 else min(want, size))
-
-
-def _read_choppy(data: bytes, seed: int, *, fast: bool) -> Outcome:
-    return read_all(data, formats.TAR, fast=fast, stream=_Choppy(data, seed))
+    assert end == "complete" and all(
+        m[ATTRS.index("pax_headers")] == ({"comment": "g"}, "dict") for m in found
+    )
 
 
 def test_headers_split_across_chunks_read_the_same_with_both_parsers() -> None:
@@ -335,7 +272,7 @@ def test_headers_split_across_chunks_read_the_same_with_both_parsers() -> None:
         if rng.random() < 0.6:
             data = _mutate(rng, data)
         seed = rng.randrange(1 << 30)
-        slow, fast = _read_choppy(data, seed, fast=False), _read_choppy(data, seed, fast=True)
+        slow, fast = read_choppy(data, seed, fast=False), read_choppy(data, seed, fast=True)
         assert fast == slow
         outcomes[fast[1].partition(":")[0]] = outcomes.get(fast[1].partition(":")[0], 0) + 1
     assert outcomes.get("complete", 0) > 100 and outcomes.get("IntegrityError", 0) > 30, outcomes
