@@ -9,7 +9,8 @@
 #
 # Refuses (exit 2, nothing built or pushed) unless: VERSION is semver; CHANGELOG.md has a
 # `## [VERSION] - YYYY-MM-DD` entry; pyproject.toml's version and Chart.yaml's version and appVersion
-# are VERSION; the work tree is clean (a release is a commit). Then:
+# are VERSION; the work tree is clean (a release is a commit; no file hidden from git status by
+# assume-unchanged or skip-worktree). Then:
 #   1. builds both images (scripts/images.sh, on DOCKER_HOST or the private engine of scripts/dockerd.sh;
 #      BASE_IMAGE or the Debian base of scripts/base-image.sh) for the engine's own platform only;
 #   2. pushes REGISTRY/package-injector:VERSION and REGISTRY/package-init-container:VERSION and reads
@@ -67,6 +68,10 @@ done
 if [ -n "$(git status --porcelain 2>/dev/null)" ] || ! git rev-parse -q --verify HEAD >/dev/null; then
   refuse "the work tree has uncommitted changes (see git status): a release is built from a commit; commit or stash them and run again"
 fi
+# git status does not look at files marked assume-unchanged (h) or skip-worktree (S): an edit to one is
+# built into the images while the tree looks clean.
+HIDDEN="$(git ls-files -v | sed -n 's/^[hS] //p' | head -n5 | tr '\n' ' ')"
+[ -z "$HIDDEN" ] || refuse "git status cannot see edits to files marked assume-unchanged or skip-worktree (${HIDDEN% }): a release is built from a commit; clear the marks (git update-index --no-assume-unchanged --no-skip-worktree FILE), commit or restore the files and run again"
 
 HELM="${HELM:-}"
 if [ -z "$HELM" ]; then HELM="$(bash scripts/cluster-assets.sh helm | tail -n1)"; fi

@@ -89,6 +89,17 @@ def test_refuses_a_dirty_tree_and_a_bad_registry(tree: Path) -> None:
     assert "uncommitted changes" in refused(tree, VERSION=VERSION)
 
 
+@pytest.mark.parametrize("mark", ["--skip-worktree", "--assume-unchanged"])
+def test_refuses_an_edit_hidden_from_git_status(tree: Path, mark: str) -> None:
+    """A tracked file marked so git status skips it would be built, edited, into the released images."""
+    git(tree, "update-index", mark, "webhook/app.py")
+    (tree / "webhook" / "app.py").write_text("raise SystemExit('not the commit')\n")
+    assert git(tree, "status", "--porcelain") == ""  # the trick: the tree looks clean
+    message = refused(tree, VERSION=VERSION)
+    assert "assume-unchanged or skip-worktree (webhook/app.py)" in message
+    assert "git update-index --no-assume-unchanged --no-skip-worktree FILE" in message
+
+
 def test_make_release_passes_registry_and_version() -> None:
     out = subprocess.run(
         ["make", "-n", "release", "REGISTRY=r.example/p", "VERSION=1.2.3"],
