@@ -17,7 +17,8 @@
 #      the manifest digests the registry answered;
 #   3. copies the chart to build/release/VERSION/, writes imageRegistry=REGISTRY and both image digests
 #      into its values.yaml (so it renders REGISTRY/NAME@sha256:...), lints and packages it;
-#   4. pushes it with `helm push` to oci://REGISTRY/charts; prints what was published.
+#   4. pushes it with `helm push` to oci://REGISTRY/charts; prints what was published (and, when a step
+#      after the first push fails, what was published and what was not).
 #
 # Single-architecture: a multi-arch image needs BuildKit (`docker buildx`) and, for the RUN steps of
 # another CPU, QEMU registered in binfmt_misc; Debian's docker.io engine has no buildx and this base
@@ -93,8 +94,17 @@ log "$VERSION from $(git rev-parse --short HEAD) to $REGISTRY, platform $("$DOCK
 BUILD_TAG="release-$VERSION-$$"
 BASE_IMAGE="$BASE_IMAGE" TAG="$BUILD_TAG" DOCKER="$DOCKER" bash scripts/images.sh build
 
-# 2. Push; the digest is the one the registry acknowledged (the push's last line).
+# 2. Push; the digest is the one the registry acknowledged (the push's last line). A failure after the
+# first push leaves tags in the registry without their chart: say which, so nobody has to guess.
 declare -A DIGEST
+PUBLISHED=()
+PENDING=("$REGISTRY/package-injector:$VERSION" "$REGISTRY/package-init-container:$VERSION" "oci://$REGISTRY/charts/package-injector:$VERSION")
+partial() {
+  local rc=$?
+  [ "$rc" -ne 0 ] && [ "${#PUBLISHED[@]}" -gt 0 ] || return 0
+  log "FAILED after publishing ${PUBLISHED[*]}; not published: ${PENDING[*]}. The release is incomplete: run it again with the same VERSION once the cause is fixed (it pushes everything again), or delete what was published"
+}
+trap partial EXIT
 for img in package-injector package-init-container; do
   ref="$REGISTRY/$img:$VERSION"
   "$DOCKER" tag "$img:$BUILD_TAG" "$ref"
@@ -103,6 +113,8 @@ for img in package-injector package-init-container; do
   "$DOCKER" push "$ref" | tee "$OUT/push-$img.log" >&2
   DIGEST[$img]="$(sed -n 's/^.*digest: \(sha256:[0-9a-f]\{64\}\) size: [0-9]*$/\1/p' "$OUT/push-$img.log" | tail -n1)"
   [ -n "${DIGEST[$img]}" ] || { log "no digest in the output of docker push $ref"; exit 1; }
+  PUBLISHED+=("$ref@${DIGEST[$img]}")
+  PENDING=("${PENDING[@]:1}")
 done
 
 # 3. The chart as published: pinned by digest, registry and version of this release.
@@ -137,6 +149,8 @@ rm -rf "$OUT/package-injector"
   | tee "$OUT/push-chart.log" >&2
 CHART_DIGEST="$(sed -n 's/^Digest: \(sha256:[0-9a-f]\{64\}\).*$/\1/p' "$OUT/push-chart.log" | tail -n1)"
 [ -n "$CHART_DIGEST" ] || { log "no digest in the output of helm push"; exit 1; }
+PUBLISHED+=("oci://$REGISTRY/charts/package-injector:$VERSION@$CHART_DIGEST")
+PENDING=()
 
 {
   echo "chart oci://$REGISTRY/charts/package-injector:$VERSION@$CHART_DIGEST"
