@@ -42,7 +42,10 @@ chart_field() { sed -n "s/^$1: *\"\{0,1\}\([^\"]*\)\"\{0,1\} *\$/\1/p" "$CHART/C
 
 VERSION="${VERSION:-}"
 [ -n "$VERSION" ] || refuse "set VERSION, e.g. make release VERSION=0.2.0 (CHANGELOG.md needs a '## [0.2.0] - $(date -u +%F)' entry)"
-[[ "$VERSION" =~ ^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?$ ]] \
+# Semantic Versioning 2.0 exactly: helm refuses a chart version with an empty or zero-led numeric
+# pre-release part (1.2.3-01, 1.2.3-a..b), and it would do so only after the images were pushed.
+PRE='(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)'
+[[ "$VERSION" =~ ^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-$PRE(\.$PRE)*)?$ ]] \
   || refuse "VERSION=$VERSION is not a semantic version like 1.2.3 or 1.2.3-rc.1 (no leading v)"
 DEFAULT_REGISTRY="$(sed -n 's/^imageRegistry: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' "$CHART/values.yaml")"
 REGISTRY="${REGISTRY:-$DEFAULT_REGISTRY}"

@@ -55,6 +55,8 @@ def refused(tree: Path, **env: str) -> str:
 def test_refuses_without_version_or_changelog_entry(tree: Path) -> None:
     assert "set VERSION, e.g. make release VERSION=" in refused(tree)
     assert "not a semantic version" in refused(tree, VERSION="v0.1.0")
+    for version in ("0.1.0-01", "0.1.0-a..b", "0.1.0-", "0.1.0-rc.1;id"):  # helm would refuse the first two
+        assert f"VERSION={version} is not a semantic version" in refused(tree, VERSION=version)
     message = refused(tree, VERSION="0.2.0")
     assert "CHANGELOG.md has no entry for 0.2.0: add '## [0.2.0] - " in message
     # A heading without a line of content is no entry either.
