@@ -9,14 +9,16 @@
 #
 # Refuses (exit 2, nothing built or pushed) unless: VERSION is semver; CHANGELOG.md has a
 # `## [VERSION] - YYYY-MM-DD` entry; pyproject.toml's version and Chart.yaml's version and appVersion
-# are VERSION; the work tree is clean (a release is a commit). Then:
+# are VERSION; the work tree is clean (a release is a commit; no file hidden from git status by
+# assume-unchanged or skip-worktree). Then:
 #   1. builds both images (scripts/images.sh, on DOCKER_HOST or the private engine of scripts/dockerd.sh;
 #      BASE_IMAGE or the Debian base of scripts/base-image.sh) for the engine's own platform only;
 #   2. pushes REGISTRY/package-injector:VERSION and REGISTRY/package-init-container:VERSION and reads
 #      the manifest digests the registry answered;
 #   3. copies the chart to build/release/VERSION/, writes imageRegistry=REGISTRY and both image digests
 #      into its values.yaml (so it renders REGISTRY/NAME@sha256:...), lints and packages it;
-#   4. pushes it with `helm push` to oci://REGISTRY/charts; prints what was published.
+#   4. pushes it with `helm push` to oci://REGISTRY/charts; prints what was published (and, when a step
+#      after the first push fails, what was published and what was not).
 #
 # Single-architecture: a multi-arch image needs BuildKit (`docker buildx`) and, for the RUN steps of
 # another CPU, QEMU registered in binfmt_misc; Debian's docker.io engine has no buildx and this base
@@ -40,7 +42,10 @@ chart_field() { sed -n "s/^$1: *\"\{0,1\}\([^\"]*\)\"\{0,1\} *\$/\1/p" "$CHART/C
 
 VERSION="${VERSION:-}"
 [ -n "$VERSION" ] || refuse "set VERSION, e.g. make release VERSION=0.2.0 (CHANGELOG.md needs a '## [0.2.0] - $(date -u +%F)' entry)"
-[[ "$VERSION" =~ ^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?$ ]] \
+# Semantic Versioning 2.0 exactly: helm refuses a chart version with an empty or zero-led numeric
+# pre-release part (1.2.3-01, 1.2.3-a..b), and it would do so only after the images were pushed.
+PRE='(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)'
+[[ "$VERSION" =~ ^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-$PRE(\.$PRE)*)?$ ]] \
   || refuse "VERSION=$VERSION is not a semantic version like 1.2.3 or 1.2.3-rc.1 (no leading v)"
 DEFAULT_REGISTRY="$(sed -n 's/^imageRegistry: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' "$CHART/values.yaml")"
 REGISTRY="${REGISTRY:-$DEFAULT_REGISTRY}"
@@ -67,6 +72,10 @@ done
 if [ -n "$(git status --porcelain 2>/dev/null)" ] || ! git rev-parse -q --verify HEAD >/dev/null; then
   refuse "the work tree has uncommitted changes (see git status): a release is built from a commit; commit or stash them and run again"
 fi
+# git status does not look at files marked assume-unchanged (h) or skip-worktree (S): an edit to one is
+# built into the images while the tree looks clean.
+HIDDEN="$(git ls-files -v | sed -n 's/^[hS] //p' | head -n5 | tr '\n' ' ')"
+[ -z "$HIDDEN" ] || refuse "git status cannot see edits to files marked assume-unchanged or skip-worktree (${HIDDEN% }): a release is built from a commit; clear the marks (git update-index --no-assume-unchanged --no-skip-worktree FILE), commit or restore the files and run again"
 
 HELM="${HELM:-}"
 if [ -z "$HELM" ]; then HELM="$(bash scripts/cluster-assets.sh helm | tail -n1)"; fi
@@ -88,8 +97,17 @@ log "$VERSION from $(git rev-parse --short HEAD) to $REGISTRY, platform $("$DOCK
 BUILD_TAG="release-$VERSION-$$"
 BASE_IMAGE="$BASE_IMAGE" TAG="$BUILD_TAG" DOCKER="$DOCKER" bash scripts/images.sh build
 
-# 2. Push; the digest is the one the registry acknowledged (the push's last line).
+# 2. Push; the digest is the one the registry acknowledged (the push's last line). A failure after the
+# first push leaves tags in the registry without their chart: say which, so nobody has to guess.
 declare -A DIGEST
+PUBLISHED=()
+PENDING=("$REGISTRY/package-injector:$VERSION" "$REGISTRY/package-init-container:$VERSION" "oci://$REGISTRY/charts/package-injector:$VERSION")
+partial() {
+  local rc=$?
+  [ "$rc" -ne 0 ] && [ "${#PUBLISHED[@]}" -gt 0 ] || return 0
+  log "FAILED after publishing ${PUBLISHED[*]}; not published: ${PENDING[*]}. The release is incomplete: run it again with the same VERSION once the cause is fixed (it pushes everything again), or delete what was published"
+}
+trap partial EXIT
 for img in package-injector package-init-container; do
   ref="$REGISTRY/$img:$VERSION"
   "$DOCKER" tag "$img:$BUILD_TAG" "$ref"
@@ -98,6 +116,8 @@ for img in package-injector package-init-container; do
   "$DOCKER" push "$ref" | tee "$OUT/push-$img.log" >&2
   DIGEST[$img]="$(sed -n 's/^.*digest: \(sha256:[0-9a-f]\{64\}\) size: [0-9]*$/\1/p' "$OUT/push-$img.log" | tail -n1)"
   [ -n "${DIGEST[$img]}" ] || { log "no digest in the output of docker push $ref"; exit 1; }
+  PUBLISHED+=("$ref@${DIGEST[$img]}")
+  PENDING=("${PENDING[@]:1}")
 done
 
 # 3. The chart as published: pinned by digest, registry and version of this release.
@@ -132,6 +152,8 @@ rm -rf "$OUT/package-injector"
   | tee "$OUT/push-chart.log" >&2
 CHART_DIGEST="$(sed -n 's/^Digest: \(sha256:[0-9a-f]\{64\}\).*$/\1/p' "$OUT/push-chart.log" | tail -n1)"
 [ -n "$CHART_DIGEST" ] || { log "no digest in the output of helm push"; exit 1; }
+PUBLISHED+=("oci://$REGISTRY/charts/package-injector:$VERSION@$CHART_DIGEST")
+PENDING=()
 
 {
   echo "chart oci://$REGISTRY/charts/package-injector:$VERSION@$CHART_DIGEST"

@@ -646,20 +646,38 @@ def unpinned_warning(
     if contract.is_oci_url(url):
         if "@sha256:" in url:
             return None
-        return for_user(
+        return _whole(
             f'"{url_key}" names a tag without a digest: the Pod gets whatever the tag points to when its '
-            "init containers run, and a re-run installs new content if the tag moved; pin it with @sha256:..."
+            "init containers run, and a re-run installs new content if the tag moved; "
+            "pin it with @sha256:...",
+            f'"{url_key}" names a tag without a digest: a re-run installs new content if the tag moved; '
+            "pin it with @sha256:...",
         )
     if sha256 is not None:
         return None
-    plain = ""
+    plain = short = ""
     if is_http:
-        plain = "plain-http S3 endpoint" if url[:5].lower() == "s3://" else "plain http"
-        plain = f" ({plain}: anyone on the path can alter it)"
-    return for_user(
+        short = "plain-http S3 endpoint" if url[:5].lower() == "s3://" else "plain http"
+        plain, short = f" ({short}: anyone on the path can alter it)", f" ({short})"
+    return _whole(
         f'"{url_key}" has no "{sha_key}": the package is unverified{plain} and is downloaded again, '
-        "not kept, each time the Pod's init containers re-run (a new Pod sandbox); add the SHA-256"
+        "not kept, each time the Pod's init containers re-run (a new Pod sandbox); add the SHA-256",
+        f'"{url_key}" is unverified{short} and fetched again on every init re-run: add "{sha_key}"',
+        f'"{url_key}" is unverified and fetched again on every init re-run: add "{sha_key}"',
     )
+
+
+WARNING_RUNES: Final = 256
+"""The apiserver cuts each warning to this many characters once a response's warnings pass 4096 in all."""
+
+
+def _whole(*texts: str) -> str:
+    """The first of `texts` (longest first) that the apiserver never cuts: the fix is at their end, and a
+    named package's keys (up to 38 characters of NAME, twice) can push the full text past the cut."""
+    for text in texts:
+        if len(for_user(text)) <= WARNING_RUNES:
+            return for_user(text)
+    return for_user(texts[-1])
 
 
 def volume_suffix(name: str) -> str:

@@ -55,6 +55,8 @@ def refused(tree: Path, **env: str) -> str:
 def test_refuses_without_version_or_changelog_entry(tree: Path) -> None:
     assert "set VERSION, e.g. make release VERSION=" in refused(tree)
     assert "not a semantic version" in refused(tree, VERSION="v0.1.0")
+    for version in ("0.1.0-01", "0.1.0-a..b", "0.1.0-", "0.1.0-rc.1;id"):  # helm would refuse the first two
+        assert f"VERSION={version} is not a semantic version" in refused(tree, VERSION=version)
     message = refused(tree, VERSION="0.2.0")
     assert "CHANGELOG.md has no entry for 0.2.0: add '## [0.2.0] - " in message
     # A heading without a line of content is no entry either.
@@ -89,6 +91,17 @@ def test_refuses_a_dirty_tree_and_a_bad_registry(tree: Path) -> None:
     assert "uncommitted changes" in refused(tree, VERSION=VERSION)
 
 
+@pytest.mark.parametrize("mark", ["--skip-worktree", "--assume-unchanged"])
+def test_refuses_an_edit_hidden_from_git_status(tree: Path, mark: str) -> None:
+    """A tracked file marked so git status skips it would be built, edited, into the released images."""
+    git(tree, "update-index", mark, "webhook/app.py")
+    (tree / "webhook" / "app.py").write_text("raise SystemExit('not the commit')\n")
+    assert git(tree, "status", "--porcelain") == ""  # the trick: the tree looks clean
+    message = refused(tree, VERSION=VERSION)
+    assert "assume-unchanged or skip-worktree (webhook/app.py)" in message
+    assert "git update-index --no-assume-unchanged --no-skip-worktree FILE" in message
+
+
 def test_make_release_passes_registry_and_version() -> None:
     out = subprocess.run(
         ["make", "-n", "release", "REGISTRY=r.example/p", "VERSION=1.2.3"],
@@ -116,11 +129,8 @@ def registry_digest(registry: str, repo: str, tag: str) -> str:
         return str(r.headers["Docker-Content-Digest"])
 
 
-@pytest.fixture
-def released(
-    images: Images, registry: str, helm: str, tree: Path, tmp_path: Path
-) -> Iterator[tuple[Published, dict[str, str]]]:
-    env = {
+def release_env(images: Images, registry: str, helm: str, tmp_path: Path) -> dict[str, str]:
+    return {
         **images.engine.env,
         "REGISTRY": f"{registry}/platform",
         "VERSION": VERSION,
@@ -135,6 +145,13 @@ def released(
         "HELM_CONFIG_HOME": str(tmp_path / "helm" / "config"),
         "HELM_DATA_HOME": str(tmp_path / "helm" / "data"),
     }
+
+
+@pytest.fixture
+def released(
+    images: Images, registry: str, helm: str, tree: Path, tmp_path: Path
+) -> Iterator[tuple[Published, dict[str, str]]]:
+    env = release_env(images, registry, helm, tmp_path)
     proc = run_release(tree, env)
     assert proc.returncode == 0, proc.stderr[-6000:]
     pub = published(proc.stdout)
@@ -196,3 +213,32 @@ def test_release_to_a_registry_and_install_from_it(
         labels = json.loads(engine.run("image", "inspect", "-f", "{{json .Config.Labels}}", ref).stdout)
         assert labels.get("org.opencontainers.image.version") == VERSION, labels
         engine.run("rmi", ref)
+
+
+def test_a_failed_second_push_says_what_was_published_and_what_was_not(
+    images: Images, registry: str, helm: str, tree: Path, tmp_path: Path
+) -> None:
+    """The registry answers 500 for the init image's repository: the webhook image is already pushed.
+
+    The release must fail and name the tag it left in the registry without its chart, and what is missing.
+    (The registry fails because its storage path for that repository is a file, not a directory.)
+    """
+    blocked = tmp_path / "data" / "docker/registry/v2/repositories/platform/package-init-container"
+    blocked.parent.mkdir(parents=True, exist_ok=True)
+    blocked.write_text("not a directory\n")
+    proc = run_release(tree, release_env(images, registry, helm, tmp_path))
+    try:
+        assert proc.returncode not in (0, 2), proc.stderr[-3000:]
+        prefix = f"{registry}/platform"
+        pushed = f"{prefix}/package-injector:{VERSION}"
+        assert registry_digest(registry, "platform/package-injector", VERSION).startswith("sha256:")
+        digest = registry_digest(registry, "platform/package-injector", VERSION)
+        assert (
+            f"FAILED after publishing {pushed}@{digest}; not published: {prefix}/package-init-container:"
+            f"{VERSION} oci://{prefix}/charts/package-injector:{VERSION}. The release is incomplete"
+        ) in proc.stderr, proc.stderr[-3000:]
+        assert proc.stdout == ""
+        assert not (tree / "build" / "release" / VERSION / "published.txt").exists()
+    finally:
+        for name in ("package-injector", "package-init-container"):
+            images.engine.run("rmi", f"{registry}/platform/{name}:{VERSION}", check=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from initcontainer import contract
@@ -304,3 +306,56 @@ def test_status_records_packages_and_reads_back() -> None:
     )
     bad = value.replace('"containers":["app"]}]', '"containers":"app"}]')
     assert ann.read_status({"package-status": bad}, Settings()) is None
+
+
+_KINDS = {  # url, sha256 annotation or None, pinned
+    "https": ("https://files.example.com/a.tar", None, False),
+    "https-sha": ("https://files.example.com/a.tar", DIGEST, True),
+    "http": ("http://files.example.com/a.tar", None, False),
+    "http-sha": ("http://files.example.com/a.tar", DIGEST, True),
+    "s3": ("s3://bucket/a.tar", None, False),
+    "s3-sha": ("s3://bucket/a.tar", DIGEST, True),
+    "oci-tag": ("oci://ghcr.io/team/site:v1", None, False),
+    "oci-digest": (f"oci://ghcr.io/team/site@sha256:{DIGEST}", None, True),
+    "oci-tag-digest": (f"oci://ghcr.io/team/site:v1@sha256:{DIGEST}", None, True),
+}
+_LONGEST_NAME = "n" * 38  # the longest NAME package-url.NAME allows
+
+
+@pytest.mark.parametrize("prefix", ["", "packages.example.com/"])
+@pytest.mark.parametrize("unnamed", [None, *_KINDS])
+@pytest.mark.parametrize("named", list(_KINDS))
+def test_every_unpinned_package_is_warned_once_whole_and_no_pinned_one(
+    prefix: str, unnamed: str | None, named: str
+) -> None:
+    """One warning per unpinned package, none for a pinned one, each <= 256 characters.
+
+    The apiserver cuts every warning to 256 characters once a response's warnings pass 4096 (a few
+    packages, other webhooks' and PodSecurity's warnings): past 256 the fix ("add the SHA-256") is lost.
+    The URLs (which may carry credentials or signed query strings) are never repeated in a warning.
+    """
+    settings = Settings(
+        annotation_prefix=prefix,
+        allowed_schemes=["https", "http", "oci", "s3"],
+        s3_endpoint="http://minio.example:9000",  # plain http: the longest clause
+    )
+    annotations: dict[str, str] = {}
+    expected = []
+    for name, kind in (("", unnamed), (_LONGEST_NAME, named)):
+        if kind is None:
+            continue
+        url, sha256, pinned = _KINDS[kind]
+        suffix = f".{name}" if name else ""
+        annotations[settings.key("package-url") + suffix] = url
+        annotations[settings.key("package-mount-path") + suffix] = f"/opt/p{name}"
+        if sha256 is not None:
+            annotations[settings.key("package-sha256") + suffix] = sha256
+        if not pinned:
+            expected.append(f'"{settings.key("package-url")}{suffix}" ')
+    warnings = parse(annotations, settings).warnings
+    assert [w.split(" ", 2)[1] + " " for w in warnings] == expected, warnings
+    for warning in warnings:
+        assert len(warning) <= 256, (len(warning), warning)
+        fixes = r'(add the SHA-256|pin it with @sha256:\.\.\.|add "[^"]*package-sha256(\.n+)?")$'
+        assert re.search(fixes, warning), warning
+        assert not any(url in warning for url, _, _ in _KINDS.values())
