@@ -268,6 +268,18 @@ class PodWatch:
             self.proc.terminate()
 
 
+def same_as_seed(injected: dict[str, Any]) -> None:
+    """Fail unless the webhook injected what the seed's container is given: resources, pull policy, UID."""
+    got = (
+        injected.get("resources"),
+        injected.get("imagePullPolicy"),
+        injected["securityContext"]["runAsUser"],
+    )
+    want = (INIT_RESOURCES, "IfNotPresent", INIT_UID)
+    if got != want:
+        raise SystemExit(f"the injected init container has {got}, the seed's {want}: update INIT_RESOURCES")
+
+
 def time_pod(live: Live, watch: PodWatch, ns: str, manifest: dict[str, Any], ours: bool) -> dict[str, Any]:
     """Create the Pod, wait until Ready, read its times, delete it (and wait until it is gone)."""
     name = manifest["metadata"]["name"]
@@ -277,6 +289,8 @@ def time_pod(live: Live, watch: PodWatch, ns: str, manifest: dict[str, Any], our
     marks, obj = watch.wait_ready(name, timeout=600)
     inits = obj["spec"].get("initContainers", [])
     assert len(inits) == 1 and (ours == (inits[0]["name"] == "package-downloader")), inits
+    if ours:
+        same_as_seed(inits[0])
     init = container_times(obj["status"]["initContainerStatuses"][0]["containerID"])
     app = container_times(obj["status"]["containerStatuses"][0]["containerID"])
     result: dict[str, Any] = {
