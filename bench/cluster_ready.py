@@ -227,14 +227,16 @@ class PodWatch:
             self.proc.wait()
 
     def _read(self, stream: IO[str]) -> None:
-        buf: list[str] = []
+        buf = ""
         for line in stream:
-            buf.append(line)
-            if line.rstrip("\n") != "}":  # pretty-printed: only an event's own closing brace is at column 0
+            # One event per line (kubectl 1.37) or pretty-printed over several: parse when it is complete.
+            buf += line
+            try:
+                event = json.loads(buf)
+            except ValueError:
                 continue
             now = time.time()
-            event = json.loads("".join(buf))
-            buf = []
+            buf = ""
             obj = event.get("object", {})
             if event.get("type") not in ("ADDED", "MODIFIED") or obj.get("kind") != "Pod":
                 continue
