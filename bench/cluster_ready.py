@@ -311,6 +311,7 @@ def time_pod(live: Live, watch: PodWatch, ns: str, manifest: dict[str, Any], our
     if ours:
         logs = live.kubectl("logs", "-n", ns, name, "-c", "package-downloader").stdout
         result["in_process_s"] = in_process_seconds(logs)
+        result["init_log"] = logs.splitlines()[-20:]  # its own phases, with millisecond timestamps
     live.kubectl("delete", "pod", "-n", ns, name, "--wait=true", timeout=180)
     return result
 
