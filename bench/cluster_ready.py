@@ -220,7 +220,11 @@ class PodWatch:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
                 text=True,
-                env={"KUBECONFIG": self.live.kubeconfig, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                env={
+                    "KUBECONFIG": self.live.kubeconfig,
+                    "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                    "HOME": "/root",
+                },
             )
             assert self.proc.stdout is not None
             self._read(self.proc.stdout)
