@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from corpus import END_OF_ARCHIVE, padded, raw_header
 
-from initcontainer import contract
+from initcontainer import contract, pax
 from tests.support.faults import FaultServer, Respond
 from tests.support.kubelet_env import container_env
 from tests.support.nginx import NginxServer, run_nginx
@@ -57,6 +58,8 @@ def www(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "b.tgz").write_bytes(PKG_B)
     (root / "truncated.tgz").write_bytes(PKG_A[: len(PKG_A) // 2])
     (root / "error.html").write_bytes(HTML)
+    for name, (body, _) in HOSTILE_PAX.items():
+        (root / f"pax-{name}.tar").write_bytes(_PAX_OK + body + END_OF_ARCHIVE)
     return root
 
 
@@ -155,6 +158,109 @@ def assert_failed_cleanly(r: Run, dest: Path, code: int, reason: str) -> None:
     assert visible(dest) == set() if dest.exists() else True
     last = json.loads(r.stderr.strip().splitlines()[-1])
     assert last["event"] == "failed" and last["exitCode"] == code
+
+
+# ---- hostile pax headers (the pax.py fast path) through the whole program -------------
+
+
+def _record(key: bytes, value: bytes) -> bytes:
+    body = b" " + key + b"=" + value + b"\n"
+    length = len(body) + len(str(len(body) + len(str(len(body)))))
+    return str(length).encode() + body
+
+
+def _x(*records: bytes, kind: bytes = b"x") -> bytes:
+    body = b"".join(records)
+    return raw_header(b"./PaxHeaders/m", len(body), kind) + padded(body)
+
+
+def _m(name: bytes, data: bytes = b"pwned\n", kind: bytes = b"0", link: bytes = b"") -> bytes:
+    return raw_header(name, len(data), kind, {157: link} if link else None) + padded(data)
+
+
+_PAX_OK = _m(b"pkg/ok.txt", b"fine\n")  # extracted first: the refusal must take it back out of sight
+HOSTILE_PAX: dict[str, tuple[bytes, str]] = {  # the archive after _PAX_OK, words of the refusal
+    "absolute-path": (_x(_record(b"path", b"/tmp/pax-pwned")) + _m(b"pkg/a"), "absolute path"),
+    "dotdot-path": (_x(_record(b"path", b"../outside/victim.txt")) + _m(b"pkg/a"), "'..' component"),
+    "inner-dotdot": (_x(_record(b"path", b"pkg/../../outside/victim.txt")) + _m(b"pkg/a"), "'..'"),
+    "dotdot-dir-slashes": (_x(_record(b"path", b"../outside//")) + _m(b"pkg/d", b"", b"5"), "'..'"),
+    "non-utf8-dotdot": (_x(_record(b"path", b"\xff/../../outside/x")) + _m(b"pkg/a"), "'..'"),
+    "nul-in-path": (_x(_record(b"path", b"pkg/a\x00/../../outside/x")) + _m(b"pkg/a"), "NUL"),
+    "reserved-name": (_x(_record(b"path", contract.MARKER_NAME.encode())) + _m(b"pkg/a"), "reserved"),
+    "symlink-out": (_x(_record(b"linkpath", b"../../outside")) + _m(b"pkg/l", b"", b"2", b"x"), "outside"),
+    "symlink-slash-out": (
+        _x(_record(b"path", b"pkg/s/"), _record(b"linkpath", b"../..")) + _m(b"pkg/q", b"", b"2", b"x"),
+        "outside",
+    ),
+    "write-through-symlink": (
+        _x(_record(b"linkpath", b".."))
+        + _m(b"pkg/l", b"", b"2", b"x")
+        + _x(_record(b"path", b"pkg/l/f"))
+        + _m(b"a"),
+        "through the symlink",
+    ),
+    "hardlink-out": (
+        _x(_record(b"linkpath", b"../outside/victim.txt")) + _m(b"pkg/h", b"", b"1", b"x"),
+        "'..'",
+    ),
+    "file-slash-then-child": (
+        _x(_record(b"path", b"pkg/d/")) + _m(b"pkg/a") + _m(b"pkg/d/evil"),
+        "it is a file",
+    ),
+    "dir-size-hides-a-member": (
+        _x(_record(b"size", b"1024")) + _m(b"pkg/d", b"", b"5") + _m(b"../outside/hidden"),
+        "'..'",
+    ),
+    "size-zero-hides-a-member": (
+        _x(_record(b"size", b"0")) + _m(b"pkg/z", _m(b"../outside/hidden")[:512]),
+        "'..'",
+    ),
+    "size-huge": (_x(_record(b"size", b"9" * 18)) + _m(b"pkg/huge"), "decompression bomb"),
+    "comment-then-global-path": (
+        _x(_record(b"comment", b"c"), kind=b"g")
+        + _m(b"pkg/c")
+        + _x(_record(b"path", b"../g"), kind=b"g")
+        + _m(b"c"),
+        "'..'",
+    ),
+    "x-then-global-path": (
+        _x(_record(b"mtime", b"1")) + _x(_record(b"path", b"../g"), kind=b"g") + _m(b"c"),
+        "'..'",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE_PAX)
+def test_hostile_pax_headers_are_refused_and_nothing_lands_anywhere(
+    nginx: NginxServer, tmp_path: Path, name: str
+) -> None:
+    """Escapes through pax path/linkpath/size, most of them parsed by the pax.py fast path: the
+    tree refuses each one, nothing outside the destination changes, nothing of the package is left."""
+    words = HOSTILE_PAX[name][1]
+    sentinel, dest = tmp_path / "sentinel", tmp_path / "sentinel" / "dest"
+    (sentinel / "outside").mkdir(parents=True)
+    (sentinel / "outside" / "victim.txt").write_text("original\n")
+    r = run(base_env(tmp_path, nginx.url(f"pax-{name}.tar"), **{contract.ENV_DEST: str(dest)}))
+    assert_failed_cleanly(r, dest, contract.EXIT_UNSAFE_ARCHIVE, "UnsafeArchiveError")
+    assert words in r.reason["message"]
+    assert sorted(str(p.relative_to(sentinel)) for p in sentinel.rglob("*")) == [
+        "dest",
+        "outside",
+        "outside/victim.txt",
+    ]
+    assert (sentinel / "outside" / "victim.txt").read_text() == "original\n"
+    assert not Path("/tmp/pax-pwned").exists()
+
+
+def test_the_hostile_pax_headers_take_the_fast_path() -> None:
+    """Those above would otherwise test tarfile's parser only: all but five are pax.py's."""
+    tarfiles = {
+        name
+        for name, (body, _) in HOSTILE_PAX.items()
+        if pax.parse_extended(body + END_OF_ARCHIVE, 0, 0, {}, "utf-8", "surrogateescape") is None
+    }
+    by_design = {"non-utf8-dotdot", "nul-in-path", "dir-size-hides-a-member"}  # outside pax.py's grammar
+    assert tarfiles == by_design | {"comment-then-global-path", "x-then-global-path"}  # and `g` headers
 
 
 # ---- the contract with the webhook --------------------------------------------
