@@ -9,9 +9,11 @@ their archives are made here and compared there by the same reader helpers.
 from __future__ import annotations
 
 import ast
+import io
 import os
 import site
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -97,3 +99,35 @@ def test_the_fast_paths_agree_with_the_image_tarfile(engine: Engine, base_image:
         name, end, members, fast = line.split()
         assert end == "complete" and int(members) > 10, line
         assert int(fast) == int(members) - (name == "git-archive.tar"), line  # git: the global header's
+
+
+_LOOPS = """
+import io, pathlib, sys, tarfile
+from initcontainer import formats
+from initcontainer.extract import extract
+data = pathlib.Path("/archives/loops.tar").read_bytes()
+staging = pathlib.Path("/tmp/staging")
+staging.mkdir()
+stats = extract(io.BytesIO(data), staging, fmt=formats.TAR)
+print(sys.version_info[:3], stats.files, stats.symlinks, sorted(p.name for p in (staging / "pkg").iterdir()))
+"""
+
+
+def test_symlink_loops_install_under_the_image_tarfile(engine: Engine, base_image: str, tmp_path: Path) -> None:
+    """3.13.4+'s data filter resolves links strictly: a loop raised ELOOP, reported as a full volume (exit 7).
+
+    A loop points nowhere, so nowhere outside: it installs, as GNU tar and the dev Python install it.
+    """
+    archives = tmp_path / "archives"
+    archives.mkdir()
+    with tarfile.open(archives / "loops.tar", "w", format=tarfile.GNU_FORMAT) as tar:
+        for name, target in [("pkg/a", "b"), ("pkg/b", "a"), ("pkg/self", "self"), ("pkg/c", "a/x")]:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+        info = tarfile.TarInfo("pkg/file")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"ok"))
+    mounts = {ROOT / "initcontainer": "/src/initcontainer", archives: "/archives"}
+    out = _docker_run(engine, base_image, mounts, "-c", _LOOPS)
+    assert out.strip().endswith("1 4 ['a', 'b', 'c', 'file', 'self']"), out
