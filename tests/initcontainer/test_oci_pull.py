@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from corpus import dir_, hard, reg, sym, tar_bytes
 
 from initcontainer import contract
 from initcontainer.config import load_config
@@ -35,6 +34,7 @@ from initcontainer.oci.keyring import RegistryCredential
 from initcontainer.oci.manifest import own_platform
 from initcontainer.oci.source import credential_files
 from initcontainer.transport import Request
+from tests.initcontainer.corpus import dir_, hard, reg, sym, tar_bytes
 from tests.support.kube import REPO
 from tests.support.registry import BlobRedirect, RegistryServer, run_registry
 from webhook.inject import inject
