@@ -207,9 +207,8 @@ def test_conflicts_and_the_cap_are_denied_with_the_fix(
 ) -> None:
     annotations = {k: v for k, v in annotations_for(nginx).items() if not k.endswith(".models")}
     manifest = pod("denied", {**annotations, **extra}, containers=2)
-    result = cluster.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(manifest), check=False)
-    assert result.returncode != 0
-    assert "denied the request" in result.stderr and fragment in result.stderr, result.stderr
+    stderr = cluster.create_denied(ns, manifest)
+    assert fragment in stderr, stderr
 
 
 def test_a_dump_without_one_packages_key_is_stored_without_that_package(
