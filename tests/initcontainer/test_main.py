@@ -22,6 +22,7 @@ import pytest
 
 from initcontainer import contract
 from tests.support.faults import FaultServer, Respond
+from tests.support.init_process import Run, run_init
 from tests.support.kubelet_env import container_env
 from tests.support.nginx import NginxServer, run_nginx
 
@@ -74,22 +75,6 @@ def faults() -> Iterator[FaultServer]:
         yield srv
 
 
-class Run:
-    """Result of one run of the init container."""
-
-    def __init__(self, proc: subprocess.CompletedProcess[str], term: Path) -> None:
-        self.code = proc.returncode
-        self.stderr = proc.stderr
-        self.termination = term.read_text() if term.exists() else ""
-
-    @property
-    def reason(self) -> dict[str, Any]:
-        return dict(json.loads(self.termination))
-
-    def events(self) -> list[str]:
-        return [json.loads(line)["event"] for line in self.stderr.splitlines() if line.startswith("{")]
-
-
 def base_env(tmp_path: Path, url: str, **extra: str) -> dict[str, str]:
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -107,18 +92,7 @@ def base_env(tmp_path: Path, url: str, **extra: str) -> dict[str, str]:
 
 
 def run(env: dict[str, str], timeout: float = 60, argv: list[str] | None = None) -> Run:
-    term = Path(env.get(contract.ENV_TERMINATION_LOG, "/nonexistent"))
-    if term.exists():
-        term.unlink()
-    proc = subprocess.run(
-        argv or [PYTHON, "-m", "initcontainer"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    return Run(proc, term)
+    return run_init(env, timeout, argv)
 
 
 def visible(dest: Path) -> set[str]:

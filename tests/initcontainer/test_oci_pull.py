@@ -15,7 +15,6 @@ import json
 import os
 import socketserver
 import subprocess
-import sys
 import tarfile
 import threading
 import time
@@ -35,7 +34,7 @@ from initcontainer.oci.manifest import own_platform
 from initcontainer.oci.source import credential_files
 from initcontainer.transport import Request
 from tests.initcontainer.corpus import dir_, hard, reg, sym, tar_bytes
-from tests.support.kube import REPO
+from tests.support.init_process import Run, run_init
 from tests.support.registry import BlobRedirect, RegistryServer, run_registry
 from webhook.inject import inject
 from webhook.settings import Settings
@@ -45,20 +44,6 @@ FLUX_CONTENT = "application/vnd.cncf.flux.content.v1.tar+gzip"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-class Run:
-    def __init__(self, proc: subprocess.CompletedProcess[str], term: Path) -> None:
-        self.code = proc.returncode
-        self.stderr = proc.stderr
-        self.termination = term.read_text() if term.exists() else ""
-
-    @property
-    def reason(self) -> dict[str, Any]:
-        return dict(json.loads(self.termination))
-
-    def events(self) -> list[str]:
-        return [json.loads(line)["event"] for line in self.stderr.splitlines() if line.startswith("{")]
 
 
 def tool(reg_: RegistryServer, *argv: str, cwd: Path | None = None, user: str | None = None) -> str:
@@ -102,18 +87,7 @@ def pull(
     if reg_.ca is None:
         env[contract.ENV_ALLOW_HTTP] = "true"
     env.update(extra)
-    term = Path(env[contract.ENV_TERMINATION_LOG])
-    if term.exists():
-        term.unlink()
-    proc = subprocess.run(
-        [sys.executable, "-m", "initcontainer"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return Run(proc, term)
+    return run_init(env, timeout=120)
 
 
 def tree_of(root: Path) -> dict[str, str]:
@@ -774,15 +748,8 @@ def test_contract_with_the_webhook_and_the_pods_pull_secrets(tmp_path: Path) -> 
                 contract.ENV_TERMINATION_LOG: str(tmp_path / "term"),
             }
         )
-        proc = subprocess.run(
-            [sys.executable, "-m", "initcontainer"],
-            env=env,
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    assert proc.returncode == 0, proc.stderr
+        r = run_init(env, timeout=120)
+    assert r.code == 0, r.stderr
     assert tree_of(tmp_path / "dest") == {f"site/{k}": v for k, v in tree_of(site).items()} | {"site": "d"}
     assert marker(tmp_path / "dest")["manifestDigest"] == digest
 
