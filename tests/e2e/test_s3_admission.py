@@ -30,9 +30,7 @@ MWC_PATH = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
-    with run_moto(tmp_path_factory.mktemp("moto")) as server:
-        server.create_bucket("packages")
-        server.put_object("packages", "app/pkg.tar.gz", PKG_A)
+    with run_moto(tmp_path_factory.mktemp("moto"), {"packages/app/pkg.tar.gz": PKG_A}) as server:
         yield server
 
 

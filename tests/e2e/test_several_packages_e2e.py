@@ -49,9 +49,7 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxServer]:
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
-    with run_moto(tmp_path_factory.mktemp("moto")) as server:
-        server.create_bucket("packages")
-        server.put_object("packages", "models/v7.tgz", PKG_B)
+    with run_moto(tmp_path_factory.mktemp("moto"), {"packages/models/v7.tgz": PKG_B}) as server:
         yield server
 
 

@@ -30,9 +30,7 @@ JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6ZGVmYXVsdDph
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
-    with run_moto(tmp_path_factory.mktemp("moto")) as server:
-        server.create_bucket(BUCKET)
-        server.put_object(BUCKET, KEY, PKG_A)
+    with run_moto(tmp_path_factory.mktemp("moto"), {f"{BUCKET}/{KEY}": PKG_A}) as server:
         yield server
 
 

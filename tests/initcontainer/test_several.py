@@ -246,9 +246,7 @@ def test_sigterm_stops_every_download_at_once_and_leaves_nothing(tmp_path: Path)
 
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
-    with run_moto(tmp_path_factory.mktemp("moto")) as server:
-        server.create_bucket("packages")
-        server.put_object("packages", "models/v7.tgz", PKG_B)
+    with run_moto(tmp_path_factory.mktemp("moto"), {"packages/models/v7.tgz": PKG_B}) as server:
         yield server
 
 
