@@ -17,8 +17,9 @@ import pytest
 
 from initcontainer import contract
 from tests.e2e.conftest import namespace_for, pod, webhook_configuration
-from tests.initcontainer.test_main import PKG_A, SHA_A, assert_package_a, run
+from tests.initcontainer.test_main import run
 from tests.support.kube import Cluster
+from tests.support.packages import PKG_A, SHA_A, assert_package_a
 from tests.support.s3server import MotoS3, run_moto
 from tests.support.webhook import running_webhook
 

@@ -21,10 +21,11 @@ import pytest
 
 from initcontainer import contract
 from tests.e2e.conftest import namespace_for, pod, webhook_configuration
-from tests.initcontainer.test_main import PKG_A, PKG_B, SHA_A, SHA_B, run, visible
+from tests.initcontainer.test_main import run
 from tests.support.kube import Cluster
 from tests.support.kubelet_env import container_env
 from tests.support.nginx import NginxServer, run_nginx
+from tests.support.packages import FILES_A, FILES_B, PKG_B, SHA_A, SHA_B, visible, write_packages
 from tests.support.s3server import MotoS3, run_moto
 from tests.support.webhook import running_webhook
 from webhook.inject import inject
@@ -34,16 +35,13 @@ pytestmark = pytest.mark.e2e
 
 MWC_PATH = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
 S3_URL = "s3://packages/models/v7.tgz"
-FILES_A = {"app/a.txt", "app/common/config.ini", "app/blob.bin"}
-FILES_B = {"app/b.txt", "app/common/other.ini"}
 
 
 @pytest.fixture(scope="module")
 def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxServer]:
-    root = tmp_path_factory.mktemp("www")
-    (root / "a.tgz").write_bytes(PKG_A)
-    (root / "b.tgz").write_bytes(PKG_B)
-    with run_nginx(root, tmp_path_factory.mktemp("nginx")) as server:
+    with run_nginx(
+        write_packages(tmp_path_factory.mktemp("www")), tmp_path_factory.mktemp("nginx")
+    ) as server:
         yield server
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from initcontainer import contract
 from tests.images.conftest import Images
-from tests.initcontainer.test_main import PKG_A, SHA_A
+from tests.support.packages import PKG_A, SHA_A
 from tests.support.s3server import MotoS3, run_moto
 from webhook.inject import inject
 from webhook.settings import Settings
