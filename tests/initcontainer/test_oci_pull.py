@@ -459,6 +459,22 @@ def push_one(
     return tool(reg_, "oras", "resolve", f"{reg_.host}/{repo}").strip()
 
 
+def push_index(reg_: RegistryServer, tmp_path: Path, ref: str, index: dict[str, Any]) -> None:
+    """Push `index` (an OCI index or Docker manifest list, by its mediaType) as REPO:TAG `ref`."""
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    media_type = index["mediaType"]
+    tool(
+        reg_,
+        "oras",
+        "manifest",
+        "push",
+        "--media-type",
+        media_type,
+        f"{reg_.host}/{ref}",
+        str(tmp_path / "index.json"),
+    )
+
+
 def test_tampered_blob_in_storage(token_registry: RegistryServer, tmp_path: Path) -> None:
     reg_ = token_registry
     digest = push_one(reg_, tmp_path, "evil/blob:v1")
@@ -504,17 +520,7 @@ def test_index_without_our_platform(token_registry: RegistryServer, tmp_path: Pa
             }
         ],
     }
-    (tmp_path / "index.json").write_text(json.dumps(index))
-    tool(
-        reg_,
-        "oras",
-        "manifest",
-        "push",
-        "--media-type",
-        "application/vnd.oci.image.index.v1+json",
-        f"{reg_.host}/multi/arch:index",
-        str(tmp_path / "index.json"),
-    )
+    push_index(reg_, tmp_path, "multi/arch:index", index)
     r = pull(tmp_path, reg_, "multi/arch:index", dockerconfig=reg_.docker_config())
     assert_failed_cleanly(r, tmp_path / "dest", contract.EXIT_INTEGRITY, "(it has: linux/s390x)")
 
@@ -545,17 +551,7 @@ def test_index_resolves_to_our_platform(
     }
     if platform.architecture == "s390x":
         pytest.fail("this test assumes the machine is not s390x")
-    (tmp_path / "index.json").write_text(json.dumps(index))
-    tool(
-        reg_,
-        "oras",
-        "manifest",
-        "push",
-        "--media-type",
-        index_type,
-        f"{reg_.host}/{repo}:multi",
-        str(tmp_path / "index.json"),
-    )
+    push_index(reg_, tmp_path, f"{repo}:multi", index)
     r = pull(tmp_path, reg_, f"{repo}:multi", dockerconfig=reg_.docker_config())
     assert r.code == 0, r.stderr
     assert {p.name for p in (tmp_path / "dest").iterdir()} == {"ours.bin", contract.MARKER_NAME}
