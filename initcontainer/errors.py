@@ -19,6 +19,8 @@ contract (`contract.EXIT_*`, README "Exit codes").
 
 from __future__ import annotations
 
+from typing import Any
+
 from initcontainer import contract
 
 
@@ -27,6 +29,11 @@ class PackageError(Exception):
 
     exit_code: int = 1
     reason: str = "Error"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every subclass's `reason` is its own name, so a new class cannot forget or misspell it."""
+        super().__init_subclass__(**kwargs)
+        cls.reason = cls.__name__
 
     def __init__(self, message: str, *, retryable: bool = False) -> None:
         super().__init__(message)
@@ -38,52 +45,43 @@ class ConfigError(PackageError):
     """The environment is wrong: missing or malformed PACKAGE_* variable, bad credentials dir."""
 
     exit_code = contract.EXIT_CONFIG
-    reason = "ConfigError"
 
 
 class TransportError(PackageError):
     """The server could not be reached or kept failing: DNS, TLS, timeouts, resets, 5xx, 429."""
 
     exit_code = contract.EXIT_TRANSPORT
-    reason = "TransportError"
 
 
 class RestartDownload(TransportError):
     """The server cannot continue where we stopped: start over with a clean staging dir."""
-
-    reason = "RestartDownload"
 
 
 class HTTPClientError(PackageError):
     """The server said no for good: 401, 403, 404, 410 and other 4xx."""
 
     exit_code = contract.EXIT_HTTP_CLIENT
-    reason = "HTTPClientError"
 
 
 class IntegrityError(PackageError):
     """The bytes are not the package: checksum mismatch, not an archive, truncated, empty."""
 
     exit_code = contract.EXIT_INTEGRITY
-    reason = "IntegrityError"
 
 
 class UnsafeArchiveError(PackageError):
     """The archive tries something dangerous: traversal, escaping links, devices, bombs."""
 
     exit_code = contract.EXIT_UNSAFE_ARCHIVE
-    reason = "UnsafeArchiveError"
 
 
 class LocalIOError(PackageError):
     """The destination cannot be written: read-only, full, permissions."""
 
     exit_code = contract.EXIT_LOCAL_IO
-    reason = "LocalIOError"
 
 
 class Terminated(PackageError):
     """SIGTERM/SIGINT: the pod is being deleted; clean up and leave (128 + SIGTERM, as a shell reports it)."""
 
     exit_code = 143
-    reason = "Terminated"

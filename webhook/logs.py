@@ -4,7 +4,9 @@ Log aggregators (Loki, Elasticsearch, Cloud Logging) index JSON fields, so an op
 denial in namespace X" without regular expressions. Callers attach context with ``extra={...}``
 (uid, namespace, pod, decision, reason); the formatter copies those fields to the top level.
 uvicorn's access log is off by default because every admission log line already carries the decision;
-when enabled it is emitted as JSON as well.
+when enabled it is emitted as JSON as well. uvicorn's "Uvicorn running on http://..." line is dropped:
+it calls the TLS admission port http (the TLS is ours, not uvicorn's); `webhook.server` logs each port's
+real URL instead.
 """
 
 from __future__ import annotations
@@ -105,6 +107,11 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+def _not_uvicorns_running_on(record: logging.LogRecord) -> bool:
+    """False for uvicorn's startup line, whose scheme is wrong for the admission port (module docstring)."""
+    return not (isinstance(record.msg, str) and record.msg.startswith("Uvicorn running on "))
+
+
 def configure_logging(
     level: str = "info",
     fmt: Literal["json", "text"] = "json",
@@ -132,5 +139,8 @@ def configure_logging(
         uv.handlers.clear()
         uv.propagate = True
         uv.setLevel(level.upper())
+    error = logging.getLogger("uvicorn.error")
+    if _not_uvicorns_running_on not in error.filters:
+        error.addFilter(_not_uvicorns_running_on)
     access = logging.getLogger("uvicorn.access")
     access.disabled = not access_log

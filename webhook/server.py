@@ -23,6 +23,7 @@ import ctypes
 import ctypes.util
 import logging
 import signal
+import socket
 import ssl
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
@@ -46,11 +47,27 @@ _M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h
 
 
 class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to `Runtime`."""
+    """A uvicorn server that leaves signal handling to `Runtime` and says truly how it listens.
+
+    uvicorn's own "Uvicorn running on http://..." line (dropped by `webhook.logs`) would call the admission
+    port plain HTTP: its TLS is `webhook.guard`'s, which uvicorn does not know about.
+    """
+
+    def __init__(self, config: uvicorn.Config, name: str, scheme: str) -> None:
+        super().__init__(config)
+        self.name, self.scheme = name, scheme
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            host = self.config.host
+            port = self.config.port or self.servers[0].sockets[0].getsockname()[1]  # port 0: the one bound
+            url = f"{self.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+            log.info(f"{self.name} port listening on {url}", extra={"port_name": self.name, "url": url})
 
 
 class Runtime:
@@ -194,9 +211,13 @@ async def run_servers(app: ASGIApp, settings: Settings, metrics: Metrics = METRI
     admission_guard = Guard(limits(settings), tls=listener, on_refusal=refused("admission"))
     health_guard = Guard(limits(settings), on_refusal=refused("metrics"))
     admission = closing_while_draining(app, runtime)
-    runtime.admission = _Server(_config(admission, settings.port, settings, admission_guard))
+    runtime.admission = _Server(
+        _config(admission, settings.port, settings, admission_guard), "admission", "https"
+    )
     runtime.health = _Server(
-        _config(health_app(runtime), settings.metrics_port, settings, health_guard, lifespan="off")
+        _config(health_app(runtime), settings.metrics_port, settings, health_guard, lifespan="off"),
+        "metrics",
+        "http",
     )
 
     loop = asyncio.get_running_loop()

@@ -9,6 +9,7 @@ from typing import Any
 
 import helm_python as helm
 import kubernetes_validate
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,6 +73,22 @@ def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[
 def validate(doc: dict[str, Any], version: str) -> None:
     """Strict schema validation (unknown fields fail); raises kubernetes_validate's ValidationError."""
     kubernetes_validate.validate(doc, version, strict=True)
+
+
+def validate_all(docs: list[dict[str, Any]], label: str = "") -> int:
+    """Each non-CRD object against every schema version; fails at the first error, else returns the count."""
+    checked = 0
+    for doc in docs:
+        if doc["kind"] in CRD_KINDS:
+            continue
+        for version in SCHEMA_VERSIONS:
+            try:
+                validate(doc, version)
+            except kubernetes_validate.ValidationError as err:
+                where = f"{doc['kind']}/{doc['metadata']['name']} @ {version}"
+                pytest.fail(f"{label}: {where}: {err.message}" if label else f"{where}: {err.message}")
+            checked += 1
+    return checked
 
 
 def kustomize(path: Path) -> list[dict[str, Any]]:

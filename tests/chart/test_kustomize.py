@@ -11,21 +11,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
-import pytest
 import yaml
 from cryptography import x509
 
 from tests.chart.helpers import (
-    CRD_KINDS,
     DEPLOY,
-    SCHEMA_VERSIONS,
     all_of,
     kustomize,
     one,
     release_objects,
     render,
-    validate,
+    validate_all,
 )
 
 HELM_ONLY_LABELS = ("helm.sh/chart", "app.kubernetes.io/managed-by")
@@ -58,17 +54,6 @@ def _key(doc: dict[str, Any]) -> tuple[str, str]:
     return doc["kind"], doc["metadata"]["name"]
 
 
-def _validate_all(docs: list[dict[str, Any]]) -> None:
-    for doc in docs:
-        if doc["kind"] in CRD_KINDS:
-            continue
-        for version in SCHEMA_VERSIONS:
-            try:
-                validate(doc, version)
-            except kubernetes_validate.ValidationError as err:
-                pytest.fail(f"{doc['kind']}/{doc['metadata']['name']} @ {version}: {err.message}")
-
-
 def test_base_equals_the_chart_defaults() -> None:
     chart = {_key(d): d for d in map(_normalize, release_objects(render())) if d["kind"] != "Secret"}
     base = {_key(d): d for d in map(_normalize, kustomize(DEPLOY / "base")) if d["kind"] != "Namespace"}
@@ -84,9 +69,9 @@ def test_base_namespace_enforces_restricted_pods() -> None:
 
 
 def test_base_and_cert_manager_overlay_validate() -> None:
-    _validate_all(kustomize(DEPLOY / "base"))
+    validate_all(kustomize(DEPLOY / "base"))
     docs = kustomize(DEPLOY / "overlays" / "cert-manager")
-    _validate_all(docs)
+    validate_all(docs)
     mwc = one(docs, "MutatingWebhookConfiguration")
     namespace, name = mwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"].split("/")
     serving = one(docs, "Certificate", name)
@@ -116,7 +101,7 @@ def test_generated_certs_route(tmp_path: Path) -> None:
         return kustomize(deploy / "overlays" / "generated-certs")
 
     docs = generate()
-    _validate_all(docs)
+    validate_all(docs)
     secret = one(docs, "Secret", "package-injector-tls")
     assert secret["type"] == "kubernetes.io/tls"
     bundles = {

@@ -13,7 +13,6 @@ import yaml
 
 from tests.chart.helpers import (
     CHART,
-    CRD_KINDS,
     NAMESPACE,
     RELEASE,
     SCHEMA_VERSIONS,
@@ -27,6 +26,7 @@ from tests.chart.helpers import (
     render,
     selector_matches,
     validate,
+    validate_all,
 )
 from webhook.inject import inject
 from webhook.settings import Settings, load_settings
@@ -101,18 +101,7 @@ def settings_of(docs: list[dict[str, Any]], tmp_path: Any, monkeypatch: pytest.M
 
 @pytest.mark.parametrize("case", sorted(MATRIX))
 def test_every_object_validates_strictly(case: str) -> None:
-    docs = render(MATRIX[case])
-    checked = 0
-    for doc in docs:
-        if doc["kind"] in CRD_KINDS:
-            continue
-        for version in SCHEMA_VERSIONS:
-            try:
-                validate(doc, version)
-            except kubernetes_validate.ValidationError as err:
-                pytest.fail(f"{case}: {doc['kind']}/{doc['metadata']['name']} @ {version}: {err.message}")
-            checked += 1
-    assert checked >= 8 * len(SCHEMA_VERSIONS)
+    assert validate_all(render(MATRIX[case]), case) >= 8 * len(SCHEMA_VERSIONS)
 
 
 def test_strict_validation_catches_a_typo() -> None:

@@ -17,8 +17,9 @@ import pytest
 
 from initcontainer import contract
 from tests.e2e.conftest import namespace_for, pod, webhook_configuration
-from tests.initcontainer.test_main import PKG_A, SHA_A, assert_package_a, run
+from tests.initcontainer.test_main import run
 from tests.support.kube import Cluster
+from tests.support.packages import PKG_A, SHA_A, assert_package_a
 from tests.support.s3server import MotoS3, run_moto
 from tests.support.webhook import running_webhook
 
@@ -30,9 +31,7 @@ MWC_PATH = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
-    with run_moto(tmp_path_factory.mktemp("moto")) as server:
-        server.create_bucket("packages")
-        server.put_object("packages", "app/pkg.tar.gz", PKG_A)
+    with run_moto(tmp_path_factory.mktemp("moto"), {"packages/app/pkg.tar.gz": PKG_A}) as server:
         yield server
 
 
@@ -128,15 +127,4 @@ def test_s3_pod_is_stored_with_the_cluster_settings_and_installs(
 def test_bad_s3_urls_are_denied_with_the_reason(
     cluster: Cluster, s3_namespace: str, url: str, fragment: str
 ) -> None:
-    result = cluster.kubectl(
-        "create",
-        "-n",
-        s3_namespace,
-        "-f",
-        "-",
-        input=json.dumps(pod("bad", {"package-url": url})),
-        check=False,
-    )
-    assert result.returncode != 0
-    assert "denied the request" in result.stderr
-    assert fragment in result.stderr
+    assert fragment in cluster.create_denied(s3_namespace, pod("bad", {"package-url": url}))

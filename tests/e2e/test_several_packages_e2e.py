@@ -21,10 +21,11 @@ import pytest
 
 from initcontainer import contract
 from tests.e2e.conftest import namespace_for, pod, webhook_configuration
-from tests.initcontainer.test_main import PKG_A, PKG_B, SHA_A, SHA_B, run, visible
+from tests.initcontainer.test_main import run
 from tests.support.kube import Cluster
 from tests.support.kubelet_env import container_env
 from tests.support.nginx import NginxServer, run_nginx
+from tests.support.packages import FILES_A, FILES_B, PKG_B, SHA_A, SHA_B, visible, write_packages
 from tests.support.s3server import MotoS3, run_moto
 from tests.support.webhook import running_webhook
 from webhook.inject import inject
@@ -34,24 +35,19 @@ pytestmark = pytest.mark.e2e
 
 MWC_PATH = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
 S3_URL = "s3://packages/models/v7.tgz"
-FILES_A = {"app/a.txt", "app/common/config.ini", "app/blob.bin"}
-FILES_B = {"app/b.txt", "app/common/other.ini"}
 
 
 @pytest.fixture(scope="module")
 def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxServer]:
-    root = tmp_path_factory.mktemp("www")
-    (root / "a.tgz").write_bytes(PKG_A)
-    (root / "b.tgz").write_bytes(PKG_B)
-    with run_nginx(root, tmp_path_factory.mktemp("nginx")) as server:
+    with run_nginx(
+        write_packages(tmp_path_factory.mktemp("www")), tmp_path_factory.mktemp("nginx")
+    ) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
-    with run_moto(tmp_path_factory.mktemp("moto")) as server:
-        server.create_bucket("packages")
-        server.put_object("packages", "models/v7.tgz", PKG_B)
+    with run_moto(tmp_path_factory.mktemp("moto"), {"packages/models/v7.tgz": PKG_B}) as server:
         yield server
 
 
@@ -207,9 +203,8 @@ def test_conflicts_and_the_cap_are_denied_with_the_fix(
 ) -> None:
     annotations = {k: v for k, v in annotations_for(nginx).items() if not k.endswith(".models")}
     manifest = pod("denied", {**annotations, **extra}, containers=2)
-    result = cluster.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(manifest), check=False)
-    assert result.returncode != 0
-    assert "denied the request" in result.stderr and fragment in result.stderr, result.stderr
+    stderr = cluster.create_denied(ns, manifest)
+    assert fragment in stderr, stderr
 
 
 def test_a_dump_without_one_packages_key_is_stored_without_that_package(

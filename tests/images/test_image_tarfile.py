@@ -23,9 +23,8 @@ from tests.images.conftest import ROOT, Engine
 pytestmark = pytest.mark.docker
 
 _TOOL_ARCHIVES = """
-import sys, pathlib
-sys.path.insert(0, "/src/tests/initcontainer")
-from tarcompare import assert_same, read_all
+import pathlib
+from tests.initcontainer.tarcompare import assert_same, read_all
 from initcontainer import formats, untar
 taken = []
 real = untar.TarReader._next_fast

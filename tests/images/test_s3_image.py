@@ -11,7 +11,7 @@ import pytest
 
 from initcontainer import contract
 from tests.images.conftest import Images
-from tests.initcontainer.test_main import PKG_A, SHA_A
+from tests.support.packages import PKG_A, SHA_A
 from tests.support.s3server import MotoS3, run_moto
 from webhook.inject import inject
 from webhook.settings import Settings
@@ -21,9 +21,7 @@ pytestmark = pytest.mark.docker
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
-    with run_moto(tmp_path_factory.mktemp("moto")) as server:
-        server.create_bucket("packages")
-        server.put_object("packages", "app/pkg.tar.gz", PKG_A)
+    with run_moto(tmp_path_factory.mktemp("moto"), {"packages/app/pkg.tar.gz": PKG_A}) as server:
         yield server
 
 

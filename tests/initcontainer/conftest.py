@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from httpkit import PASSWORD, PAYLOAD, TOKEN, USER
 
+from tests.initcontainer.httpkit import PASSWORD, PAYLOAD, TOKEN, USER
 from tests.support.faults import FaultServer
 from tests.support.nginx import NginxServer, run_nginx
 

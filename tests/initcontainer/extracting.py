@@ -6,10 +6,9 @@ import os
 import stat
 from pathlib import Path
 
-from corpus import NonSeekable, sha256_tree
-
 from initcontainer import formats
 from initcontainer.extract import ExtractStats, Limits, extract
+from tests.initcontainer.corpus import NonSeekable, sha256_tree
 
 
 def layout(tmp_path: Path) -> tuple[Path, Path, Path]:

@@ -9,12 +9,11 @@ import random
 import tarfile
 from typing import Any
 
-from corpus import NonSeekable
-
 from initcontainer import formats
 from initcontainer.decompress import TarSource
 from initcontainer.errors import PackageError
 from initcontainer.untar import TarReader
+from tests.initcontainer.corpus import NonSeekable
 
 ATTRS = tuple(tarfile.TarInfo.__slots__)
 _CAP = 1 << 40

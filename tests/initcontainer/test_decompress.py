@@ -11,18 +11,18 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from corpus import (
-    NonSeekable,
-    reg,
-    tar_bytes,
-)
-from extracting import layout, run_extract
 from isal import isal_zlib
 
 from initcontainer import decompress, formats
 from initcontainer.errors import IntegrityError, PackageError
 from initcontainer.extract import extract
 from initcontainer.install import prepare_staging
+from tests.initcontainer.corpus import (
+    NonSeekable,
+    reg,
+    tar_bytes,
+)
+from tests.initcontainer.extracting import layout, run_extract
 
 
 def test_multi_member_gzip_like_pigz(tmp_path: Path) -> None:

@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-from httpkit import PAYLOAD, check, fetch_all, make_cfg
 
 from initcontainer import contract
 from initcontainer.download import CHUNK_SIZE, PackageStream, open_package
 from initcontainer.errors import IntegrityError, RestartDownload, TransportError
 from initcontainer.log import Logger, Progress
+from tests.initcontainer.httpkit import PAYLOAD, check, fetch_all, make_cfg
 from tests.support.faults import FaultServer, Respond
 from tests.support.nginx import NginxServer, run_nginx
 

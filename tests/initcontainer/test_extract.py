@@ -8,7 +8,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from corpus import (
+
+from initcontainer import contract, formats
+from initcontainer.errors import IntegrityError, PackageError, UnsafeArchiveError
+from initcontainer.extract import extract
+from initcontainer.install import discard, prepare_staging
+from tests.initcontainer.corpus import (
     Case,
     NonSeekable,
     corpus,
@@ -16,12 +21,7 @@ from corpus import (
     sha256_tree,
     tar_bytes,
 )
-from extracting import layout, outside_view, run_extract
-
-from initcontainer import contract, formats
-from initcontainer.errors import IntegrityError, PackageError, UnsafeArchiveError
-from initcontainer.extract import extract
-from initcontainer.install import discard, prepare_staging
+from tests.initcontainer.extracting import layout, outside_view, run_extract
 
 
 def _make_tree(root: Path) -> None:

@@ -10,10 +10,10 @@ import tarfile
 import zipfile
 
 import pytest
-from corpus import reg, tar_bytes, zip_bytes
 
 from initcontainer import contract, formats
 from initcontainer.errors import ConfigError, IntegrityError
+from tests.initcontainer.corpus import reg, tar_bytes, zip_bytes
 
 TAR = tar_bytes([reg("a", b"x")], fmt=tarfile.USTAR_FORMAT)
 

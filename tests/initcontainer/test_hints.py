@@ -11,25 +11,21 @@ import contextlib
 import errno
 import hashlib
 import io
-import json
 import os
 import socket
 import subprocess
-import sys
 import tarfile
 import threading
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from initcontainer import contract, hints
+from tests.support.init_process import Run, run_init
 from tests.support.net import free_port
 from tests.support.nginx import NginxServer, run_nginx
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _tgz(files: dict[str, bytes]) -> bytes:
@@ -55,39 +51,18 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxServer]:
         yield srv
 
 
-class Run:
-    def __init__(self, proc: subprocess.CompletedProcess[str], term: Path) -> None:
-        self.code = proc.returncode
-        self.stderr = proc.stderr
-        self.reason: dict[str, Any] = json.loads(term.read_text()) if term.exists() else {}
-        self.lines = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
-
-    def events(self) -> list[str]:
-        return [line["event"] for line in self.lines]
-
-
 def run(tmp_path: Path, url: str, dest: Path | None = None, **extra: str) -> Run:
-    term = tmp_path / "termination-log"
-    term.unlink(missing_ok=True)
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         contract.ENV_URL: url,
         contract.ENV_DEST: str(dest or tmp_path / "dest"),
-        contract.ENV_TERMINATION_LOG: str(term),
+        contract.ENV_TERMINATION_LOG: str(tmp_path / "termination-log"),
         contract.ENV_CREDENTIALS_DIR: str(tmp_path),  # no credential files: anonymous
         contract.ENV_RETRIES: "1",
         contract.ENV_CONNECT_TIMEOUT: "5",
         **extra,
     }
-    proc = subprocess.run(
-        [sys.executable, "-m", "initcontainer"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return Run(proc, term)
+    return run_init(env, timeout=120)
 
 
 def test_connection_refused_names_port_mesh_policy_and_proxy(tmp_path: Path) -> None:

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from corpus import NonSeekable, reg, tar_bytes
 
 from initcontainer import contract, install
 from initcontainer.errors import LocalIOError
 from initcontainer.extract import extract
 from initcontainer.install import discard, installed_marker, prepare_staging, promote
+from tests.initcontainer.corpus import NonSeekable, reg, tar_bytes
 
 MARKER = {"url": "https://repo.example/pkg.tar.gz", "sha256": "ab" * 32, "bytes": 10, "files": 2}
 

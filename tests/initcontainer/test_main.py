@@ -23,8 +23,20 @@ from corpus import END_OF_ARCHIVE, padded, raw_header
 
 from initcontainer import contract, pax
 from tests.support.faults import FaultServer, Respond
+from tests.support.init_process import Run, run_init
 from tests.support.kubelet_env import container_env
 from tests.support.nginx import NginxServer, run_nginx
+from tests.support.packages import (
+    BIG,
+    PKG_A,
+    SHA_A,
+    SHA_B,
+    assert_package_a,
+    leftovers,
+    make_tgz,
+    visible,
+    write_packages,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -32,30 +44,12 @@ USER, PASSWORD, TOKEN = "deploy", "Pw-9f8e7d6c", "Tk-0a1b2c3d4e"
 QUERY_SECRET = "SIGxyz123secret"
 
 
-def make_tgz(files: dict[str, bytes], prefix: str = "") -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(prefix + name)
-            info.size = len(data)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-BIG = os.urandom(2 * 1024 * 1024)  # incompressible: the .tgz is ~2 MiB, several chunks
-PKG_A = make_tgz({"a.txt": b"package A\n", "common/config.ini": b"[a]\n", "blob.bin": BIG}, prefix="app/")
-PKG_B = make_tgz({"b.txt": b"package B\n", "common/other.ini": b"[b]\n"}, prefix="app/")
-SHA_A = hashlib.sha256(PKG_A).hexdigest()
-SHA_B = hashlib.sha256(PKG_B).hexdigest()
 HTML = b"<!DOCTYPE html><html><head><title>Login required</title></head><body>sign in</body></html>"
 
 
 @pytest.fixture(scope="module")
 def www(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("www")
-    (root / "a.tgz").write_bytes(PKG_A)
-    (root / "b.tgz").write_bytes(PKG_B)
+    root = write_packages(tmp_path_factory.mktemp("www"))
     (root / "truncated.tgz").write_bytes(PKG_A[: len(PKG_A) // 2])
     (root / "error.html").write_bytes(HTML)
     for name, (body, _) in HOSTILE_PAX.items():
@@ -77,22 +71,6 @@ def faults() -> Iterator[FaultServer]:
         yield srv
 
 
-class Run:
-    """Result of one run of the init container."""
-
-    def __init__(self, proc: subprocess.CompletedProcess[str], term: Path) -> None:
-        self.code = proc.returncode
-        self.stderr = proc.stderr
-        self.termination = term.read_text() if term.exists() else ""
-
-    @property
-    def reason(self) -> dict[str, Any]:
-        return dict(json.loads(self.termination))
-
-    def events(self) -> list[str]:
-        return [json.loads(line)["event"] for line in self.stderr.splitlines() if line.startswith("{")]
-
-
 def base_env(tmp_path: Path, url: str, **extra: str) -> dict[str, str]:
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -110,43 +88,7 @@ def base_env(tmp_path: Path, url: str, **extra: str) -> dict[str, str]:
 
 
 def run(env: dict[str, str], timeout: float = 60, argv: list[str] | None = None) -> Run:
-    term = Path(env.get(contract.ENV_TERMINATION_LOG, "/nonexistent"))
-    if term.exists():
-        term.unlink()
-    proc = subprocess.run(
-        argv or [PYTHON, "-m", "initcontainer"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    return Run(proc, term)
-
-
-def visible(dest: Path) -> set[str]:
-    """Files the app sees (marker excluded)."""
-    return {
-        str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file() and p.name != contract.MARKER_NAME
-    }
-
-
-def leftovers(dest: Path) -> list[str]:
-    return (
-        [p.name for p in dest.iterdir() if p.name.startswith(contract.STAGING_PREFIX)]
-        if dest.exists()
-        else []
-    )
-
-
-def assert_package_a(dest: Path) -> None:
-    assert visible(dest) == {"app/a.txt", "app/common/config.ini", "app/blob.bin"}
-    assert (dest / "app/blob.bin").read_bytes() == BIG
-    marker = json.loads((dest / contract.MARKER_NAME).read_text())
-    assert marker["sha256"] == SHA_A
-    assert marker["files"] == 3
-    assert marker["size"] == len(PKG_A)
-    assert leftovers(dest) == []
+    return run_init(env, timeout, argv)
 
 
 def assert_failed_cleanly(r: Run, dest: Path, code: int, reason: str) -> None:

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_oci_pull import marker, pull, tool, tree_of
 
+from tests.initcontainer.test_oci_pull import marker, pull, tool, tree_of
 from tests.support.kube import REPO
 from tests.support.registry import RegistryServer, run_registry
 

@@ -15,7 +15,6 @@ import json
 import os
 import socketserver
 import subprocess
-import sys
 import tarfile
 import threading
 import time
@@ -24,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from corpus import dir_, hard, reg, sym, tar_bytes
 
 from initcontainer import contract
 from initcontainer.config import load_config
@@ -35,7 +33,8 @@ from initcontainer.oci.keyring import RegistryCredential
 from initcontainer.oci.manifest import own_platform
 from initcontainer.oci.source import credential_files
 from initcontainer.transport import Request
-from tests.support.kube import REPO
+from tests.initcontainer.corpus import dir_, hard, reg, sym, tar_bytes
+from tests.support.init_process import Run, run_init
 from tests.support.registry import BlobRedirect, RegistryServer, run_registry
 from webhook.inject import inject
 from webhook.settings import Settings
@@ -45,20 +44,6 @@ FLUX_CONTENT = "application/vnd.cncf.flux.content.v1.tar+gzip"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-class Run:
-    def __init__(self, proc: subprocess.CompletedProcess[str], term: Path) -> None:
-        self.code = proc.returncode
-        self.stderr = proc.stderr
-        self.termination = term.read_text() if term.exists() else ""
-
-    @property
-    def reason(self) -> dict[str, Any]:
-        return dict(json.loads(self.termination))
-
-    def events(self) -> list[str]:
-        return [json.loads(line)["event"] for line in self.stderr.splitlines() if line.startswith("{")]
 
 
 def tool(reg_: RegistryServer, *argv: str, cwd: Path | None = None, user: str | None = None) -> str:
@@ -102,18 +87,7 @@ def pull(
     if reg_.ca is None:
         env[contract.ENV_ALLOW_HTTP] = "true"
     env.update(extra)
-    term = Path(env[contract.ENV_TERMINATION_LOG])
-    if term.exists():
-        term.unlink()
-    proc = subprocess.run(
-        [sys.executable, "-m", "initcontainer"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return Run(proc, term)
+    return run_init(env, timeout=120)
 
 
 def tree_of(root: Path) -> dict[str, str]:
@@ -485,6 +459,22 @@ def push_one(
     return tool(reg_, "oras", "resolve", f"{reg_.host}/{repo}").strip()
 
 
+def push_index(reg_: RegistryServer, tmp_path: Path, ref: str, index: dict[str, Any]) -> None:
+    """Push `index` (an OCI index or Docker manifest list, by its mediaType) as REPO:TAG `ref`."""
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    media_type = index["mediaType"]
+    tool(
+        reg_,
+        "oras",
+        "manifest",
+        "push",
+        "--media-type",
+        media_type,
+        f"{reg_.host}/{ref}",
+        str(tmp_path / "index.json"),
+    )
+
+
 def test_tampered_blob_in_storage(token_registry: RegistryServer, tmp_path: Path) -> None:
     reg_ = token_registry
     digest = push_one(reg_, tmp_path, "evil/blob:v1")
@@ -530,17 +520,7 @@ def test_index_without_our_platform(token_registry: RegistryServer, tmp_path: Pa
             }
         ],
     }
-    (tmp_path / "index.json").write_text(json.dumps(index))
-    tool(
-        reg_,
-        "oras",
-        "manifest",
-        "push",
-        "--media-type",
-        "application/vnd.oci.image.index.v1+json",
-        f"{reg_.host}/multi/arch:index",
-        str(tmp_path / "index.json"),
-    )
+    push_index(reg_, tmp_path, "multi/arch:index", index)
     r = pull(tmp_path, reg_, "multi/arch:index", dockerconfig=reg_.docker_config())
     assert_failed_cleanly(r, tmp_path / "dest", contract.EXIT_INTEGRITY, "(it has: linux/s390x)")
 
@@ -571,17 +551,7 @@ def test_index_resolves_to_our_platform(
     }
     if platform.architecture == "s390x":
         pytest.fail("this test assumes the machine is not s390x")
-    (tmp_path / "index.json").write_text(json.dumps(index))
-    tool(
-        reg_,
-        "oras",
-        "manifest",
-        "push",
-        "--media-type",
-        index_type,
-        f"{reg_.host}/{repo}:multi",
-        str(tmp_path / "index.json"),
-    )
+    push_index(reg_, tmp_path, f"{repo}:multi", index)
     r = pull(tmp_path, reg_, f"{repo}:multi", dockerconfig=reg_.docker_config())
     assert r.code == 0, r.stderr
     assert {p.name for p in (tmp_path / "dest").iterdir()} == {"ours.bin", contract.MARKER_NAME}
@@ -774,15 +744,8 @@ def test_contract_with_the_webhook_and_the_pods_pull_secrets(tmp_path: Path) -> 
                 contract.ENV_TERMINATION_LOG: str(tmp_path / "term"),
             }
         )
-        proc = subprocess.run(
-            [sys.executable, "-m", "initcontainer"],
-            env=env,
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    assert proc.returncode == 0, proc.stderr
+        r = run_init(env, timeout=120)
+    assert r.code == 0, r.stderr
     assert tree_of(tmp_path / "dest") == {f"site/{k}": v for k, v in tree_of(site).items()} | {"site": "d"}
     assert marker(tmp_path / "dest")["manifestDigest"] == digest
 

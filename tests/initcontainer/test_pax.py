@@ -19,10 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from corpus import END_OF_ARCHIVE, dir_, hard, padded, raw_header, reg, sym
-from tarcompare import assert_same, attrs, read_all, read_choppy, reference, value
 
 from initcontainer import formats, pax, untar
+from tests.initcontainer.corpus import END_OF_ARCHIVE, dir_, hard, padded, raw_header, reg, sym
+from tests.initcontainer.tarcompare import assert_same, attrs, read_all, read_choppy, reference, value
 
 ENC = tarfile.ENCODING
 ERR = "surrogateescape"

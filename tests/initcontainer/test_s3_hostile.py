@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from initcontainer import contract
-from tests.initcontainer.test_main import PKG_A, Run, base_env, run
+from tests.initcontainer.test_main import base_env, run
 from tests.support.faults import FaultServer, Respond
+from tests.support.init_process import Run
+from tests.support.packages import PKG_A
 
 KEY_ID, SECRET, TOKEN = (
     "AKIAHOSTILETEST00001",

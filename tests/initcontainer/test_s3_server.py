@@ -22,10 +22,7 @@ KEYS = ["app/pkg.tar.gz", "dir with space/p+q=r&s.tgz", "unicod\u00e9/\u1234.tar
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
-    with run_moto(tmp_path_factory.mktemp("moto")) as server:
-        server.create_bucket("packages")
-        for key in KEYS:
-            server.put_object("packages", key, BODY)
+    with run_moto(tmp_path_factory.mktemp("moto"), {f"packages/{key}": BODY for key in KEYS}) as server:
         yield server
 
 

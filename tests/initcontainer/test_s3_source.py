@@ -17,9 +17,11 @@ from pathlib import Path
 import pytest
 
 from initcontainer import contract
-from tests.initcontainer.test_main import PKG_A, SHA_A, Run, assert_package_a, base_env, leftovers, run
+from tests.initcontainer.test_main import base_env, run
 from tests.support.faultproxy import FaultProxy
+from tests.support.init_process import Run
 from tests.support.nginx import NginxServer, run_nginx
+from tests.support.packages import PKG_A, PKG_B, SHA_A, SHA_B, assert_package_a, leftovers
 from tests.support.s3server import ROLE_ARN, MotoS3, run_moto
 
 BUCKET = "packages"
@@ -30,9 +32,7 @@ JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6ZGVmYXVsdDph
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
-    with run_moto(tmp_path_factory.mktemp("moto")) as server:
-        server.create_bucket(BUCKET)
-        server.put_object(BUCKET, KEY, PKG_A)
+    with run_moto(tmp_path_factory.mktemp("moto"), {f"{BUCKET}/{KEY}": PKG_A}) as server:
         yield server
 
 
@@ -194,7 +194,6 @@ def test_resume_after_a_dropped_connection_is_signed_and_guarded(s3: MotoS3, tmp
 def test_object_replaced_during_the_download_starts_over(s3: MotoS3, tmp_path: Path) -> None:
     # The object changes between the cut and the resume: If-Match makes moto answer 412 (it ignores
     # If-Range), and the download starts over from byte 0 instead of splicing two versions.
-    from tests.initcontainer.test_main import PKG_B, SHA_B
 
     key = "replaced/pkg.tar.gz"
     s3.put_object(BUCKET, key, PKG_A)

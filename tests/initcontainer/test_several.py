@@ -15,37 +15,30 @@ import pytest
 
 from initcontainer import contract
 from initcontainer.several import GRACE_SECONDS
-from tests.initcontainer.test_main import (
-    BIG,
-    PASSWORD,
-    PKG_A,
-    PKG_B,
-    PYTHON,
-    REPO,
-    SHA_A,
-    SHA_B,
-    TOKEN,
-    USER,
-    Run,
-    leftovers,
-    run,
-    visible,
-)
+from tests.initcontainer.test_main import PASSWORD, PYTHON, REPO, TOKEN, USER, run
+from tests.support.init_process import Run
 from tests.support.kubelet_env import container_env
 from tests.support.nginx import NginxServer, run_nginx
+from tests.support.packages import (
+    BIG,
+    FILES_A,
+    FILES_B,
+    PKG_A,
+    PKG_B,
+    SHA_A,
+    SHA_B,
+    leftovers,
+    visible,
+    write_packages,
+)
 from tests.support.s3server import MotoS3, run_moto
 from webhook.inject import inject
 from webhook.settings import Settings
 
-FILES_A = {"app/a.txt", "app/common/config.ini", "app/blob.bin"}
-FILES_B = {"app/b.txt", "app/common/other.ini"}
-
 
 @pytest.fixture(scope="module")
 def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxServer]:
-    root = tmp_path_factory.mktemp("www")
-    (root / "a.tgz").write_bytes(PKG_A)
-    (root / "b.tgz").write_bytes(PKG_B)
+    root = write_packages(tmp_path_factory.mktemp("www"))
     with run_nginx(
         root, tmp_path_factory.mktemp("nginx"), basic_auth=(USER, PASSWORD), bearer_token=TOKEN
     ) as srv:
@@ -246,9 +239,7 @@ def test_sigterm_stops_every_download_at_once_and_leaves_nothing(tmp_path: Path)
 
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
-    with run_moto(tmp_path_factory.mktemp("moto")) as server:
-        server.create_bucket("packages")
-        server.put_object("packages", "models/v7.tgz", PKG_B)
+    with run_moto(tmp_path_factory.mktemp("moto"), {"packages/models/v7.tgz": PKG_B}) as server:
         yield server
 
 

@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
-from httpkit import PASSWORD, PAYLOAD, TOKEN, USER, check, fetch_all, make_cfg
 
 from initcontainer import contract
 from initcontainer.download import CHUNK_SIZE, PackageStream, open_package
 from initcontainer.errors import HTTPClientError, TransportError
 from initcontainer.log import Logger, scrub
 from initcontainer.transport import Auth, Request, Transport, describe, parse_retry_after
+from tests.initcontainer.httpkit import PASSWORD, PAYLOAD, TOKEN, USER, check, fetch_all, make_cfg
 from tests.support.faults import FaultServer, Respond
 from tests.support.nginx import NginxServer
 

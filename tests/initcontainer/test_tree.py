@@ -6,17 +6,16 @@ import os
 import stat
 from pathlib import Path
 
-from corpus import (
+from initcontainer.extract import ExtractStats
+from initcontainer.install import prepare_staging
+from tests.initcontainer.corpus import (
     dir_,
     hard,
     reg,
     sym,
     tar_bytes,
 )
-from extracting import layout, run_extract, tree_summary
-
-from initcontainer.extract import ExtractStats
-from initcontainer.install import prepare_staging
+from tests.initcontainer.extracting import layout, run_extract, tree_summary
 
 
 def test_setuid_sticky_cleared_and_owners_ignored(tmp_path: Path) -> None:

@@ -11,7 +11,12 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from corpus import (
+
+from initcontainer import formats
+from initcontainer.errors import IntegrityError, UnsafeArchiveError
+from initcontainer.extract import Limits, extract
+from initcontainer.install import discard, prepare_staging
+from tests.initcontainer.corpus import (
     NonSeekable,
     compress_bytes,
     dir_,
@@ -20,12 +25,7 @@ from corpus import (
     sym,
     tar_bytes,
 )
-from extracting import layout, run_extract
-
-from initcontainer import formats
-from initcontainer.errors import IntegrityError, UnsafeArchiveError
-from initcontainer.extract import Limits, extract
-from initcontainer.install import discard, prepare_staging
+from tests.initcontainer.extracting import layout, run_extract
 
 
 def test_long_names_pax(tmp_path: Path) -> None:

@@ -7,13 +7,13 @@ import stat
 from pathlib import Path
 
 import pytest
-from corpus import (
+
+from initcontainer.install import prepare_staging
+from tests.initcontainer.corpus import (
     zip_bytes,
     zip_info,
 )
-from extracting import layout, run_extract, tree_summary
-
-from initcontainer.install import prepare_staging
+from tests.initcontainer.extracting import layout, run_extract, tree_summary
 
 
 def test_zip_entry_modes_and_dirs(tmp_path: Path) -> None:

@@ -16,10 +16,10 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from corpus import Case, corpus, dir_, hard, raw_header, reg, sym, tar_bytes
-from tarcompare import ATTRS, assert_same, attrs, read_all, read_choppy, reference, value
 
 from initcontainer import formats, untar, ustar
+from tests.initcontainer.corpus import Case, corpus, dir_, hard, raw_header, reg, sym, tar_bytes
+from tests.initcontainer.tarcompare import ATTRS, assert_same, attrs, read_all, read_choppy, reference, value
 
 
 def check_block(block: bytes, offset: int = 0) -> bool:

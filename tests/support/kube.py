@@ -86,6 +86,13 @@ class Cluster:
         cmd = ["kubectl", f"--kubeconfig={self.kubeconfig}", *args]
         return subprocess.run(cmd, input=input, capture_output=True, text=True, check=check, timeout=60)
 
+    def create_denied(self, namespace: str, manifest: dict[str, Any]) -> str:
+        """`kubectl create` of `manifest`, which an admission webhook must deny: returns kubectl's stderr."""
+        result = self.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(manifest), check=False)
+        assert result.returncode != 0, f"created, not denied: {result.stdout}"
+        assert "denied the request" in result.stderr, result.stderr
+        return result.stderr
+
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """A raw API call: (HTTP status, decoded JSON body)."""
         ctx = ssl.create_default_context(cafile=str(self.ca_file))

@@ -1,8 +1,6 @@
 """moto's S3/IAM/STS server with request signatures checked: a real S3 implementation we did not write.
 
-    with run_moto(tmp_path) as s3:
-        s3.create_bucket("packages")
-        s3.put_object("packages", "app/pkg.tar.gz", data)
+    with run_moto(tmp_path, {"packages/app/pkg.tar.gz": data}) as s3:   # or s3.create_bucket, s3.put_object
         s3.reader        # S3Keys of an IAM user allowed s3:GetObject
         s3.url           # http://127.0.0.1:PORT, the endpoint (path-style)
 
@@ -33,7 +31,7 @@ import re
 import subprocess
 import time
 import urllib.parse
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -262,8 +260,11 @@ def moto_available() -> bool:
 
 
 @contextlib.contextmanager
-def run_moto(workdir: Path) -> Iterator[MotoS3]:
-    """Start moto on 127.0.0.1, create users and role, switch signature checking on; stop at exit."""
+def run_moto(workdir: Path, objects: Mapping[str, bytes] | None = None) -> Iterator[MotoS3]:
+    """Start moto on 127.0.0.1, create users and role, switch signature checking on; stop at exit.
+
+    `objects` ("BUCKET/KEY" -> body) are stored first, their buckets created.
+    """
     if not moto_available():
         raise RuntimeError(f"{MOTO_SERVER} is missing: run `make setup` (scripts/setup.sh installs it)")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -297,6 +298,10 @@ def run_moto(workdir: Path) -> Iterator[MotoS3]:
                 raise RuntimeError("moto_server did not answer within 60 s")
             time.sleep(0.2)
         server._bootstrap()
+        for bucket in dict.fromkeys(path.split("/", 1)[0] for path in objects or {}):
+            server.create_bucket(bucket)
+        for path, body in (objects or {}).items():
+            server.put_object(*path.split("/", 1), body)
         yield server
     finally:
         server.stop()

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from reviews import apply_response, review
 
+from tests.webhook.reviews import apply_response, review
 from webhook import admission
 from webhook.admission import BadReview
 from webhook.inject import inject

@@ -38,9 +38,9 @@ import jsonpatch
 import kubernetes_validate
 import kubernetes_validate.utils
 import pytest
-from reviews import review
 
 from tests.support.webhook import running_webhook
+from tests.webhook.reviews import review
 from webhook.app import BAD_REQUEST_REASONS, answer
 from webhook.inject import Denied, inject
 from webhook.settings import Settings

@@ -18,9 +18,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from reviews import review
 
 from tests.support.webhook import WebhookProcess, running_webhook
+from tests.webhook.reviews import review
 from webhook import limits
 
 URL = "https://files.example.com/site.tar.gz"

@@ -710,7 +710,7 @@ def test_status_with_volumes_that_are_not_a_list_owns_nothing(
 
 
 def _purity_cases(settings: Settings) -> dict[str, dict[str, Any]]:
-    from conftest import build_pod
+    from tests.webhook.conftest import build_pod
 
     injected = inject(build_pod({"package-url": URL}, containers=("app", "log")), settings).pod
     removed = json.loads(json.dumps(injected))
@@ -747,7 +747,7 @@ def test_inject_never_changes_its_input(case: str, settings: Settings) -> None:
 
 
 def _pull_secret_purity_cases() -> dict[str, tuple[dict[str, Any], Settings]]:
-    from conftest import build_pod
+    from tests.webhook.conftest import build_pod
 
     own = {"imagePullSecrets": [{"name": "own"}, {"name": "mirror"}]}
     injected = inject(build_pod({"package-url": URL}, **own), PULL).pod

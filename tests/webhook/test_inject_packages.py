@@ -8,9 +8,9 @@ import json
 from typing import Any
 
 import pytest
-from conftest import PodFactory
 
 from initcontainer import contract
+from tests.webhook.conftest import PodFactory
 from webhook.inject import Denied, inject
 from webhook.settings import Settings
 

@@ -12,8 +12,8 @@ import logging
 from typing import Any
 
 import pytest
-from reviews import review
 
+from tests.webhook.reviews import review
 from webhook import annotations as ann
 from webhook import limits
 from webhook.admission import Outcome

@@ -1,4 +1,5 @@
-"""Structured logs: one JSON object per line with the extra fields, text option, access log off by default."""
+"""Structured logs: one JSON object per line with the extra fields, text option, access log off by default,
+and the real process's startup lines naming each port's true scheme."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from tests.support.runtime import SecretVolume, server_process
+from webhook import certs
 from webhook.logs import MAX_FIELD_CHARS, configure_logging
 
 
@@ -99,3 +103,19 @@ def test_uvicorn_access_log_is_off_by_default_and_json_when_on(stream: io.String
     assert entry["logger"] == "uvicorn.access"
     assert (entry["method"], entry["path"], entry["status"]) == ("POST", "/mutate", 200)
     configure_logging("info", "json", stream=stream)  # restore: access log off
+
+
+def test_the_real_process_logs_each_ports_true_scheme_in_json(tmp_path: Path) -> None:
+    """The admission port's TLS is ours, not uvicorn's: uvicorn alone would log it as http://."""
+    ca = certs.new_ca("test CA", days=1)
+    cert, key = certs.issue(*ca, ["localhost"], ["127.0.0.1"])
+    volume = SecretVolume(tmp_path / "tls")
+    volume.update({"tls.crt": cert, "tls.key": key})
+    with server_process(tmp_path, volume.cert_file, volume.key_file, real_app=True) as server:
+        server.wait_ready()
+        assert server.terminate() == 0
+    entries = [json.loads(line) for line in server.logs().splitlines()]  # every line JSON, or this raises
+    urls = {entry.get("port_name"): entry.get("url") for entry in entries}
+    assert urls["admission"] == f"https://127.0.0.1:{server.port}"
+    assert urls["metrics"] == f"http://127.0.0.1:{server.metrics_port}"
+    assert not [e for e in entries if f"http://127.0.0.1:{server.port}" in str(e["message"])], entries

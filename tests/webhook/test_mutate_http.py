@@ -17,8 +17,8 @@ import httpx
 import pytest
 import uvicorn
 from prometheus_client import CollectorRegistry
-from reviews import apply_response, review
 
+from tests.webhook.reviews import apply_response, review
 from webhook import certs
 from webhook.app import create_app
 from webhook.inject import inject

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import PodFactory
 
 from initcontainer import contract
 from tests.support import admission_chain as chain
 from tests.support.kubelet_env import container_env, expand
+from tests.webhook.conftest import PodFactory
 from webhook.cli import run_inject
 from webhook.inject import CREDENTIALS_VOLUME, Denied, inject, kubelet_escape
 from webhook.settings import Settings

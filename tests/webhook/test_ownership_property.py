@@ -15,10 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import build_pod
 
 from initcontainer import contract
 from tests.support import admission_chain as chain
+from tests.webhook.conftest import build_pod
 from webhook.inject import Denied, inject, our_env_names
 from webhook.settings import Settings
 

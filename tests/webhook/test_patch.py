@@ -9,8 +9,8 @@ from typing import Any
 
 import jsonpatch
 import pytest
-from conftest import PodFactory, build_pod
 
+from tests.webhook.conftest import PodFactory, build_pod
 from webhook.inject import inject
 from webhook.patch import make_patch
 from webhook.settings import Settings
