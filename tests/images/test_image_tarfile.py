@@ -112,7 +112,9 @@ print(sys.version_info[:3], stats.files, stats.symlinks, sorted(p.name for p in 
 """
 
 
-def test_symlink_loops_install_under_the_image_tarfile(engine: Engine, base_image: str, tmp_path: Path) -> None:
+def test_symlink_loops_install_under_the_image_tarfile(
+    engine: Engine, base_image: str, tmp_path: Path
+) -> None:
     """3.13.4+'s data filter resolves links strictly: a loop raised ELOOP, reported as a full volume (exit 7).
 
     A loop points nowhere, so nowhere outside: it installs, as GNU tar and the dev Python install it.

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from corpus import END_OF_ARCHIVE, padded, raw_header
 
 from initcontainer import contract, pax
+from tests.initcontainer.corpus import END_OF_ARCHIVE, padded, raw_header
 from tests.support.faults import FaultServer, Respond
 from tests.support.init_process import Run, run_init
 from tests.support.kubelet_env import container_env
