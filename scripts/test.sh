@@ -23,8 +23,11 @@ runs_cluster() {
 # KUBE_VERSION (default: the newest 1.37.x), the binaries the one-node cluster runs, built once and cached.
 # tests/cluster needs everything of scripts/cluster-assets.sh: built here, before pytest, so a cold build
 # (see docs/development.md) is not counted against the first cluster test's timeout.
+# The cluster is one per machine (tests/cluster/conftest.py holds CLUSTER_LOCK from `up` to `down`): another
+# session's cluster is waited for here too, for the same reason; the fixture still takes the lock itself.
 if runs_cluster "$@"; then
   bash scripts/cluster-assets.sh >/dev/null
+  flock "${CLUSTER_LOCK:-/tmp/package-injector-cluster.lock}" true
 fi
 if [ -z "${E2E_KUBE_BIN:-}" ] || [ -z "${E2E_ETCD:-}" ]; then
   assets="$(bash scripts/cluster-assets.sh --control-plane)"
