@@ -9,12 +9,14 @@ setup:
 demo: setup
 	bash scripts/demo.sh
 
-# tests/cluster (a real one-node cluster, `make e2e`) is not in `make test` yet: 17/17 on 1.37.2 (case 12 passed alone), 17/18 on
-# 1.34.4, where one Pod create during `helm upgrade` got EOF from a draining webhook Pod (its kept-alive
-# connection closed under the apiserver's request; the drain should answer `Connection: close`). A cold
-# cluster build is ~15-20 min on 2 free cores (unmeasured there; ~50 min on a busy one).
+# Every test, as CI runs it (.ci/run): lint; the suite without a cluster; then tests/cluster, which starts a
+# one-node cluster of its own (scripts/cluster.sh: root, one per machine, under a lock), runs Pods on it and
+# stops it. Two pytest runs, so the cluster's daemons never share the 2 cores with the rest of the suite and
+# its lock is held only while it runs. KUBE_VERSION=v1.34.4 make test: the oldest supported version.
+# A cold machine first builds the cluster's binaries from Go modules (docs/development.md: the cost).
 test: setup lint
 	bash scripts/test.sh --ignore=tests/cluster
+	bash scripts/test.sh tests/cluster
 
 lint: setup
 	.venv/bin/ruff check webhook initcontainer tests bench
@@ -47,7 +49,8 @@ cluster: setup
 cluster-down:
 	bash scripts/cluster.sh down
 
-# Only the suite that runs Pods on that cluster (it starts and stops its own): KUBE_VERSION=v1.34.4 make e2e
+# Only the suite that runs Pods on that cluster (the last part of `make test`; it starts and stops its own):
+# KUBE_VERSION=v1.34.4 make e2e
 e2e: setup
 	bash scripts/test.sh tests/cluster
 

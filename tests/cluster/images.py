@@ -37,7 +37,10 @@ def refs() -> set[str]:
 def derive(src: str, dest: str, label: str, workdir: Path) -> None:
     """Store `dest`: image `src` with one more config label (`label`=`dest`), hence another image ID."""
     exported, out = workdir / "src.tar", workdir / "dest.tar"
-    ctr("images", "export", "--platform", "linux/amd64", str(exported), src)
+    # --local: in this process. Through containerd's transfer service (ctr's default) a goroutine copies the
+    # stream into the file and ctr exits when the transfer ends, not when that copy does: under load the
+    # tail was lost, exit status 0 (a 1.34.4 run: the tar ended inside its last member, `oci-layout`).
+    ctr("images", "export", "--local", "--platform", "linux/amd64", str(exported), src)
     blobs: dict[str, bytes] = {}
     with tarfile.open(exported) as tar:
         for member in tar.getmembers():
