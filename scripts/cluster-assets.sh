@@ -38,6 +38,9 @@ log() { echo "cluster-assets: $*" >&2; }
 export GOFLAGS="-mod=mod -buildvcs=false"
 export CGO_ENABLED=0
 export GOTOOLCHAIN=local
+# A Go new enough to build these (the one on PATH, or a pinned toolchain fetched once: scripts/go.sh).
+PATH="$(bash "$ROOT/scripts/go.sh"):$PATH"
+export PATH
 
 install_apt() {
   local missing=() p
@@ -261,7 +264,6 @@ fi
 # --control-plane: what the apiserver-level tests (tests/support/kube.py) start, and nothing else: no apt
 # packages (all three are pure Go, CGO_ENABLED=0), no images, no node. Same cache, same binaries as `main`.
 control_plane() {
-  command -v go >/dev/null || { log "go (1.24 or newer) is needed to build the control plane: install it first"; exit 2; }
   mkdir -p "$C"
   KUBE_VERSION="${KUBE_VERSION:-$(newest_kube)}"
   [ -n "$KUBE_VERSION" ] || { log "could not list k8s.io/kubernetes versions"; exit 1; }

@@ -13,7 +13,7 @@ mkdir -p "$BIN"
 build() { # NAME VERSION MODULE-PATH
   local name=$1 version=$2 pkg=$3 dir="$CACHE/$1-$2"
   if [ ! -x "$dir/$name" ]; then
-    command -v go >/dev/null || { echo "oci-tools: go is needed to build $name $version" >&2; exit 2; }
+    PATH="$(bash "$(dirname "${BASH_SOURCE[0]}")/go.sh"):$PATH"  # Go >= 1.24, fetched once if missing
     echo "oci-tools: go install $pkg@$version" >&2
     mkdir -p "$dir.tmp"
     GOBIN="$dir.tmp" CGO_ENABLED=0 GOFLAGS=-trimpath go install "$pkg@$version" >&2
