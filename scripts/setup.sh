@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   nginx-light        # real HTTP server for downloads: auth, Range/206, If-Range
   curl               # baseline of the seed's download method
+  ca-certificates    # curl's https to the Go module proxy (scripts/go.sh); curl only recommends it
   openssl            # test certificates for nginx
   zstd               # makes .tar.zst fixtures
   zip                # makes zip fixtures with the real zip tool
