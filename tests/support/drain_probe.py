@@ -18,23 +18,21 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import secrets
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from tests.e2e.conftest import _wait_until_active, namespace_for, pod, webhook_configuration
 from tests.support.kube import running_cluster
-from tests.support.net import free_port, wait_http_ok
+from tests.support.webhook import WebhookProcess, running_webhook
 from webhook import certs
 
 SERVICE_PORT = 18443
+DRAIN = {"PACKAGE_INJECTOR_SHUTDOWN_DELAY": "5"}  # the chart's shutdownDelaySeconds
 WORKERS = 24
 
 
@@ -49,31 +47,8 @@ def point_service_at(port: int) -> None:
     subprocess.run(["iptables", "-t", "nat", *where, *match, *target], check=True)
 
 
-@contextmanager
-def webhook_pod(workdir: Path, ca: tuple[bytes, bytes]) -> Iterator[tuple[subprocess.Popen[bytes], int, str]]:
-    """`package-injector serve` with the chart's drain settings; yields (process, port, CA bundle)."""
-    workdir.mkdir(parents=True)
-    bundle = certs.generate("package-injector", "e2e", ips=["127.0.0.1"], dns=["localhost"], ca=ca)
-    certs.write_bundle(bundle, workdir)
-    port, metrics_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "PACKAGE_INJECTOR_HOST": "127.0.0.1",
-        "PACKAGE_INJECTOR_PORT": str(port),
-        "PACKAGE_INJECTOR_METRICS_PORT": str(metrics_port),
-        "PACKAGE_INJECTOR_TLS_CERT_FILE": str(workdir / certs.TLS_CERT),
-        "PACKAGE_INJECTOR_TLS_KEY_FILE": str(workdir / certs.TLS_KEY),
-        "PACKAGE_INJECTOR_SHUTDOWN_DELAY": "5",  # the chart's shutdownDelaySeconds
-    }
-    with (workdir / "webhook.log").open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "webhook", "serve"], env=env, stdout=log, stderr=log)
-    try:
-        wait_http_ok(f"http://127.0.0.1:{metrics_port}/readyz", timeout=30, alive=lambda: proc.poll() is None)
-        yield proc, port, bundle.ca_bundle_b64
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+def _port(webhook: WebhookProcess) -> int:
+    return int(webhook.url.rsplit(":", 1)[1])
 
 
 def reviews(log: Path, after: str = "") -> int:
@@ -87,12 +62,12 @@ def main(workdir: Path) -> dict[str, Any]:
     ca = certs.new_ca("drain test CA", 30)
     with (
         running_cluster(workdir / "kube") as cluster,
-        webhook_pod(workdir / "old", ca) as (old, old_port, ca_bundle),
-        webhook_pod(workdir / "new", ca) as (new, new_port, _),
+        running_webhook(workdir / "old", DRAIN, ca=ca) as old,
+        running_webhook(workdir / "new", DRAIN, ca=ca) as new,
     ):
-        point_service_at(old_port)
+        point_service_at(_port(old))
         label = f"drain-{secrets.token_hex(3)}"
-        mwc = webhook_configuration("a-drain", f"https://127.0.0.1:{SERVICE_PORT}", ca_bundle, label)
+        mwc = webhook_configuration("a-drain", f"https://127.0.0.1:{SERVICE_PORT}", old.ca_bundle_b64, label)
         status, body = cluster.request(
             "POST", "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations", mwc
         )
@@ -123,15 +98,15 @@ def main(workdir: Path) -> dict[str, Any]:
             thread.start()
         time.sleep(10)  # steady state: the apiserver holds kept-alive connections to the old Pod
         before = next(creates)
-        old.send_signal(15)
-        point_service_at(new_port)
-        exit_code = old.wait(timeout=60)
+        old.proc.send_signal(15)
+        point_service_at(_port(new))
+        exit_code = old.proc.wait(timeout=60)
         time.sleep(3)
         stop.set()
         for thread in threads:
             thread.join(timeout=30)
-        new.terminate()
-        new.wait(timeout=40)
+        new.proc.terminate()
+        new.proc.wait(timeout=40)
         return {
             "old_exit": exit_code,
             "creates_during_rollout": next(creates) - before,

@@ -31,12 +31,18 @@ class WebhookProcess:
 
 @contextlib.contextmanager
 def running_webhook(
-    workdir: Path, settings_env: Mapping[str, str] | None = None, command: Sequence[str] | None = None
+    workdir: Path,
+    settings_env: Mapping[str, str] | None = None,
+    command: Sequence[str] | None = None,
+    *,
+    ca: tuple[bytes, bytes] | None = None,
 ) -> Iterator[WebhookProcess]:
     """Start `package-injector serve` (or `command`, e.g. the benchmarks' server) with a fresh certificate
-    for 127.0.0.1, wait until /readyz answers, and stop it on exit."""
+    for 127.0.0.1 (signed by `ca`, e.g. one shared by an old and a new Pod; else a CA of its own), wait
+    until /readyz answers, and stop it on exit."""
     tls_dir = workdir / "tls"
-    bundle = certs.generate("package-injector", "e2e", ips=["127.0.0.1"], dns=["localhost"])
+    workdir.mkdir(parents=True, exist_ok=True)
+    bundle = certs.generate("package-injector", "e2e", ips=["127.0.0.1"], dns=["localhost"], ca=ca)
     certs.write_bundle(bundle, tls_dir)
     port, metrics_port = free_port(), free_port()
     env = {
